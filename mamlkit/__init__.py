@@ -1,0 +1,73 @@
+"""mamlkit: where ``.train()`` and ``.eval()`` belong in MAML, shown by experiment.
+
+``import mamlkit as mk`` gives the public API used by the notebooks::
+
+    data = mk.load_dataset("glyphs")
+    sampler = mk.TaskSampler(data["train"], n_way=5, k_shot=1, n_query=5, seed=0)
+    model = mk.build_model(mk.ModelConfig(norm="bn"))
+    trained = mk.meta_train(model, sampler, mk.TrainConfig(iterations=100))
+    result = mk.meta_test(trained.model, mk.TaskSampler(data["test"], seed=1), "transductive", n_tasks=100)
+
+Plots and widgets are modules of their own (``mamlkit.plots``, ``mamlkit.widgets``).
+"""
+
+from mamlkit.adapt import (
+    History,
+    MetaTrained,
+    TrainConfig,
+    accuracy,
+    adapt_and_predict,
+    adapt_and_predict_many,
+    meta_train,
+    predict_query,
+    task_loss,
+)
+from mamlkit.cache import default_cache_dir
+from mamlkit.data import DATASETS, ClassSplit, DataError, FewShotDataset, load_dataset
+from mamlkit.data.sinusoid import SinusoidSampler
+from mamlkit.evaluate import (
+    EvalResult,
+    PairedDifference,
+    confidence_interval,
+    evaluate_trained,
+    meta_test,
+    meta_test_placements,
+    paired_difference,
+    placement_table,
+    tasks_needed,
+)
+from mamlkit.experiment import PRESETS, Experiment, PlacementResults, get_meta_trained, preset, run_placements
+from mamlkit.models import MLP, Conv4, ModelConfig, build_model, default_device
+from mamlkit.modes import (
+    bn_eval_mode,
+    bn_stats_untouched,
+    bn_train_mode,
+    eval_mode,
+    get_modes,
+    mode,
+    norm_report,
+    preserved_bn_stats,
+    reset_bn_stats,
+    restore_bn_stats,
+    restore_modes,
+    set_norm_mode,
+    snapshot_bn_stats,
+    train_mode,
+)
+from mamlkit.norms import NORMS, ConfigError, make_norm
+from mamlkit.placements import (
+    PLACEMENTS,
+    TRAIN_PLACEMENTS,
+    Placement,
+    TrainPlacement,
+    custom_placement,
+    describe_placements,
+    get_placement,
+    get_train_placement,
+)
+from mamlkit.table import Table
+from mamlkit.tasks import Task, TaskSampler
+
+__version__ = "0.1.0"
+
+__all__ = [name for name in dir() if not name.startswith("_")]

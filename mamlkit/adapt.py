@@ -1,0 +1,299 @@
+"""The inner loop, the meta-training loop and meta-test prediction, written with ``higher``.
+
+Meta-training (MAML): for each task, ``higher.innerloop_ctx`` makes a patched copy of the model
+whose fast weights start AS the model's parameters (``copy_initial_weights=False``: with the
+default ``True`` no meta-gradient would reach the model). A few differentiable SGD steps on the
+support set adapt them; the query loss of the adapted weights is back-propagated through those
+steps into the model's parameters, and an Adam step updates them.
+
+What happens to BatchNorm running statistics: ``higher`` gives the patched model detached COPIES of
+the model's buffers, so nothing done inside the context reaches the model's own running statistics.
+``meta_train`` keeps that behaviour (``running_stats="copies"``) and also records the statistics
+that writing each task's updates back would have given (``collected_stats``), without letting them
+influence training. ``running_stats="write_back"`` really writes them back, as libraries whose
+clones share buffers (learn2learn) do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import higher
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
+from mamlkit.norms import ConfigError, is_batchnorm
+from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement
+from mamlkit.progress import progress_bar
+from mamlkit.tasks import Task, TaskSampler
+
+
+def task_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for class labels, mean squared error for real-valued targets."""
+    if target.dtype.is_floating_point:
+        return F.mse_loss(output, target)
+    return F.cross_entropy(output, target)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of correct predictions."""
+    return (logits.argmax(dim=-1) == labels).float().mean().item()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-training settings: part of the cache key of a meta-trained model.
+
+    Attributes:
+        iterations: outer (meta) updates.
+        meta_batch: tasks per outer update.
+        inner_steps: SGD steps on the support set per task.
+        inner_lr: inner-loop SGD learning rate.
+        outer_lr: Adam learning rate of the meta-update.
+        first_order: drop second-order terms (FOMAML) instead of back-propagating through the steps.
+        placement: meta-training placement name (see ``mamlkit.placements.TRAIN_PLACEMENTS``).
+        running_stats: ``"copies"`` (higher's behaviour) or ``"write_back"``.
+        seed: initial weights and training tasks.
+    """
+
+    iterations: int = 300
+    meta_batch: int = 4
+    inner_steps: int = 5
+    inner_lr: float = 0.4
+    outer_lr: float = 1e-3
+    first_order: bool = False
+    placement: str = "standard"
+    running_stats: str = "copies"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        get_train_placement(self.placement)
+        if self.running_stats not in ("copies", "write_back"):
+            raise ConfigError(f"running_stats must be 'copies' or 'write_back', got {self.running_stats!r}")
+        for name in ("iterations", "meta_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.inner_steps < 0:
+            raise ConfigError(f"inner_steps must be 0 or more, got {self.inner_steps}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class History:
+    """What meta-training did: per iteration, the mean query loss and accuracy of its meta-batch."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"loss": list(self.loss), "accuracy": list(self.accuracy), "seconds": float(self.seconds)}
+
+
+def _accumulate_written_back(shadow: StatsSnapshot, before: StatsSnapshot, after: StatsSnapshot,
+                             momenta: dict[str, float]) -> None:
+    """Update ``shadow`` as if the copy's statistics had started from it instead of from ``before``.
+
+    A BatchNorm update is ``r <- (1 - m) r + m * batch_stat``. After ``k`` updates the start value
+    survives only as ``(1 - m)^k r0`` and the batch statistics do not depend on it (train mode
+    never reads running statistics), so the written-back value is
+    ``after + (1 - m)^k (shadow - before)``, exactly.
+    """
+    for key in list(shadow):
+        layer, buf = key.rsplit(".", 1)
+        if buf == "num_batches_tracked":
+            continue
+        k = int(after[f"{layer}.num_batches_tracked"] - before[f"{layer}.num_batches_tracked"])
+        keep = (1.0 - momenta[layer]) ** k
+        shadow[key] = after[key] + keep * (shadow[key] - before[key])
+    for key in list(shadow):
+        if key.endswith("num_batches_tracked"):
+            shadow[key] = shadow[key] + (after[key] - before[key])
+
+
+def _bn_momenta(model: nn.Module) -> dict[str, float]:
+    momenta = {}
+    for name, m in model.named_modules():
+        if is_batchnorm(m) and m.track_running_stats:
+            if m.momentum is None:
+                raise ConfigError(
+                    f"BatchNorm layer {name!r} uses a cumulative average (momentum=None); "
+                    "give it a momentum (e.g. 0.1) to meta-train with mamlkit"
+                )
+            momenta[name] = float(m.momentum)
+    return momenta
+
+
+@dataclass
+class MetaTrained:
+    """A meta-trained model with what is needed to evaluate every placement on it.
+
+    Attributes:
+        model: the meta-trained model; its running statistics are whatever meta-training left in
+            it (untouched with ``running_stats="copies"``).
+        collected_stats: running statistics as if each task's updates had been written back.
+        history: losses and accuracies during meta-training.
+        config: the configuration it was trained with (a plain dict, the cache key's content).
+    """
+
+    model: nn.Module
+    collected_stats: StatsSnapshot
+    history: History
+    config: dict
+
+
+def meta_train(
+    model: nn.Module,
+    sampler: TaskSampler,
+    config: TrainConfig = TrainConfig(),
+    progress: bool = True,
+) -> MetaTrained:
+    """Meta-train ``model`` in place with MAML on tasks from ``sampler``.
+
+    Training task ``i`` of iteration ``t`` is ``sampler.task(t * meta_batch + i)``, so the same
+    sampler seed and config give the same run.
+    """
+    placement = get_train_placement(config.placement)
+    device = next(model.parameters()).device
+    torch.manual_seed(config.seed)
+    inner_opt = torch.optim.SGD(model.parameters(), lr=config.inner_lr)
+    outer_opt = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    momenta = _bn_momenta(model)
+    collected = snapshot_bn_stats(model)
+    history = History()
+    start = time.perf_counter()
+    bar = progress_bar(range(config.iterations), desc=f"meta-training ({placement.name})", enabled=progress)
+    for iteration in bar:
+        outer_opt.zero_grad(set_to_none=True)
+        losses, accs = [], []
+        for task in sampler.batch(iteration * config.meta_batch, config.meta_batch):
+            task = task.to(device)
+            loss, acc = _meta_train_task(model, task, inner_opt, placement, config, momenta, collected)
+            losses.append(loss)
+            accs.append(acc)
+        outer_opt.step()
+        history.loss.append(sum(losses) / len(losses))
+        history.accuracy.append(sum(accs) / len(accs))
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{history.loss[-1]:.3f}", acc=f"{history.accuracy[-1]:.2f}", refresh=False)
+    history.seconds = time.perf_counter() - start
+    return MetaTrained(model, collected, history, {"train": config.as_dict()})
+
+
+def _meta_train_task(
+    model: nn.Module,
+    task: Task,
+    inner_opt: torch.optim.Optimizer,
+    placement: TrainPlacement,
+    config: TrainConfig,
+    momenta: dict[str, float],
+    collected: StatsSnapshot,
+) -> tuple[float, float]:
+    """One task's contribution to the meta-gradient (accumulated in the model's ``.grad``)."""
+    second_order = not config.first_order
+    with higher.innerloop_ctx(
+        model, inner_opt, copy_initial_weights=False, track_higher_grads=second_order
+    ) as (fmodel, diffopt):
+        before = snapshot_bn_stats(fmodel)
+        fmodel.train(placement.adapt_mode == "train")
+        for _ in range(config.inner_steps):
+            diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+        fmodel.train(placement.query_mode == "train")
+        logits = fmodel(task.query_x)
+        query_loss = task_loss(logits, task.query_y) / config.meta_batch
+        if second_order:
+            query_loss.backward()
+        else:
+            # First order: the fast weights were detached at every step, so the query gradient
+            # at the adapted weights is applied to the initial weights as it is (FOMAML).
+            grads = torch.autograd.grad(query_loss, list(fmodel.parameters()), allow_unused=True)
+            for p, g in zip(model.parameters(), grads):
+                if g is not None:
+                    p.grad = g.detach() if p.grad is None else p.grad + g.detach()
+        after = snapshot_bn_stats(fmodel)
+        _accumulate_written_back(collected, before, after, momenta)
+        if config.running_stats == "write_back":
+            with torch.no_grad():
+                patched = dict(fmodel.named_buffers())
+                for name, buf in model.named_buffers():
+                    buf.copy_(patched[name])
+        acc = accuracy(logits, task.query_y) if not task.query_y.dtype.is_floating_point else float("nan")
+    return query_loss.item() * config.meta_batch, acc
+
+
+def adapt_and_predict(
+    model: nn.Module,
+    task: Task,
+    placement: str | Placement,
+    inner_steps: int = 10,
+    inner_lr: float = 0.4,
+) -> torch.Tensor:
+    """Adapt a copy of ``model`` to ``task``'s support set and predict its query set.
+
+    The model itself is not changed: parameters and buffers are copied by ``higher``
+    (``copy_initial_weights=True``), and the patched copy's modes are set, not the model's.
+    Running statistics are the model's own: load collected ones first for ``stats="collected"``.
+
+    Returns:
+        Query outputs in the order of ``task.query_x``.
+    """
+    placement = get_placement(placement)
+    return adapt_and_predict_many(model, task, [placement], inner_steps, inner_lr)[placement.name]
+
+
+def adapt_and_predict_many(
+    model: nn.Module,
+    task: Task,
+    placements: list[Placement],
+    inner_steps: int = 10,
+    inner_lr: float = 0.4,
+) -> dict[str, torch.Tensor]:
+    """``adapt_and_predict`` for several placements that share an adaptation mode, adapting once.
+
+    All placements must have the same ``adapt_mode`` (their ``stats`` are not looked at: the
+    model's current running statistics are used). The fast weights after adaptation are the same
+    for all of them, so the support steps run once; then every placement predicts the query set
+    from the same adapted copy. Eval-mode predictions run first: they read the copy's running
+    statistics, which train-mode predictions would move (train mode never reads them), so the
+    outputs are exactly those of separate runs.
+    """
+    modes = {p.adapt_mode for p in placements}
+    if len(modes) != 1:
+        raise ConfigError(f"placements must share their adapt mode to be adapted once, got {sorted(modes)}")
+    inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
+    outputs: dict[str, torch.Tensor] = {}
+    with higher.innerloop_ctx(
+        model, inner_opt, copy_initial_weights=True, track_higher_grads=False
+    ) as (fmodel, diffopt):
+        fmodel.train(modes.pop() == "train")
+        for _ in range(inner_steps):
+            diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+        with torch.no_grad():
+            for p in sorted(placements, key=lambda p: p.query_mode == "train"):
+                fmodel.train(p.query_mode == "train")
+                outputs[p.name] = predict_query(fmodel, task, p.presentation)
+    return outputs
+
+
+def predict_query(model: nn.Module, task: Task, presentation: str) -> torch.Tensor:
+    """Outputs for the query set presented as one batch, one example or one class at a time."""
+    x = task.query_x
+    if presentation == "batch":
+        return model(x)
+    if presentation == "one_at_a_time":
+        return torch.cat([model(x[i : i + 1]) for i in range(x.shape[0])])
+    if presentation == "one_class_at_a_time":
+        out = None
+        for label in torch.unique(task.query_y):
+            mask = task.query_y == label
+            part = model(x[mask])
+            if out is None:
+                out = part.new_empty((x.shape[0], *part.shape[1:]))
+            out[mask] = part
+        return out
+    raise ConfigError(f"unknown query presentation {presentation!r}")

@@ -1,0 +1,109 @@
+"""Meta-trained models, stored on disk under a key made from their full configuration.
+
+A notebook or the CLI asks for "the model meta-trained with this configuration"; the first time it
+is trained by ``mamlkit``'s own code and saved, afterwards it is loaded. The key is a hash of the
+configuration (data fingerprint, task shape, model, training settings, format version) and the
+stored file also holds the configuration itself, which is compared on load: a file is never
+served for a configuration other than its own. Files are written atomically (temporary file, then
+rename) and loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from mamlkit.adapt import History, MetaTrained
+
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$MAMLKIT_CACHE``, else ``data/cache`` in a source checkout, else ``~/.cache/mamlkit``."""
+    env = os.environ.get("MAMLKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+        return checkout / "data" / "cache"
+    return Path.home() / ".cache" / "mamlkit"
+
+
+def config_key(config: dict) -> str:
+    """A short stable hash of a JSON-serialisable configuration."""
+    text = json.dumps({"format": FORMAT_VERSION, **config}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def tensor_fingerprint(*tensors: torch.Tensor) -> str:
+    """A hash of tensor contents (used to key models by the exact data they were trained on)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+class CacheError(RuntimeError):
+    """A cache file does not match the configuration asked for, or cannot be read."""
+
+
+def save_trained(trained: MetaTrained, path: Path) -> Path:
+    """Write a meta-trained model atomically: a reader sees the old file, the new one, or none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT_VERSION,
+        "config": json.dumps(trained.config, sort_keys=True),
+        "state_dict": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()},
+        "collected_stats": {k: v.detach().cpu() for k, v in trained.collected_stats.items()},
+        "history": trained.history.as_dict(),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTrained:
+    """Load a saved model into ``model`` (built for ``config``), checking it is the same config.
+
+    Raises:
+        CacheError: unreadable file, or a file saved for a different configuration or architecture.
+    """
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or truncated file, or not a torch file at all
+        raise CacheError(f"cannot read cached model {path}: {exc}; delete it to retrain") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise CacheError(f"{path} is not a mamlkit cache file of format {FORMAT_VERSION}; delete it to retrain")
+    stored = json.loads(payload["config"])
+    if stored != json.loads(json.dumps(config, sort_keys=True)):
+        raise CacheError(f"{path} was saved for another configuration; refusing to use it")
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CacheError(f"{path} holds weights of another architecture: {exc}") from exc
+    device = next(model.parameters()).device
+    collected = {k: v.to(device) for k, v in payload["collected_stats"].items()}
+    h = payload["history"]
+    history = History(list(h["loss"]), list(h["accuracy"]), float(h["seconds"]))
+    return MetaTrained(model, collected, history, stored)
+
+
+def cached_path(config: dict, cache_dir: Path | None = None) -> Path:
+    """Where the model for ``config`` is (or would be) stored."""
+    return Path(cache_dir or default_cache_dir()) / f"maml-{config_key(config)}.pt"

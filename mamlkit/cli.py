@@ -1,0 +1,141 @@
+"""Command line: ``python -m mamlkit placements`` reproduces the placement table.
+
+Examples::
+
+    python -m mamlkit placements --dataset glyphs
+    python -m mamlkit placements --dataset omniglot --data-dir ../shared/data/omniglot
+    python -m mamlkit placements --quick
+    python -m mamlkit describe
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from mamlkit.data.base import DataError
+from mamlkit.norms import NORMS, ConfigError
+from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mamlkit",
+        description="Where .train() and .eval() belong in MAML, measured.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "placements",
+        help="meta-train (or load from the cache) and print the placement table with 95%% intervals",
+        description="Meta-train MAML (or load the model from the cache) under each meta-training placement, "
+        "meta-test every placement on the same tasks, print the table with 95%% intervals and write a chart.",
+        epilog=describe_placements(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"],
+                   help="glyphs: offline procedural default; omniglot: real data from --data-dir")
+    p.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
+    p.add_argument("--quick", action="store_true", help="small configuration for tests (about a minute)")
+    p.add_argument("--preset", choices=["quick", "lesson", "full"], default=None,
+                   help="named configuration (default: full; --quick is --preset quick)")
+    p.add_argument("--iterations", type=_positive, help="meta-training iterations")
+    p.add_argument("--tasks", type=_positive, help="meta-test tasks per placement (default 600)")
+    p.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
+    p.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+    p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn)")
+    p.add_argument("--seed", type=int, help="meta-training seed (weights and tasks)")
+    p.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
+                   help="meta-training placements (columns)")
+    p.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=list(PLACEMENTS),
+                   help="meta-test placements (rows)")
+    p.add_argument("--out", default="results", help="folder for the chart, table and JSON (default: results/)")
+    p.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub.add_parser("describe", help="list the placements and normalisations with one line each")
+    return parser
+
+
+def _experiment(args: argparse.Namespace):
+    from mamlkit.experiment import preset
+
+    name = "quick" if args.quick else (args.preset or "full")
+    changes: dict = {"dataset": args.dataset}
+    if args.data_dir:
+        changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    if args.tasks:
+        changes["test_tasks"] = args.tasks
+    if args.n_way:
+        changes["n_way"] = args.n_way
+    if args.k_shot:
+        changes["k_shot"] = args.k_shot
+    train = {}
+    if args.iterations:
+        train["iterations"] = args.iterations
+    if args.seed is not None:
+        train["seed"] = args.seed
+    if train:
+        changes["train"] = train
+    if args.norm:
+        changes["model"] = {"norm": args.norm}
+    return preset(name, **changes)
+
+
+def run_placements_command(args: argparse.Namespace) -> int:
+    from mamlkit.experiment import run_placements
+
+    if args.dataset == "omniglot" and not args.data_dir:
+        raise DataError("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)")
+    exp = _experiment(args)
+    begin = time.perf_counter()
+    res = run_placements(exp, args.trainings, args.placements, progress=not args.no_progress,
+                         cache=not args.no_cache)
+    wall = time.perf_counter() - begin
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"placements-{exp.dataset}"
+    table = res.table()
+    print(table)
+    for training, seconds in res.train_seconds.items():
+        print(f"meta-training {training}: {seconds:.0f} s (0 s of it now if loaded from the cache)")
+    print(f"meta-test: {res.test_seconds:.0f} s; total wall time {wall:.0f} s")
+    res.chart(out / f"{stem}.png")
+    (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
+    res.save_json(out / f"{stem}.json")
+    print(f"wrote {out / (stem + '.png')}, {stem}.md and {stem}.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    threads = os.environ.get("MAMLKIT_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    try:
+        if args.command == "describe":
+            print(describe_placements())
+            print("normalisations:")
+            for name, text in NORMS.items():
+                print(f"  {name:<26} {text}")
+            return 0
+        return run_placements_command(args)
+    except (DataError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,250 @@
+"""Meta-test: accuracy over many tasks with a 95% confidence interval, comparisons and tables.
+
+The interval is the one reported by Finn et al. 2017: ``1.96 * std / sqrt(N)`` over the per-task
+accuracies of N tasks (``std`` is numpy's population standard deviation, as in the original code).
+It shrinks as ``1 / sqrt(N)``: four times the tasks halve it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
+from mamlkit.modes import StatsSnapshot, preserved_bn_stats, reset_bn_stats, restore_bn_stats
+from mamlkit.norms import ConfigError
+from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, Placement, get_placement
+from mamlkit.progress import progress_bar
+from mamlkit.table import Table
+from mamlkit.tasks import TaskSampler
+
+Z_95 = 1.96
+
+
+def confidence_interval(values: Iterable[float], z: float = Z_95) -> tuple[float, float]:
+    """Mean and half-width ``z * std / sqrt(N)`` of the values."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("no values: a confidence interval needs at least one task")
+    return float(arr.mean()), float(z * arr.std() / math.sqrt(arr.size))
+
+
+def tasks_needed(std: float, half_width: float, z: float = Z_95) -> int:
+    """How many tasks make the interval ``z * std / sqrt(N)`` at most ``half_width`` wide."""
+    if half_width <= 0:
+        raise ValueError("half_width must be positive")
+    return max(1, math.ceil((z * std / half_width) ** 2))
+
+
+@dataclass
+class EvalResult:
+    """Per-task results of one placement on one model.
+
+    Attributes:
+        name: the placement (or any label).
+        values: one value per task: accuracy in [0, 1] for classification, MSE for regression.
+        metric: ``"accuracy"`` or ``"mse"``.
+        seconds: wall time of the evaluation.
+        task_indices: the sampler index of each task (for paired comparisons).
+    """
+
+    name: str
+    values: np.ndarray
+    metric: str = "accuracy"
+    seconds: float = 0.0
+    task_indices: tuple[int, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.mean())
+
+    @property
+    def ci95(self) -> float:
+        """Half-width of the 95% interval."""
+        return confidence_interval(self.values)[1]
+
+    @property
+    def scale(self) -> float:
+        return 100.0 if self.metric == "accuracy" else 1.0
+
+    def formatted(self) -> str:
+        """E.g. ``"87.0 ± 1.1"`` (percent for accuracy)."""
+        digits = 1 if self.metric == "accuracy" else 3
+        return f"{self.mean * self.scale:.{digits}f} ± {self.ci95 * self.scale:.{digits}f}"
+
+    def __str__(self) -> str:
+        unit = "%" if self.metric == "accuracy" else " MSE"
+        return f"{self.name}: {self.formatted()}{unit} over {self.n} tasks"
+
+
+@dataclass
+class PairedDifference:
+    """Difference ``a - b`` measured on the same tasks, with its 95% interval."""
+
+    a: str
+    b: str
+    mean: float
+    ci95: float
+    n: int
+    a_wins: int
+    b_wins: int
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes zero."""
+        return abs(self.mean) > self.ci95
+
+    def __str__(self) -> str:
+        return (
+            f"{self.a} - {self.b}: {100 * self.mean:+.1f} ± {100 * self.ci95:.1f} points over {self.n} paired "
+            f"tasks ({self.a} better on {self.a_wins}, {self.b} on {self.b_wins})"
+        )
+
+
+def paired_difference(a: EvalResult, b: EvalResult) -> PairedDifference:
+    """Compare two placements task by task (they must have been run on the same tasks)."""
+    if a.task_indices != b.task_indices:
+        raise ValueError("a paired comparison needs both results measured on the same tasks (same sampler and count)")
+    diff = a.values - b.values
+    mean, half = confidence_interval(diff)
+    return PairedDifference(a.name, b.name, mean, half, int(diff.size), int((diff > 0).sum()), int((diff < 0).sum()))
+
+
+def meta_test(
+    model: nn.Module,
+    sampler: TaskSampler,
+    placement: str | Placement = "transductive",
+    n_tasks: int = 600,
+    inner_steps: int = 10,
+    inner_lr: float = 0.4,
+    collected_stats: StatsSnapshot | None = None,
+    start: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Adapt to and evaluate ``n_tasks`` tasks from ``sampler`` under one placement.
+
+    The model is left exactly as it was: parameters, running statistics and modes.
+
+    Args:
+        model: a meta-trained model.
+        sampler: meta-test tasks (task ``start + i`` for ``i < n_tasks``).
+        placement: a placement name or object (see ``mamlkit.placements.PLACEMENTS``).
+        collected_stats: running statistics for placements with ``stats="collected"``.
+    """
+    placement = get_placement(placement)
+    results = meta_test_placements(
+        model, sampler, [placement], n_tasks, inner_steps, inner_lr, collected_stats, start, progress
+    )
+    return results[placement.name]
+
+
+def meta_test_placements(
+    model: nn.Module,
+    sampler: TaskSampler,
+    placements: Iterable[str | Placement] = tuple(PLACEMENTS),
+    n_tasks: int = 600,
+    inner_steps: int = 10,
+    inner_lr: float = 0.4,
+    collected_stats: StatsSnapshot | None = None,
+    start: int = 0,
+    progress: bool = True,
+) -> dict[str, EvalResult]:
+    """Several placements on the same ``n_tasks`` tasks, adapting once per shared setting.
+
+    Placements with the same adapt mode and statistics source share one adaptation per task
+    (their fast weights are identical); results equal separate ``meta_test`` runs exactly.
+    The model is left exactly as it was: parameters, running statistics and modes.
+    """
+    chosen = [get_placement(p) for p in placements]
+    if not chosen:
+        raise ConfigError("no placements given")
+    if n_tasks < 1:
+        raise ConfigError(f"n_tasks must be at least 1, got {n_tasks}")
+    if any(p.stats == "collected" for p in chosen) and collected_stats is None:
+        raise ConfigError(
+            "placements with collected running statistics need collected_stats "
+            "(MetaTrained.collected_stats); use evaluate_trained with a meta-trained model"
+        )
+    groups: dict[tuple[str, str], list[Placement]] = {}
+    for p in chosen:
+        groups.setdefault((p.stats, p.adapt_mode), []).append(p)
+    device = next(model.parameters()).device
+    values: dict[str, list[float]] = {p.name: [] for p in chosen}
+    seconds = dict.fromkeys(values, 0.0)
+    regression = sampler_is_regression(sampler)
+    indices = tuple(range(start, start + n_tasks))
+    desc = f"meta-test {chosen[0].name}" if len(chosen) == 1 else f"meta-test ({len(chosen)} placements)"
+    with preserved_bn_stats(model):
+        for index in progress_bar(indices, desc=desc, enabled=progress):
+            task = sampler.task(index).to(device)
+            for (stats, _), group in groups.items():
+                if stats == "collected":
+                    restore_bn_stats(model, collected_stats)
+                else:
+                    reset_bn_stats(model)
+                begin = time.perf_counter()
+                outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr)
+                share = (time.perf_counter() - begin) / len(group)
+                for p in group:
+                    out = outputs[p.name]
+                    value = task_loss(out, task.query_y).item() if regression else accuracy(out, task.query_y)
+                    values[p.name].append(value)
+                    seconds[p.name] += share
+    metric = "mse" if regression else "accuracy"
+    return {
+        p.name: EvalResult(p.name, np.asarray(values[p.name]), metric, seconds[p.name], indices) for p in chosen
+    }
+
+
+def sampler_is_regression(sampler: object) -> bool:
+    """True for samplers of real-valued targets (sinusoids)."""
+    return bool(getattr(sampler, "regression", False))
+
+
+def evaluate_trained(
+    trained: MetaTrained,
+    sampler: TaskSampler,
+    placements: Iterable[str | Placement] = tuple(PLACEMENTS),
+    n_tasks: int = 600,
+    inner_steps: int = 10,
+    inner_lr: float = 0.4,
+    progress: bool = True,
+) -> dict[str, EvalResult]:
+    """Every requested placement on one meta-trained model, on the same tasks."""
+    return meta_test_placements(
+        trained.model, sampler, placements, n_tasks, inner_steps, inner_lr, trained.collected_stats,
+        progress=progress,
+    )
+
+
+def placement_table(results: dict[str, dict[str, EvalResult]], title: str = "", n_way: int | None = None) -> Table:
+    """Rows: meta-test placements; columns: meta-training placements; cells: mean ± 95% interval."""
+    trainings = list(results)
+    names: list[str] = []
+    for by_placement in results.values():
+        names += [n for n in by_placement if n not in names]
+    columns = ["meta-test placement", "adapt/query, stats, query"] + [f"trained: {t}" for t in trainings]
+    note = "accuracy % over meta-test tasks, mean ± 95% interval (1.96 std / sqrt(N))"
+    if n_way:
+        note += f"; chance is {100 / n_way:.1f}%"
+    table = Table(columns, title=title, note=note)
+    for name in names:
+        label = PLACEMENTS[name].label if name in PLACEMENTS else name
+        cells = [results[t][name].formatted() if name in results[t] else "-" for t in trainings]
+        table.add_row(name, label, *cells)
+    return table
+
+
+def describe_trainings(trainings: Iterable[str]) -> str:
+    """One line per meta-training placement used in a table."""
+    return "\n".join(f"{t}: {TRAIN_PLACEMENTS[t].description}" for t in trainings if t in TRAIN_PLACEMENTS)
+

@@ -1,0 +1,215 @@
+"""The central experiment: meta-train (or load from the cache), then meta-test every placement.
+
+``Experiment`` holds every setting; ``get_meta_trained`` returns the meta-trained model for one
+meta-training placement (trained by ``meta_train`` the first time, then loaded from the cache);
+``run_placements`` evaluates every meta-test placement on every meta-training placement, on the
+same meta-test tasks, and returns a ``PlacementResults`` with a table and a chart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from mamlkit.adapt import MetaTrained, TrainConfig, meta_train
+from mamlkit.cache import CacheError, cached_path, load_trained, save_trained, tensor_fingerprint
+from mamlkit.data import FewShotDataset, load_dataset
+from mamlkit.evaluate import EvalResult, evaluate_trained, placement_table
+from mamlkit.models import ModelConfig, build_model
+from mamlkit.norms import ConfigError
+from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, get_placement, get_train_placement
+from mamlkit.table import Table
+from mamlkit.tasks import TaskSampler
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Every setting of a placement experiment (5-way 1-shot on glyphs by default).
+
+    Attributes:
+        dataset: ``"glyphs"`` or ``"omniglot"``.
+        data_dir: the Omniglot folder.
+        n_way, k_shot, n_query: the task shape (query examples per class), for training and test.
+        rotations: 90-degree rotation class augmentation at meta-training.
+        model: the network (its ``n_out`` is set to ``n_way``).
+        train: meta-training settings (its ``placement`` is chosen per run).
+        test_tasks: meta-test tasks per placement.
+        test_inner_steps: support steps at meta-test.
+        test_seed: seed of the meta-test task stream.
+    """
+
+    dataset: str = "glyphs"
+    data_dir: str | None = None
+    n_way: int = 5
+    k_shot: int = 1
+    n_query: int = 5
+    rotations: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test_tasks: int = 600
+    test_inner_steps: int = 10
+    test_seed: int = 1
+
+    def with_changes(self, **changes: object) -> Experiment:
+        """A copy with some settings changed (``train=`` / ``model=`` changes merge field by field)."""
+        train = changes.pop("train", None)
+        model = changes.pop("model", None)
+        exp = replace(self, **changes)
+        if isinstance(train, dict):
+            exp = replace(exp, train=replace(exp.train, **train))
+        elif train is not None:
+            exp = replace(exp, train=train)
+        if isinstance(model, dict):
+            exp = replace(exp, model=replace(exp.model, **model))
+        elif model is not None:
+            exp = replace(exp, model=model)
+        return exp
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def load_data(self) -> FewShotDataset:
+        """The dataset (glyphs are generated; Omniglot is read from ``data_dir``)."""
+        return load_dataset(self.dataset, self.data_dir)
+
+    def model_config(self) -> ModelConfig:
+        return replace(self.model, n_out=self.n_way)
+
+    def train_sampler(self, data: FewShotDataset) -> TaskSampler:
+        return TaskSampler(data["train"], self.n_way, self.k_shot, self.n_query, self.train.seed, self.rotations)
+
+    def test_sampler(self, data: FewShotDataset, split: str = "test") -> TaskSampler:
+        return TaskSampler(data[split], self.n_way, self.k_shot, self.n_query, self.test_seed)
+
+    def training_config(self, data: FewShotDataset, placement: str) -> dict:
+        """The full configuration a meta-trained model is cached under."""
+        train_split = data["train"]
+        return {
+            "dataset": {"name": self.dataset, "train_data": tensor_fingerprint(train_split.images)},
+            "tasks": {"n_way": self.n_way, "k_shot": self.k_shot, "n_query": self.n_query,
+                      "rotations": self.rotations},
+            "model": self.model_config().as_dict(),
+            "train": replace(self.train, placement=placement).as_dict(),
+        }
+
+
+PRESETS: dict[str, Experiment] = {
+    # For tests: about a minute on 2 CPU cores, still shows the central result clearly.
+    "quick": Experiment(train=TrainConfig(iterations=60), test_tasks=100, test_inner_steps=5),
+    # What the notebooks use: a few minutes to train once, then cached.
+    "lesson": Experiment(train=TrainConfig(iterations=200), test_tasks=200),
+    # The CLI default: the published protocol (600 meta-test tasks).
+    "full": Experiment(train=TrainConfig(iterations=300), test_tasks=600),
+}
+
+
+def preset(name: str, **changes: object) -> Experiment:
+    """A named experiment configuration (``quick``, ``lesson``, ``full``), optionally changed."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name].with_changes(**changes)
+
+
+def get_meta_trained(
+    exp: Experiment,
+    placement: str = "standard",
+    data: FewShotDataset | None = None,
+    progress: bool = True,
+    cache: bool = True,
+    cache_dir: Path | None = None,
+) -> MetaTrained:
+    """The model meta-trained under ``exp`` with the given meta-training placement.
+
+    Loaded from the cache when a model with exactly this configuration was trained before;
+    otherwise meta-trained now (and saved, if ``cache``).
+    """
+    get_train_placement(placement)
+    data = data or exp.load_data()
+    config = exp.training_config(data, placement)
+    model = build_model(exp.model_config(), seed=exp.train.seed)
+    path = cached_path(config, cache_dir)
+    if cache and path.exists():
+        try:
+            return load_trained(path, model, config)
+        except CacheError as exc:
+            print(f"mamlkit: ignoring unusable cache file ({exc}); retraining")
+            model = build_model(exp.model_config(), seed=exp.train.seed)
+    trained = meta_train(model, exp.train_sampler(data), replace(exp.train, placement=placement), progress)
+    trained.config = config
+    if cache:
+        save_trained(trained, path)
+    return trained
+
+
+@dataclass
+class PlacementResults:
+    """Meta-test results of every placement on models meta-trained under each training placement."""
+
+    experiment: Experiment
+    results: dict[str, dict[str, EvalResult]]
+    train_seconds: dict[str, float]
+    test_seconds: float
+    trained: dict[str, MetaTrained] = field(default_factory=dict, repr=False)
+
+    def __getitem__(self, key: tuple[str, str]) -> EvalResult:
+        """``results["standard", "transductive"]``."""
+        training, placement = key
+        return self.results[training][placement]
+
+    def table(self) -> Table:
+        exp = self.experiment
+        title = (
+            f"MAML on {exp.dataset}, {exp.n_way}-way {exp.k_shot}-shot, {exp.test_tasks} meta-test tasks "
+            f"({exp.train.iterations} meta-iterations)"
+        )
+        return placement_table(self.results, title=title, n_way=exp.n_way)
+
+    def chart(self, path: str | Path | None = None):  # -> matplotlib Figure
+        from mamlkit.plots import placement_chart
+
+        return placement_chart(self.results, chance=1 / self.experiment.n_way, path=path)
+
+    def to_dict(self) -> dict:
+        return {
+            "experiment": self.experiment.as_dict(),
+            "train_seconds": self.train_seconds,
+            "test_seconds": self.test_seconds,
+            "results": {
+                t: {p: {"mean": r.mean, "ci95": r.ci95, "n": r.n, "values": r.values.tolist()} for p, r in by.items()}
+                for t, by in self.results.items()
+            },
+        }
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+
+def run_placements(
+    exp: Experiment,
+    trainings: Iterable[str] = tuple(TRAIN_PLACEMENTS),
+    placements: Iterable[str] = tuple(PLACEMENTS),
+    progress: bool = True,
+    cache: bool = True,
+    cache_dir: Path | None = None,
+) -> PlacementResults:
+    """Meta-train (or load) one model per training placement and meta-test every placement on it."""
+    trainings = [get_train_placement(t).name for t in trainings]
+    placements = [get_placement(p).name for p in placements]
+    data = exp.load_data()
+    sampler = exp.test_sampler(data)
+    results: dict[str, dict[str, EvalResult]] = {}
+    train_seconds: dict[str, float] = {}
+    trained_models: dict[str, MetaTrained] = {}
+    for training in trainings:
+        trained = get_meta_trained(exp, training, data, progress, cache, cache_dir)
+        trained_models[training] = trained
+        train_seconds[training] = trained.history.seconds
+        results[training] = evaluate_trained(
+            trained, sampler, placements, exp.test_tasks, exp.test_inner_steps, exp.train.inner_lr, progress
+        )
+    test_seconds = sum(r.seconds for by in results.values() for r in by.values())
+    return PlacementResults(exp, results, train_seconds, test_seconds, trained_models)

@@ -1,0 +1,116 @@
+"""The models the lessons use: the standard Conv4 for images and a small MLP for sinusoids."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from mamlkit.norms import ConfigError, make_norm
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU; the ``MAMLKIT_DEVICE`` environment variable overrides."""
+    wanted = os.environ.get("MAMLKIT_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model: part of the cache key of a meta-trained model.
+
+    Attributes:
+        kind: ``"conv4"`` or ``"mlp"``.
+        n_out: classes (N-way) for conv4, outputs for mlp.
+        in_channels: image channels (conv4).
+        hidden: channels per conv block (conv4; 32 by default for CPU, 64 in the papers) or
+            units per hidden layer (mlp).
+        norm: normalisation layer name (see ``mamlkit.norms.NORMS``).
+        bn_momentum: BatchNorm momentum for running statistics.
+        dropout: dropout probability before the classifier (0 = none).
+    """
+
+    kind: str = "conv4"
+    n_out: int = 5
+    in_channels: int = 1
+    hidden: int = 32
+    norm: str = "bn"
+    bn_momentum: float = 0.1
+    dropout: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Conv4(nn.Module):
+    """Four blocks of conv3x3 -> norm -> ReLU -> maxpool2, then a linear classifier.
+
+    On 28x28 inputs the feature maps are 28, 14, 7, 3 before each pool and 1x1 at the end, so the
+    last normalisation layer still sees a 3x3 map (it works with a single example in train mode).
+    """
+
+    def __init__(
+        self,
+        n_way: int = 5,
+        in_channels: int = 1,
+        hidden: int = 32,
+        norm: str = "bn",
+        bn_momentum: float = 0.1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(4):
+            blocks += [
+                nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
+                make_norm(norm, hidden, bn_momentum),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            channels = hidden
+        self.features = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, n_way)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        h = h.mean(dim=(-2, -1))  # 1x1 on 28x28 inputs; also handles larger images
+        return self.classifier(self.dropout(h))
+
+
+class MLP(nn.Module):
+    """The sinusoid-regression network of Finn et al. 2017: 1 -> 40 -> 40 -> 1 with ReLU."""
+
+    def __init__(self, n_in: int = 1, hidden: int = 40, n_out: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_in, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_model(config: ModelConfig, seed: int | None = 0, device: torch.device | str | None = None) -> nn.Module:
+    """A freshly initialised model for ``config``; the same seed gives the same initial weights."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    if config.kind == "conv4":
+        model: nn.Module = Conv4(
+            config.n_out, config.in_channels, config.hidden, config.norm, config.bn_momentum, config.dropout
+        )
+    elif config.kind == "mlp":
+        model = MLP(1, config.hidden, config.n_out, config.dropout)
+    else:
+        raise ConfigError(f"unknown model kind {config.kind!r}; choose 'conv4' or 'mlp'")
+    return model.to(device or default_device())

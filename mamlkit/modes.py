@@ -1,0 +1,161 @@
+"""The ``.train()`` / ``.eval()`` toggles, made explicit, reversible and inspectable.
+
+``module.train()`` and ``module.eval()`` only set the ``training`` flag of every submodule. The
+layers that read the flag here are normalisation layers (batch vs running statistics, and whether
+running statistics are updated) and Dropout. Gradients are NOT affected by the flag.
+
+Everything here works on a plain model and on the patched copy ``higher`` makes of it (``fmodel``).
+Note that ``higher`` copies the flags when it patches a model: to change the patched model's mode,
+toggle ``fmodel``, not ``model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import torch
+from torch import nn
+
+from mamlkit.norms import is_batchnorm, is_norm_layer
+from mamlkit.table import Table
+
+Modes = dict[str, bool]
+
+
+def get_modes(model: nn.Module) -> Modes:
+    """The ``training`` flag of every submodule, by name (``""`` is the model itself)."""
+    return {name: m.training for name, m in model.named_modules()}
+
+
+def restore_modes(model: nn.Module, modes: Modes) -> None:
+    """Set every submodule's ``training`` flag back to what ``get_modes`` recorded."""
+    for name, m in model.named_modules():
+        if name in modes:
+            m.training = modes[name]
+
+
+def _set_flags(model: nn.Module, training: bool, only_norm: bool) -> None:
+    for m in model.modules():
+        if not only_norm or is_norm_layer(m):
+            m.training = training
+
+
+@contextmanager
+def mode(model: nn.Module, training: bool, only_norm: bool = False) -> Iterator[nn.Module]:
+    """Within the block, ``model`` (or just its normalisation layers) is in the given mode.
+
+    On exit every submodule gets back exactly the flag it had before, even after an exception.
+    """
+    before = get_modes(model)
+    _set_flags(model, training, only_norm)
+    try:
+        yield model
+    finally:
+        restore_modes(model, before)
+
+
+def train_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """``with train_mode(model):`` the whole model in train mode, previous modes restored after."""
+    return mode(model, True)
+
+
+def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """``with eval_mode(model):`` the whole model in eval mode, previous modes restored after."""
+    return mode(model, False)
+
+
+def bn_train_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Only normalisation layers in train mode (batch statistics); Dropout etc. left as they are."""
+    return mode(model, True, only_norm=True)
+
+
+def bn_eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Only normalisation layers in eval mode (running statistics); Dropout etc. left as they are."""
+    return mode(model, False, only_norm=True)
+
+
+def set_norm_mode(model: nn.Module, training: bool) -> nn.Module:
+    """Put only the normalisation layers in train (True) or eval (False) mode, for good."""
+    _set_flags(model, training, only_norm=True)
+    return model
+
+
+StatsSnapshot = dict[str, torch.Tensor]
+
+
+def snapshot_bn_stats(model: nn.Module) -> StatsSnapshot:
+    """Copies of every BatchNorm running statistic (mean, var, num_batches_tracked), by name."""
+    snap: StatsSnapshot = {}
+    for name, m in model.named_modules():
+        if is_batchnorm(m) and m.track_running_stats:
+            for buf in ("running_mean", "running_var", "num_batches_tracked"):
+                value = getattr(m, buf)
+                if value is not None:
+                    snap[f"{name}.{buf}"] = value.detach().clone()
+    return snap
+
+
+def restore_bn_stats(model: nn.Module, snapshot: StatsSnapshot) -> None:
+    """Write a ``snapshot_bn_stats`` snapshot back into the model's buffers, in place."""
+    modules = dict(model.named_modules())
+    for key, value in snapshot.items():
+        name, buf = key.rsplit(".", 1)
+        if name not in modules or getattr(modules[name], buf, None) is None:
+            raise KeyError(f"the model has no BatchNorm buffer {key!r}; was the snapshot taken from another model?")
+        with torch.no_grad():
+            getattr(modules[name], buf).copy_(value)
+
+
+@contextmanager
+def preserved_bn_stats(model: nn.Module) -> Iterator[StatsSnapshot]:
+    """Within the block running statistics may change; on exit they are restored bit for bit."""
+    snap = snapshot_bn_stats(model)
+    try:
+        yield snap
+    finally:
+        restore_bn_stats(model, snap)
+
+
+def reset_bn_stats(model: nn.Module) -> nn.Module:
+    """Running statistics back to their initial values (mean 0, var 1, 0 batches tracked)."""
+    for m in model.modules():
+        if is_batchnorm(m) and m.track_running_stats:
+            m.reset_running_stats()
+    return model
+
+
+def bn_stats_untouched(model: nn.Module) -> bool:
+    """True when no BatchNorm layer has ever updated its running statistics."""
+    layers = [m for m in model.modules() if is_batchnorm(m) and m.track_running_stats]
+    return all(int(m.num_batches_tracked) == 0 for m in layers)
+
+
+def _layer_type(module: nn.Module) -> str:
+    """The layer's own class name, also for higher's patched copies (``InnerFunctionalBatchNorm2d``)."""
+    return next(c.__name__ for c in type(module).__mro__ if not c.__module__.startswith("higher"))
+
+
+def norm_report(model: nn.Module) -> Table:
+    """One row per normalisation layer: its mode, settings and running-statistics summary."""
+    table = Table(
+        ["layer", "type", "mode", "momentum", "tracks stats", "batches tracked", "mean of running_mean",
+         "mean of running_var"],
+        title=f"Normalisation layers of {_layer_type(model)} (model mode: {'train' if model.training else 'eval'})",
+    )
+    for name, m in model.named_modules():
+        if not is_norm_layer(m):
+            continue
+        tracks = bool(getattr(m, "track_running_stats", False)) and getattr(m, "running_mean", None) is not None
+        momentum = getattr(m, "momentum", None)
+        table.add_row(
+            name or "(model)",
+            _layer_type(m),
+            "train" if m.training else "eval",
+            "-" if momentum is None else f"{momentum:g}",
+            "yes" if tracks else "no",
+            int(m.num_batches_tracked) if tracks else "-",
+            f"{m.running_mean.mean().item():+.4f}" if tracks else "-",
+            f"{m.running_var.mean().item():.4f}" if tracks else "-",
+        )
+    return table

@@ -1,0 +1,88 @@
+"""Matplotlib figures for the lessons: placement bars with intervals, training curves, sinusoids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mamlkit.evaluate import EvalResult
+from mamlkit.placements import PLACEMENTS
+
+
+def _save(fig: plt.Figure, path: str | Path | None) -> None:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def placement_chart(
+    results: dict[str, dict[str, EvalResult]],
+    chance: float | None = None,
+    path: str | Path | None = None,
+    title: str = "Meta-test accuracy by placement (95% intervals)",
+) -> plt.Figure:
+    """Grouped horizontal bars: one group per meta-test placement, one bar per training placement."""
+    trainings = list(results)
+    names: list[str] = []
+    for by in results.values():
+        names += [n for n in by if n not in names]
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) * max(1, len(trainings)) + 1.2))
+    height = 0.8 / len(trainings)
+    y = np.arange(len(names))
+    for i, training in enumerate(trainings):
+        means = [100 * results[training][n].mean if n in results[training] else np.nan for n in names]
+        errs = [100 * results[training][n].ci95 if n in results[training] else 0 for n in names]
+        ax.barh(y + (i - (len(trainings) - 1) / 2) * height, means, height, xerr=errs, capsize=3,
+                label=f"meta-trained: {training}")
+    ax.set_yticks(y, [f"{n}\n({PLACEMENTS[n].label})" if n in PLACEMENTS else n for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("meta-test accuracy (%)")
+    if chance is not None:
+        ax.axvline(100 * chance, color="grey", linestyle="--", linewidth=1)
+        ax.text(100 * chance + 1, len(names) - 0.5, "chance", color="grey", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def result_bars(results: list[EvalResult], chance: float | None = None, path: str | Path | None = None,
+                title: str = "") -> plt.Figure:
+    """One bar per result with its 95% interval (accuracy in %)."""
+    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(results)), 3.2))
+    x = np.arange(len(results))
+    ax.bar(x, [100 * r.mean for r in results], yerr=[100 * r.ci95 for r in results], capsize=4,
+           color=[f"C{i}" for i in range(len(results))])
+    ax.set_xticks(x, [r.name.replace("_", " ") for r in results], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%)")
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def training_curves(histories: dict[str, object], path: str | Path | None = None, window: int = 10) -> plt.Figure:
+    """Query loss and accuracy during meta-training (moving average over ``window`` iterations)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    for name, h in histories.items():
+        for ax, values in zip(axes, (h.loss, h.accuracy)):
+            v = np.asarray(values, dtype=float)
+            if v.size >= window:
+                v = np.convolve(v, np.ones(window) / window, mode="valid")
+            ax.plot(v, label=name)
+    axes[0].set_title("query loss")
+    axes[1].set_title("query accuracy")
+    for ax in axes:
+        ax.set_xlabel("meta-iteration")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

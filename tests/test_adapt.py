@@ -1,0 +1,159 @@
+"""Facts about higher that the lessons rest on, and the behaviour of mamlkit's MAML loops."""
+
+import higher
+import pytest
+import torch
+from conftest import make_split
+
+import mamlkit as mk
+from mamlkit.adapt import task_loss
+
+
+def setup(seed=0, norm="bn"):
+    split = make_split(seed=seed)
+    sampler = mk.TaskSampler(split, n_way=5, k_shot=1, n_query=3, seed=seed)
+    model = mk.build_model(mk.ModelConfig(norm=norm), seed=seed, device="cpu")
+    return sampler, model
+
+
+def query_loss_through_higher(model, task, copy_initial_weights):
+    opt = torch.optim.SGD(model.parameters(), lr=0.4)
+    with higher.innerloop_ctx(model, opt, copy_initial_weights=copy_initial_weights) as (fmodel, diffopt):
+        for _ in range(2):
+            diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+        task_loss(fmodel(task.query_x), task.query_y).backward()
+
+
+def test_higher_default_copy_initial_weights_gives_no_meta_gradient():
+    sampler, model = setup()
+    query_loss_through_higher(model, sampler.task(0), copy_initial_weights=True)  # higher's default
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_copy_initial_weights_false_gives_a_meta_gradient():
+    sampler, model = setup()
+    query_loss_through_higher(model, sampler.task(0), copy_initial_weights=False)
+    assert all(p.grad is not None for p in model.parameters())
+    assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
+
+
+def test_patched_model_mode_is_fixed_at_creation():
+    _, model = setup()
+    model.train()
+    with higher.innerloop_ctx(model, torch.optim.SGD(model.parameters(), lr=0.1)) as (fmodel, _):
+        model.eval()  # too late: the patched copy keeps the flags it was created with
+        assert fmodel.training and all(m.training for m in fmodel.modules())
+        fmodel.eval()
+        assert not fmodel.training and not any(m.training for m in fmodel.modules())
+
+
+def test_meta_training_with_higher_leaves_the_models_running_statistics_untouched():
+    sampler, model = setup()
+    trained = mk.meta_train(model, sampler, mk.TrainConfig(iterations=3, meta_batch=2), progress=False)
+    assert mk.bn_stats_untouched(model)
+    assert all(torch.equal(m.running_mean, torch.zeros_like(m.running_mean))
+               for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    # but the statistics that writing back would have collected did move
+    assert int(trained.collected_stats["features.1.num_batches_tracked"]) == 3 * 2 * (5 + 1)
+
+
+def test_write_back_gives_the_same_weights_and_the_collected_statistics():
+    """Train mode never reads running statistics, so writing them back changes no weight;
+    and the statistics mamlkit collects alongside equal those actually written back."""
+    cfg = dict(iterations=4, meta_batch=2, inner_steps=3)
+    sampler, copies = setup()
+    a = mk.meta_train(copies, sampler, mk.TrainConfig(**cfg), progress=False)
+    sampler, shared = setup()
+    mk.meta_train(shared, sampler, mk.TrainConfig(**cfg, running_stats="write_back"), progress=False)
+    for (name, p), q in zip(copies.named_parameters(), shared.parameters()):
+        assert torch.equal(p, q), name
+    written = mk.snapshot_bn_stats(shared)
+    assert written.keys() == a.collected_stats.keys()
+    for key in written:
+        assert torch.allclose(written[key].double(), a.collected_stats[key].double(), rtol=1e-5, atol=1e-6), key
+
+
+def test_meta_train_is_deterministic_and_learns():
+    histories = []
+    for _ in range(2):
+        sampler, model = setup()
+        histories.append(mk.meta_train(model, sampler, mk.TrainConfig(iterations=15, meta_batch=2),
+                                       progress=False).history)
+    assert histories[0].loss == histories[1].loss
+    assert sum(histories[0].loss[-5:]) < sum(histories[0].loss[:5])
+
+
+def test_first_order_update_is_the_query_gradient_at_the_adapted_weights():
+    sampler, model = setup()
+    task = sampler.task(0)
+    cfg = mk.TrainConfig(iterations=1, meta_batch=1, inner_steps=2, first_order=True, outer_lr=1e-3)
+    # expected: adapt a detached copy by plain SGD, take the query gradient there
+    import copy
+
+    ref = copy.deepcopy(model)
+    for _ in range(2):
+        grads = torch.autograd.grad(task_loss(ref(task.support_x), task.support_y), list(ref.parameters()))
+        with torch.no_grad():
+            for p, g in zip(ref.parameters(), grads):
+                p -= 0.4 * g
+    expected = torch.autograd.grad(task_loss(ref(task.query_x), task.query_y), list(ref.parameters()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.4)
+    mk.adapt._meta_train_task(model, task, opt, mk.get_train_placement("standard"), cfg,
+                              mk.adapt._bn_momenta(model), mk.snapshot_bn_stats(model))
+    for p, e in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, e, atol=1e-6)
+
+
+def test_second_order_differs_from_first_order():
+    grads = {}
+    for first_order in (False, True):
+        sampler, model = setup()
+        cfg = mk.TrainConfig(iterations=1, meta_batch=1, inner_steps=2, first_order=first_order)
+        opt = torch.optim.SGD(model.parameters(), lr=0.4)
+        mk.adapt._meta_train_task(model, sampler.task(0), opt, mk.get_train_placement("standard"), cfg,
+                                  mk.adapt._bn_momenta(model), mk.snapshot_bn_stats(model))
+        grads[first_order] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert not torch.allclose(grads[False], grads[True])
+
+
+@pytest.mark.parametrize("placement", list(mk.PLACEMENTS))
+def test_adapt_and_predict_leaves_the_model_bit_identical(placement):
+    sampler, model = setup()
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = mk.get_modes(model)
+    out = mk.adapt_and_predict(model, sampler.task(0), placement, inner_steps=3)
+    assert out.shape == (15, 5)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert mk.get_modes(model) == modes
+
+
+def test_adapting_several_placements_at_once_equals_separate_runs():
+    sampler, model = setup()
+    mk.meta_train(model, sampler, mk.TrainConfig(iterations=3, meta_batch=2), progress=False)
+    task = sampler.task(5)
+    group = [p for p in mk.PLACEMENTS.values() if p.adapt_mode == "train"]
+    together = mk.adapt_and_predict_many(model, task, group, inner_steps=3)
+    for p in group:
+        assert torch.equal(together[p.name], mk.adapt_and_predict(model, task, p, inner_steps=3)), p.name
+
+
+def test_predict_query_presentations_differ_only_in_train_mode():
+    sampler, model = setup()
+    task = sampler.task(0)
+    model.eval()
+    with torch.no_grad():
+        outs = {p: mk.predict_query(model, task, p) for p in ("batch", "one_at_a_time", "one_class_at_a_time")}
+    assert torch.allclose(outs["batch"], outs["one_at_a_time"], atol=1e-5)
+    model.train()
+    with torch.no_grad(), mk.preserved_bn_stats(model):
+        batch = mk.predict_query(model, task, "batch")
+        single = mk.predict_query(model, task, "one_at_a_time")
+    assert not torch.allclose(batch, single, atol=1e-3)
+
+
+def test_bad_train_config_is_refused_clearly():
+    with pytest.raises(mk.ConfigError, match="choose one of"):
+        mk.TrainConfig(placement="eval_everywhere")
+    with pytest.raises(mk.ConfigError, match="running_stats"):
+        mk.TrainConfig(running_stats="shared")

@@ -1,0 +1,90 @@
+"""Confidence intervals, meta-test state safety, paired comparisons and tables."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_split
+
+import mamlkit as mk
+
+
+def test_confidence_interval_formula():
+    values = [0.2, 0.4, 0.6, 0.8]
+    mean, half = mk.confidence_interval(values)
+    assert mean == pytest.approx(0.5)
+    assert half == pytest.approx(1.96 * np.std(values) / math.sqrt(4))
+
+
+def test_interval_shrinks_as_one_over_sqrt_n():
+    rng = np.random.default_rng(0)
+    small = mk.confidence_interval(rng.uniform(size=600))[1]
+    large = mk.confidence_interval(rng.uniform(size=2400))[1]
+    assert large / small == pytest.approx(0.5, rel=0.1)
+
+
+def test_tasks_needed():
+    assert mk.tasks_needed(std=0.15, half_width=0.012) == math.ceil((1.96 * 0.15 / 0.012) ** 2)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    split = make_split()
+    model = mk.build_model(mk.ModelConfig(), seed=0, device="cpu")
+    return mk.meta_train(model, mk.TaskSampler(split, 5, 1, 3, seed=0), mk.TrainConfig(iterations=5, meta_batch=2),
+                         progress=False)
+
+
+@pytest.fixture
+def test_sampler():
+    return mk.TaskSampler(make_split(seed=9, name="test"), 5, 1, 3, seed=1)
+
+
+def test_meta_test_of_every_placement_leaves_the_model_bit_identical(trained, test_sampler):
+    model = trained.model
+    model.eval()
+    model.features[1].train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = mk.get_modes(model)
+    results = mk.evaluate_trained(trained, test_sampler, n_tasks=3, inner_steps=2, progress=False)
+    assert set(results) == set(mk.PLACEMENTS)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert mk.get_modes(model) == modes
+
+
+def test_grouped_meta_test_equals_one_placement_at_a_time(trained, test_sampler):
+    together = mk.evaluate_trained(trained, test_sampler, n_tasks=4, inner_steps=2, progress=False)
+    for name in ("transductive", "eval_collected", "train_then_eval", "one_class_at_a_time"):
+        alone = mk.meta_test(trained.model, test_sampler, name, n_tasks=4, inner_steps=2,
+                             collected_stats=trained.collected_stats, progress=False)
+        assert np.array_equal(alone.values, together[name].values), name
+
+
+def test_collected_placement_needs_collected_stats(trained, test_sampler):
+    with pytest.raises(mk.ConfigError, match="collected_stats"):
+        mk.meta_test(trained.model, test_sampler, "eval_collected", n_tasks=2, progress=False)
+
+
+def test_unknown_placement_lists_the_valid_ones(trained, test_sampler):
+    with pytest.raises(mk.ConfigError, match="transductive"):
+        mk.meta_test(trained.model, test_sampler, "eval_everything", n_tasks=2, progress=False)
+
+
+def test_paired_difference_and_results_text():
+    a = mk.EvalResult("a", np.array([1.0, 0.8, 0.6, 1.0]), task_indices=(0, 1, 2, 3))
+    b = mk.EvalResult("b", np.array([0.2, 0.2, 0.4, 0.2]), task_indices=(0, 1, 2, 3))
+    d = mk.paired_difference(a, b)
+    assert d.mean == pytest.approx(0.6) and d.a_wins == 4 and d.significant
+    assert "a - b: +60.0" in str(d)
+    assert str(a).startswith("a: 85.0 ± ")
+    with pytest.raises(ValueError, match="same tasks"):
+        mk.paired_difference(a, mk.EvalResult("c", np.array([0.0, 1.0]), task_indices=(5, 6)))
+
+
+def test_placement_table_renders_in_text_html_and_markdown():
+    r = {"standard": {"transductive": mk.EvalResult("transductive", np.array([0.9, 0.7]))}}
+    table = mk.placement_table(r, title="t", n_way=5)
+    assert "80.0 ± 13.9" in str(table) and "chance is 20.0%" in str(table)
+    assert "<td>80.0 ± 13.9</td>" in table._repr_html_()
+    assert table.to_markdown().startswith("| meta-test placement |")
