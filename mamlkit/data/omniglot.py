@@ -1,0 +1,720 @@
+"""Real Omniglot: 1,623 handwritten characters from 50 alphabets, 20 drawings each (Lake et al. 2015).
+
+Where the data can come from (all found under one ``root`` folder):
+
+* the official archives ``images_background.zip`` (30 alphabets, 964 characters) and
+  ``images_evaluation.zip`` (20 alphabets, 659 characters), or the two small background subsets
+  ``images_background_small1.zip`` / ``images_background_small2.zip``, read directly from the zip
+  (nothing is extracted);
+* the same sets already extracted, as folders ``<set>/<Alphabet>/characterNN/*.png``;
+* torchvision's cache layout, ``root/omniglot-py/<set>/...`` (or its zips there).
+
+Each 105x105 drawing (black strokes on white) is converted to grey, resized with Lanczos
+resampling (as in the original MAML preprocessing), and inverted so strokes are bright (1) on a dark
+(0) background; the result is float32 in ``[0, 1]``. A class is one character of one alphabet.
+
+The processed tensors are cached in ``root/processed/`` (or ``cache_dir``), keyed by the sources'
+sizes and modification times, so a second load takes milliseconds. A read-only ``root`` simply
+means no cache is written.
+
+:func:`load_one_shot_runs` reads the 20 official 20-way one-shot classification runs
+(``all_runs.zip``) used by Lake et al. for their human-level comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import time
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from mamlkit.data.base import DataError, FewShotDataset, split_by_alphabet
+from mamlkit.data.download import download_file
+
+__all__ = [
+    "FULL_SETS",
+    "OMNIGLOT_SETS",
+    "RESOURCES",
+    "SMALL_SETS",
+    "SMALL_SPLIT",
+    "OneShotRun",
+    "find_omniglot_sets",
+    "load_omniglot",
+    "load_one_shot_runs",
+]
+
+log = logging.getLogger(__name__)
+
+FULL_SETS: tuple[str, ...] = ("images_background", "images_evaluation")
+SMALL_SETS: tuple[str, ...] = ("images_background_small1", "images_background_small2")
+OMNIGLOT_SETS: tuple[str, ...] = FULL_SETS + SMALL_SETS
+
+_BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+
+#: Where each archive is downloaded from, and its md5. Tests point ``url`` at ``file://`` archives.
+RESOURCES: dict[str, dict[str, str]] = {
+    "images_background": {
+        "url": _BASE_URL + "images_background.zip",
+        "md5": "68d2efa1b9178cc56df9314c21c6e718",
+    },
+    "images_evaluation": {
+        "url": _BASE_URL + "images_evaluation.zip",
+        "md5": "6b91aef0f799c5bb55b94e3f2daec811",
+    },
+    "images_background_small1": {
+        "url": _BASE_URL + "images_background_small1.zip",
+        "md5": "e704a628b5459e08445c13499850abc4",
+    },
+    "images_background_small2": {
+        "url": _BASE_URL + "images_background_small2.zip",
+        "md5": "b75a71a51d3b13f821f212756fe481fd",
+    },
+    "all_runs": {"url": _BASE_URL + "all_runs.zip", "md5": "e8996daecdf12afeeb4a53a179f06b19"},
+}
+
+#: The default split when only the small subsets are loaded: meta-test alphabets are held out.
+SMALL_SPLIT: dict[str, list[str]] = {
+    "train": ["Balinese", "Greek", "Latin", "Japanese_(katakana)", "Sanskrit"],
+    "test": ["Korean", "Tagalog", "Early_Aramaic"],
+}
+
+_CACHE_VERSION = 1
+_PREPROCESS = "grey-lanczos-invert-uint8"  # part of the cache key: change it when preprocessing changes
+_IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+_LAYOUT = "<set>/<Alphabet>/characterNN/*.png"
+
+
+def _ignored(name: str) -> bool:
+    """Files and folders that operating systems leave behind (``.DS_Store``, ``__MACOSX``, ...)."""
+    return name.startswith(".") or name in _IGNORED_NAMES
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+
+
+def _decode(data: bytes, name: str, image_size: int) -> np.ndarray:
+    """One drawing as ``uint8 [H, W]``, strokes bright on dark, resized to ``image_size``."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            grey = im.convert("L")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(
+            f"{name} is not a readable PNG image ({type(e).__name__}: {e}); the file is damaged or not "
+            f"an image: re-extract or re-download the set, or delete the file"
+        ) from e
+    if grey.size != (image_size, image_size):
+        grey = grey.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    return 255 - np.asarray(grey, dtype=np.uint8)
+
+
+def _to_float(u8: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to float32 in [0, 1] (one function for fresh and cached loads: identical results)."""
+    return u8.to(torch.float32).div_(255.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# sources: a set as a folder or a zip
+
+
+@dataclass(frozen=True)
+class _Source:
+    set_name: str
+    path: Path  # the set's folder, or the zip archive holding it
+    kind: str  # "folder" or "zip"
+
+    def signature(self) -> str:
+        """Changes whenever the source's files change (sizes and modification times)."""
+        if self.kind == "zip":
+            st = self.path.stat()
+            return f"zip:{st.st_size}:{st.st_mtime_ns}"
+        h = hashlib.md5(usedforsecurity=False)
+        for dirpath, dirnames, filenames in os.walk(self.path):
+            dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+            for f in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, f))
+                rel = os.path.relpath(os.path.join(dirpath, f), self.path)
+                h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return "folder:" + h.hexdigest()
+
+
+def find_omniglot_sets(root: str | Path) -> dict[str, Path]:
+    """The Omniglot sets present under ``root``: set name -> the folder or zip it will be read from.
+
+    Looks in ``root`` and in ``root/omniglot-py`` (torchvision's layout); an extracted folder is
+    preferred to a zip of the same set.
+    """
+    return {name: src.path for name, src in _find_sources(Path(root)).items()}
+
+
+def _find_sources(root: Path) -> dict[str, _Source]:
+    found: dict[str, _Source] = {}
+    for base in (root, root / "omniglot-py"):
+        for name in OMNIGLOT_SETS:
+            if name in found:
+                continue
+            if (base / name).is_dir():
+                found[name] = _Source(name, base / name, "folder")
+            elif (base / f"{name}.zip").is_file():
+                found[name] = _Source(name, base / f"{name}.zip", "zip")
+    return found
+
+
+def _corrupt_zip(path: Path, e: BaseException, set_name: str | None = None) -> DataError:
+    hint = ""
+    if set_name in RESOURCES:
+        hint = f" (its md5 should be {RESOURCES[set_name]['md5']}; download=True fetches it)"
+    return DataError(
+        f"the archive {path} is corrupt ({type(e).__name__}: {e}); delete it and download it again{hint}"
+    )
+
+
+class _Reader:
+    """Lists a source's files as paths relative to the set folder and reads them; a context manager."""
+
+    def __init__(self, source: _Source):
+        self.source = source
+        self._zip: zipfile.ZipFile | None = None
+        self._prefix = ""
+
+    def __enter__(self) -> Self:
+        if self.source.kind == "zip":
+            try:
+                self._zip = zipfile.ZipFile(self.source.path)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+                raise _corrupt_zip(self.source.path, e, self.source.set_name) from e
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def entries(self) -> tuple[list[str], list[str]]:
+        """``(files, folders)`` as POSIX paths relative to the set folder, ignored names skipped."""
+        files: list[str] = []
+        dirs: list[str] = []
+        if self._zip is not None:
+            top = self.source.set_name
+            self._prefix = top + "/"
+            for name in self._zip.namelist():
+                parts = [p for p in name.split("/") if p]
+                if not parts or any(_ignored(p) for p in parts):
+                    continue
+                if parts[0] != top:
+                    raise DataError(
+                        f"unexpected layout in {self.source.path}: member {name!r} is not inside a top-level "
+                        f"folder {top}/; the archive must hold {_LAYOUT} with <set> = {top}"
+                    )
+                rel = "/".join(parts[1:])
+                if rel:
+                    (dirs if name.endswith("/") else files).append(rel)
+        else:
+            for dirpath, dirnames, filenames in os.walk(self.source.path):
+                dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+                rel_dir = os.path.relpath(dirpath, self.source.path)
+                prefix = "" if rel_dir == "." else Path(rel_dir).as_posix() + "/"
+                dirs.extend(prefix + d for d in dirnames)
+                files.extend(prefix + f for f in sorted(filenames) if not _ignored(f))
+        return files, dirs
+
+    def read(self, rel: str) -> bytes:
+        if self._zip is not None:
+            try:
+                return self._zip.read(self._prefix + rel)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                raise _corrupt_zip(self.source.path, e, self.source.set_name) from e
+        return (self.source.path / rel).read_bytes()
+
+    def where(self, rel: str = "") -> str:
+        if self._zip is not None:
+            return f"{self.source.path}:{self._prefix}{rel}"
+        return str(self.source.path / rel) if rel else str(self.source.path)
+
+
+def _index(reader: _Reader) -> dict[tuple[str, str], list[str]]:
+    """Check a set's layout; ``(alphabet, character) -> sorted drawing paths`` (relative to the set)."""
+    files, dirs = reader.entries()
+    expected = f"expected the layout {_LAYOUT}"
+    chars: dict[tuple[str, str], list[str]] = {}
+    alphabets: set[str] = set()
+    for d in dirs:
+        parts = d.split("/")
+        if len(parts) == 1:
+            alphabets.add(parts[0])
+        elif len(parts) == 2:
+            alphabets.add(parts[0])
+            chars.setdefault((parts[0], parts[1]), [])
+        else:
+            raise DataError(f"unexpected layout: folder {reader.where(d)} is nested too deep; {expected}")
+    for f in files:
+        parts = f.split("/")
+        if len(parts) == 1:
+            raise DataError(
+                f"unexpected layout: file {reader.where(f)} lies directly in the set folder; {expected}"
+            )
+        if len(parts) == 2:
+            raise DataError(
+                f"unexpected layout: file {reader.where(f)} lies directly in the alphabet folder, not in a "
+                f"character folder; {expected}"
+            )
+        if len(parts) > 3:
+            raise DataError(f"unexpected layout: file {reader.where(f)} is nested too deep; {expected}")
+        if not parts[2].lower().endswith(".png"):
+            raise DataError(
+                f"{reader.where(f)} is not a PNG image; a character folder must hold only its drawings "
+                f"(*.png). Remove the file, or re-extract the set"
+            )
+        alphabets.add(parts[0])
+        chars.setdefault((parts[0], parts[1]), []).append(f)
+    if not alphabets:
+        raise DataError(f"the Omniglot set {reader.where()} is empty; {expected}")
+    empty = sorted(a for a in alphabets if not any(k[0] == a for k in chars))
+    if empty:
+        raise DataError(
+            f"unexpected layout: alphabet folder(s) {empty} in {reader.where()} hold no character folders; "
+            f"{expected}"
+        )
+    return {k: sorted(v) for k, v in chars.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# cache
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` (or its nearest existing parent) may be written to.
+
+    Besides the permission check this honours write bits that are all off, even for root: the
+    shared data folder is read-only by intent, and we must not write into it.
+    """
+    p = folder
+    while not p.exists():
+        if p.parent == p:
+            return False
+        p = p.parent
+    try:
+        return os.access(p, os.W_OK) and bool(p.stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
+def _load_cache(path: Path, key: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        images = data["images"]
+        ok = (
+            data.get("key") == key
+            and isinstance(images, torch.Tensor)
+            and images.dtype == torch.uint8
+            and images.dim() == 5
+            and len(data["class_names"])
+            == len(data["alphabets"])
+            == len(data["class_sets"])
+            == images.shape[0]
+        )
+    except Exception as e:  # noqa: BLE001 - any unreadable cache is rebuilt, whatever the error
+        log.info(
+            "ignoring the unreadable Omniglot cache %s (%s: %s); rebuilding it", path, type(e).__name__, e
+        )
+        return None
+    if not ok:
+        log.info("the Omniglot cache %s is stale (its sources changed); rebuilding it", path)
+        return None
+    return data
+
+
+def _save_cache(path: Path, data: dict) -> bool:
+    """Write atomically (temp file + os.replace); False, silently, where that is not possible."""
+    if not _writable(path.parent):
+        log.debug("not writing the Omniglot cache: %s is read-only", path.parent)
+        return False
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+        return True
+    except Exception as e:  # noqa: BLE001 - a cache is an optimisation; never fail a load over it
+        log.debug("could not write the Omniglot cache %s: %s", path, e)
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+
+
+def _missing_root_error(root: Path) -> DataError:
+    return DataError(
+        f"the Omniglot folder {root} does not exist; pass --data-dir pointing at a folder containing "
+        f"images_background/ or images_background.zip, or use download=True where you have internet"
+    )
+
+
+def _no_sets_error(root: Path) -> DataError:
+    entries = sorted(p.name for p in root.iterdir() if not _ignored(p.name))
+    shown = ", ".join(entries[:20]) + (", ..." if len(entries) > 20 else "") if entries else "nothing"
+    sets = ", ".join(f"{s}/ or {s}.zip" for s in OMNIGLOT_SETS)
+    return DataError(
+        f"no Omniglot set found in {root} (it contains: {shown}). Expected one of {sets} "
+        f"(directly in the folder or in omniglot-py/, as torchvision writes it), laid out as {_LAYOUT}; "
+        f"point --data-dir at such a folder, or use download=True where you have internet"
+    )
+
+
+def _download_sets(root: Path, sets: Sequence[str], progress: bool) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the Omniglot folder {root} ({e}); choose a writable folder") from e
+    found = _find_sources(root)
+    for name in sets:
+        src = found.get(name)
+        if src is not None and src.path != root / f"{name}.zip":
+            continue  # an extracted folder, or torchvision's copy: use it as it is
+        res = RESOURCES.get(name)
+        if res is None:
+            raise DataError(f"no download is known for {name!r}; known: {sorted(RESOURCES)}")
+        download_file(res["url"], root / f"{name}.zip", res["md5"], progress=progress)
+
+
+def _build(sources: list[_Source], image_size: int) -> dict:
+    """Read and preprocess every drawing; the tensors and names that the cache stores."""
+    chosen: dict[tuple[str, str], tuple[_Source, list[str]]] = {}
+    readers: dict[str, _Reader] = {}
+    with ExitStack() as stack:
+        for src in sources:
+            reader = readers[src.set_name] = stack.enter_context(_Reader(src))
+            for key, drawings in _index(reader).items():
+                # A character in two sets (the small subsets share Greek and Latin) is kept once.
+                chosen.setdefault(key, (src, drawings))
+        counts = Counter(len(d) for _, d in chosen.values())
+        if len(counts) > 1:
+            usual = counts.most_common(1)[0][0]
+            odd = sorted(f"{a}/{c} ({len(d)})" for (a, c), (_, d) in chosen.items() if len(d) != usual)
+            raise DataError(
+                f"characters with different numbers of drawings: most have {usual} but {len(odd)} differ: "
+                f"{', '.join(odd[:8])}{', ...' if len(odd) > 8 else ''}. Every character needs the same "
+                f"number of drawings (Omniglot has 20); re-extract or re-download the set"
+            )
+        keys = sorted(chosen)
+        n_draw = next(iter(counts))
+        if n_draw == 0:
+            raise DataError(f"the character folders in {[str(s.path) for s in sources]} hold no drawings")
+        u8 = np.empty((len(keys), n_draw, 1, image_size, image_size), dtype=np.uint8)
+        for i, key in enumerate(keys):
+            src, drawings = chosen[key]
+            reader = readers[src.set_name]
+            for j, rel in enumerate(drawings):
+                u8[i, j, 0] = _decode(reader.read(rel), reader.where(rel), image_size)
+    return {
+        "images": torch.from_numpy(u8),
+        "class_names": [f"{a}/{c}" for a, c in keys],
+        "alphabets": [a for a, _ in keys],
+        "class_sets": [chosen[k][0].set_name for k in keys],
+    }
+
+
+def _default_split(alphabets: list[str], class_sets: list[str]) -> dict[str, list[str]]:
+    """Full sets: train = background alphabets, test = evaluation alphabets. Small subsets only:
+    the held-out alphabets of :data:`SMALL_SPLIT` are the test split. Empty splits are left out."""
+    set_of = dict(zip(alphabets, class_sets))
+    names = list(dict.fromkeys(alphabets))
+    if any(s in FULL_SETS for s in class_sets):
+        test = [a for a in names if set_of[a] == "images_evaluation"]
+    else:
+        test = [a for a in names if a in SMALL_SPLIT["test"]]
+    train = [a for a in names if a not in test]
+    return {k: v for k, v in (("train", train), ("test", test)) if v}
+
+
+def load_omniglot(
+    root: str | Path,
+    *,
+    sets: Sequence[str] | None = None,
+    image_size: int = 28,
+    split: dict[str, list[str]] | None = None,
+    download: bool = False,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FewShotDataset:
+    """Load real Omniglot from ``root`` as a :class:`FewShotDataset` split by alphabet.
+
+    Args:
+        root: a folder holding Omniglot sets as zips (``images_background.zip``, ...), as extracted
+            folders (``images_background/<Alphabet>/characterNN/*.png``), or in torchvision's
+            ``omniglot-py/`` layout.
+        sets: which of :data:`OMNIGLOT_SETS` to load. ``None``: the full sets
+            (``images_background``, ``images_evaluation``) that are present, or else the small
+            subsets that are present. A character found in two sets is kept once.
+        image_size: side of the square images (the originals are 105x105).
+        split: ``{split name: [alphabets]}``; alphabets not named are left out. Default: with the
+            full sets, ``train`` = the 30 background alphabets and ``test`` = the 20 evaluation
+            alphabets (no ``val`` split: pass ``split`` to hold out some alphabets for validation);
+            with only the small subsets, :data:`SMALL_SPLIT` (``test`` = Korean, Tagalog,
+            Early_Aramaic, held out). Splits that would be empty are left out.
+        download: fetch the missing sets' zips into ``root`` first (the full background and
+            evaluation sets when ``sets`` is ``None``), verifying their md5s.
+        cache: read and write the processed tensors in ``cache_dir``.
+        cache_dir: where the cache lives; default ``root/processed``. Nothing is written, silently,
+            where that folder is read-only.
+        progress: show a progress bar while downloading.
+
+    Returns:
+        A dataset named ``"omniglot"`` whose splits hold float32 images ``[classes, 20, 1, S, S]``
+        in ``[0, 1]``, strokes bright on dark, classes named ``"<Alphabet>/characterNN"``.
+        ``info`` records the sources, the cache file and whether it was used, and the load time.
+
+    Raises:
+        DataError: the folder is missing or holds no Omniglot set, a set has an unexpected layout,
+            an archive is corrupt, a file is not an image, or a download failed; the message says
+            what to do.
+    """
+    t0 = time.perf_counter()
+    if isinstance(sets, str):
+        sets = [sets]
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image_size must be a positive integer, got {image_size!r}")
+    if sets is not None:
+        unknown = [s for s in sets if s not in OMNIGLOT_SETS]
+        if unknown or not sets:
+            raise DataError(
+                f"unknown Omniglot set(s) {unknown or list(sets)}; choose from {list(OMNIGLOT_SETS)}"
+            )
+    root = Path(root).expanduser()
+    if download:
+        _download_sets(root, list(sets) if sets is not None else list(FULL_SETS), progress)
+    if not root.exists():
+        raise _missing_root_error(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder; pass the folder that contains the Omniglot sets")
+
+    found = _find_sources(root)
+    if sets is None:
+        chosen = [s for s in FULL_SETS if s in found] or [s for s in SMALL_SETS if s in found]
+        if not chosen:
+            raise _no_sets_error(root)
+    else:
+        chosen = list(dict.fromkeys(sets))
+        missing = [s for s in chosen if s not in found]
+        if missing:
+            if not found:
+                raise _no_sets_error(root)
+            raise DataError(
+                f"Omniglot set(s) {missing} not found in {root} (found: {sorted(found)}); add "
+                f"{missing[0]}.zip or {missing[0]}/ there, or use download=True where you have internet"
+            )
+    sources = [found[s] for s in chosen]
+
+    cache_file = None
+    data = None
+    if cache:
+        folder = Path(cache_dir).expanduser() if cache_dir is not None else root / "processed"
+        canonical = [s for s in OMNIGLOT_SETS if s in chosen]
+        cache_file = folder / f"omniglot-{'+'.join(canonical)}-{image_size}.pt"
+        key = json.dumps(
+            {
+                "version": _CACHE_VERSION,
+                "preprocess": _PREPROCESS,
+                "image_size": image_size,
+                "sources": [[s.set_name, s.signature()] for s in sources],
+            },
+            sort_keys=True,
+        )
+        data = _load_cache(cache_file, key)
+    from_cache = data is not None
+    cache_written = False
+    if data is None:
+        data = _build(sources, image_size)
+        if cache_file is not None:
+            data["key"] = key
+            cache_written = _save_cache(cache_file, data)
+
+    images = _to_float(data["images"])
+    class_names = list(data["class_names"])
+    alphabets = list(data["alphabets"])
+    if split is None:
+        split = _default_split(alphabets, list(data["class_sets"]))
+    splits = split_by_alphabet(images, class_names, alphabets, split)
+    n_alpha = len(set(alphabets))
+    return FewShotDataset(
+        name="omniglot",
+        splits=splits,
+        description=(
+            f"Omniglot ({' + '.join(chosen)}) from {root}: {len(class_names)} characters x "
+            f"{images.shape[1]} drawings from {n_alpha} alphabets, {image_size}x{image_size}, "
+            f"strokes bright on dark"
+        ),
+        info={
+            "root": str(root),
+            "sets": chosen,
+            "sources": {s.set_name: str(s.path) for s in sources},
+            "image_size": image_size,
+            "n_classes": len(class_names),
+            "n_alphabets": n_alpha,
+            "split": {k: list(v) for k, v in split.items()},
+            "cache_file": str(cache_file) if cache_file is not None else None,
+            "from_cache": from_cache,
+            "cache_written": cache_written,
+            "seconds": time.perf_counter() - t0,
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# the 20 official one-shot runs
+
+
+@dataclass
+class OneShotRun:
+    """One official 20-way one-shot classification run (Lake et al. 2015).
+
+    Attributes:
+        name: the run's folder name, e.g. ``"run01"``.
+        support: float32 ``[N, 1, H, W]``: one drawing per class (``training/classNN.png``, in order).
+        support_labels: int64 ``[N]``: ``0 .. N-1``.
+        query: float32 ``[M, 1, H, W]``: the test drawings (``test/itemNN.png``, in order).
+        query_labels: int64 ``[M]``: for each test drawing, the index of its class in ``support``
+            (from ``class_labels.txt``).
+    """
+
+    name: str
+    support: torch.Tensor
+    support_labels: torch.Tensor
+    query: torch.Tensor
+    query_labels: torch.Tensor
+
+    def __repr__(self) -> str:
+        return (
+            f"OneShotRun({self.name!r}: {self.support.shape[0]}-way, {self.query.shape[0]} test drawings "
+            f"of {self.support.shape[-2]}x{self.support.shape[-1]})"
+        )
+
+
+_RUN_LABELS = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<run>run\d+)/class_labels\.txt$")
+
+
+def load_one_shot_runs(path: str | Path, image_size: int = 28) -> list[OneShotRun]:
+    """Read the official one-shot runs from ``all_runs.zip``, its extracted folder, or a folder
+    holding either (``all_runs.zip`` or ``all_runs/``).
+
+    Each run ``runNN/`` holds ``training/classNN.png`` (one drawing per class), ``test/itemNN.png``
+    and ``class_labels.txt``, whose lines read ``runNN/test/itemKK.png runNN/training/classJJ.png``.
+    Images get the same preprocessing as :func:`load_omniglot`.
+
+    Returns:
+        The runs sorted by name (20 for the official file).
+
+    Raises:
+        DataError: nothing found, a corrupt archive, a malformed ``class_labels.txt`` or a missing
+            or unreadable image.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"{path} does not exist; pass the path of all_runs.zip (from the Omniglot repository's "
+            f"python/ folder), its extracted folder, or the folder that holds it"
+        )
+    if path.is_dir() and not any(path.glob("run*/class_labels.txt")):
+        if (path / "all_runs.zip").is_file():
+            path = path / "all_runs.zip"
+        elif (path / "all_runs").is_dir():
+            path = path / "all_runs"
+
+    zf: zipfile.ZipFile | None = None
+    if path.is_file():
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise _corrupt_zip(path, e, "all_runs") from e
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+
+        def read(rel: str) -> bytes:
+            try:
+                return zf.read(rel)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                raise _corrupt_zip(path, e, "all_runs") from e
+    else:
+        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+
+        def read(rel: str) -> bytes:
+            return (path / rel).read_bytes()
+
+    matches = sorted((m for m in map(_RUN_LABELS.match, names) if m), key=lambda m: m["run"])
+    try:
+        runs = [_read_run(m["prefix"] + m["run"], m["run"], names, read, path, image_size) for m in matches]
+    finally:
+        if zf is not None:
+            zf.close()
+    if not runs:
+        raise DataError(
+            f"no one-shot runs found in {path}; expected runNN/class_labels.txt, runNN/training/*.png and "
+            f"runNN/test/*.png (as in all_runs.zip)"
+        )
+    return runs
+
+
+def _read_run(
+    base: str, name: str, names: list[str], read: Callable[[str], bytes], where: Path, image_size: int
+) -> OneShotRun:
+    def pngs(sub: str) -> list[str]:
+        start = f"{base}/{sub}/"
+        return sorted(
+            n
+            for n in names
+            if n.startswith(start) and n.lower().endswith(".png") and "/" not in n[len(start) :]
+        )
+
+    train, test = pngs("training"), pngs("test")
+    if not train or not test:
+        raise DataError(f"run {name} in {where} lacks training/*.png or test/*.png drawings")
+    class_index = {Path(n).name: i for i, n in enumerate(train)}
+    item_index = {Path(n).name: i for i, n in enumerate(test)}
+    labels = [-1] * len(test)
+    text = read(f"{base}/class_labels.txt").decode("utf-8", errors="replace")
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        item, cls = (Path(f).name for f in fields) if len(fields) == 2 else (None, None)
+        if item not in item_index or cls not in class_index:
+            raise DataError(
+                f"{where}: {base}/class_labels.txt line {lineno} ({line.strip()!r}) should read "
+                f"'{name}/test/itemNN.png {name}/training/classNN.png' naming files that exist"
+            )
+        labels[item_index[item]] = class_index[cls]
+    unlabelled = [Path(test[i]).name for i, lab in enumerate(labels) if lab < 0]
+    if unlabelled:
+        raise DataError(f"{where}: {base}/class_labels.txt gives no class for {unlabelled}")
+
+    def stack(files: list[str]) -> torch.Tensor:
+        u8 = np.stack([_decode(read(f), f"{where}:{f}", image_size) for f in files])[:, None]
+        return _to_float(torch.from_numpy(u8))
+
+    return OneShotRun(
+        name=name,
+        support=stack(train),
+        support_labels=torch.arange(len(train)),
+        query=stack(test),
+        query_labels=torch.tensor(labels, dtype=torch.long),
+    )
