@@ -1,0 +1,75 @@
+"""The install paths agree: pyproject.toml, constraints.txt and environment.yml list the same things."""
+
+import re
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def pins() -> dict[str, str]:
+    out = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            out[_name(name)] = version
+    return out
+
+
+def pyproject_deps() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return {_name(d) for d in project["dependencies"] + extras["lab"] + extras["dev"]}
+
+
+def environment_pip_deps() -> dict[str, str]:
+    deps = {}
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        m = re.match(r"^\s+- ([A-Za-z0-9_.\-]+)==(\S+)\s*$", line)
+        if m:
+            deps[_name(m.group(1))] = m.group(2)
+    return deps
+
+
+def test_torch_is_pinned_to_the_cpu_wheel_version():
+    assert pins()["torch"] == "2.13.0"
+
+
+def test_every_dependency_is_pinned():
+    missing = pyproject_deps() - set(pins())
+    assert not missing, f"not pinned in constraints.txt: {missing}"
+
+
+def test_environment_yml_lists_the_same_dependencies_at_the_same_versions():
+    env = environment_pip_deps()
+    assert set(env) == pyproject_deps()
+    p = pins()
+    assert {n: v for n, v in env.items() if p[n] != v} == {}
+    text = (ROOT / "environment.yml").read_text()
+    assert "-c constraints.txt" in text and "- -e ." in text
+
+
+def test_torchvision_is_only_an_optional_extra():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "torchvision" not in pyproject_deps()
+    assert project["optional-dependencies"]["torchvision"] == ["torchvision"]
+    assert "torchvision" not in pins()
+
+
+def test_the_package_imports_without_torchvision():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torchvision'] = None\n"
+        "import mamlkit, mamlkit.data.omniglot, mamlkit.data.glyphs, mamlkit.plots\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
