@@ -1,0 +1,80 @@
+"""The command line, end to end: the central result on glyphs, determinism, help and clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mamlkit as mk
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, check=True):
+    env = {**os.environ, "MAMLKIT_PROGRESS": "0", "MAMLKIT_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-m", "mamlkit", *args], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=900)
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_help_explains_every_placement_in_one_line():
+    text = run_cli("placements", "--help").stdout
+    for p in list(mk.PLACEMENTS.values()) + list(mk.TRAIN_PLACEMENTS.values()):
+        assert f"{p.name}" in text and p.description[:40] in text
+
+
+@pytest.mark.slow
+def test_quick_run_shows_transductive_far_above_eval_mode(tmp_path):
+    """The central result, end to end: 5-way 1-shot on glyphs, quick configuration."""
+    out = run_cli("placements", "--quick", "--trainings", "standard", "--placements", "transductive",
+                  "eval_untouched", "--out", str(tmp_path))
+    assert "transductive" in out.stdout and "chance is 20.0%" in out.stdout
+    data = json.loads((tmp_path / "placements-glyphs.json").read_text())
+    res = data["results"]["standard"]
+    assert res["transductive"]["n"] == 100
+    gap = res["transductive"]["mean"] - res["eval_untouched"]["mean"]
+    assert gap >= 0.30, f"transductive beats eval-with-untouched-stats by only {100 * gap:.1f} points"
+    assert (tmp_path / "placements-glyphs.png").stat().st_size > 10_000
+    assert (tmp_path / "placements-glyphs.md").read_text().startswith("| meta-test placement")
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_tables_in_separate_processes(tmp_path):
+    args = ["placements", "--iterations", "4", "--tasks", "8", "--trainings", "standard", "--no-cache",
+            "--placements", "transductive", "eval_collected", "one_at_a_time"]
+    tables = []
+    for i in range(2):
+        run_cli(*args, "--out", str(tmp_path / str(i)))
+        tables.append(json.loads((tmp_path / str(i) / "placements-glyphs.json").read_text())["results"])
+    assert tables[0] == tables[1]  # per-task values, bit for bit
+    run_cli(*args, "--seed", "1", "--out", str(tmp_path / "other"))
+    other = json.loads((tmp_path / "other" / "placements-glyphs.json").read_text())["results"]
+    assert other != tables[0]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["placements", "--dataset", "omniglot"], ["--data-dir"]),
+        (["placements", "--dataset", "omniglot", "--data-dir", "/no/such/folder"], ["does not exist"]),
+        (["placements", "--tasks", "0"], ["must be at least 1"]),
+        (["placements", "--placements", "eval_everything"], ["invalid choice", "transductive"]),
+        (["placements", "--norm", "batchnorm"], ["invalid choice", "bn_batch"]),
+    ],
+)
+def test_bad_input_gives_a_clear_error_not_a_traceback(args, words):
+    out = run_cli(*args, check=False)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    for w in words:
+        assert w in out.stderr
+
+
+def test_describe_lists_placements_and_norms():
+    text = run_cli("describe").stdout
+    assert "transductive" in text and "bn_batch" in text
