@@ -39,6 +39,7 @@ from mamlkit.evaluate import (
 from mamlkit.experiment import PRESETS, Experiment, PlacementResults, get_meta_trained, preset, run_placements
 from mamlkit.models import MLP, Conv4, ModelConfig, build_model, default_device
 from mamlkit.modes import (
+    batch_statistics,
     bn_eval_mode,
     bn_stats_untouched,
     bn_train_mode,

@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="folder for the chart, table and JSON (default: results/)")
     p.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t = sub.add_parser(
+        "train",
+        help="meta-train (or find in the cache) the models of a preset, e.g. before a class or a notebook run",
+        description="Meta-train the models a preset uses and store them in the cache, so that notebooks and "
+        "later runs load them instead of training.",
+    )
+    t.add_argument("--preset", choices=["quick", "lesson", "full"], default="lesson",
+                   help="configuration (default: lesson, what the notebooks use)")
+    t.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"])
+    t.add_argument("--data-dir", help="Omniglot folder")
+    t.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
+                   help="meta-training placements")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("describe", help="list the placements and normalisations with one line each")
     return parser
 
@@ -118,6 +131,28 @@ def run_placements_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_command(args: argparse.Namespace) -> int:
+    from mamlkit.cache import cached_path
+    from mamlkit.experiment import get_meta_trained, preset
+
+    changes: dict = {"dataset": args.dataset}
+    if args.data_dir:
+        changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    elif args.dataset == "omniglot":
+        raise DataError("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)")
+    exp = preset(args.preset, **changes)
+    data = exp.load_data()
+    for training in args.trainings:
+        path = cached_path(exp.training_config(data, training))
+        status = "found in the cache" if path.exists() else "meta-training now"
+        print(f"{args.preset}/{training}: {status} ({path})", flush=True)
+        trained = get_meta_trained(exp, training, data, progress=not args.no_progress)
+        last = trained.history.accuracy[-10:]
+        print(f"  meta-trained in {trained.history.seconds:.0f} s; "
+              f"query accuracy {100 * sum(last) / len(last):.1f}% over the last {len(last)} iterations")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     threads = os.environ.get("MAMLKIT_THREADS")
@@ -132,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, text in NORMS.items():
                 print(f"  {name:<26} {text}")
             return 0
+        if args.command == "train":
+            return train_command(args)
         return run_placements_command(args)
     except (DataError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -159,3 +159,27 @@ def norm_report(model: nn.Module) -> Table:
             f"{m.running_var.mean().item():.4f}" if tracks else "-",
         )
     return table
+
+
+def batch_statistics(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-channel mean and variance of the input each BatchNorm layer sees for the batch ``x``.
+
+    These are the statistics train mode normalises with. The model is run in train mode without
+    gradients and is left exactly as it was (modes and running statistics restored).
+    """
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if is_batchnorm(m):
+            def record(module, inputs, output, name=name):
+                h = inputs[0].transpose(0, 1).flatten(1)  # channels x (batch * positions)
+                stats[name] = (h.mean(dim=1), h.var(dim=1, unbiased=False))
+
+            hooks.append(m.register_forward_hook(record))
+    try:
+        with torch.no_grad(), preserved_bn_stats(model), train_mode(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats

@@ -69,6 +69,59 @@ def result_bars(results: list[EvalResult], chance: float | None = None, path: st
     return fig
 
 
+def image_grid(images, titles: list[str] | None = None, path: str | Path | None = None, size: float = 0.9):
+    """Show a ``[rows, cols, 1, H, W]`` tensor (e.g. ``split.images[:6, :8]``) as a grid of images."""
+    rows, cols = images.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.imshow(images[r, c, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if titles:
+            axes[r][0].set_ylabel(titles[r], rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout(pad=0.2)
+    _save(fig, path)
+    return fig
+
+
+def bn_stats_mismatch(
+    task_stats: dict[str, dict[str, tuple]],
+    running: dict[str, tuple],
+    layer: str,
+    path: str | Path | None = None,
+    channels: int = 16,
+) -> plt.Figure:
+    """Per-channel batch statistics of several tasks against the running statistics, for one layer.
+
+    Args:
+        task_stats: label -> ``mamlkit.modes.batch_statistics`` output, for several tasks.
+        running: label -> ``(running_mean, running_var)`` of the layer (e.g. "collected", "untouched").
+        layer: the BatchNorm layer name, e.g. ``"features.5"``.
+        channels: how many channels to show.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    x = np.arange(channels)
+    for i, (label, stats) in enumerate(task_stats.items()):
+        mean, var = stats[layer]
+        axes[0].plot(x, mean[:channels].cpu().numpy(), "o-", color=f"C{i}", alpha=0.7, markersize=3, label=label)
+        axes[1].plot(x, var[:channels].cpu().numpy(), "o-", color=f"C{i}", alpha=0.7, markersize=3, label=label)
+    for j, (label, (mean, var)) in enumerate(running.items()):
+        style = ["k-", "k--", "k:"][j % 3]
+        axes[0].plot(x, mean[:channels].cpu().numpy(), style, linewidth=2.5, label=f"running: {label}")
+        axes[1].plot(x, var[:channels].cpu().numpy(), style, linewidth=2.5, label=f"running: {label}")
+    axes[0].set_title(f"{layer}: per-channel mean")
+    axes[1].set_title(f"{layer}: per-channel variance")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("channel")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
 def training_curves(histories: dict[str, object], path: str | Path | None = None, window: int = 10) -> plt.Figure:
     """Query loss and accuracy during meta-training (moving average over ``window`` iterations)."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
