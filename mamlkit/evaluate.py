@@ -85,6 +85,9 @@ class EvalResult:
         unit = "%" if self.metric == "accuracy" else " MSE"
         return f"{self.name}: {self.formatted()}{unit} over {self.n} tasks"
 
+    def __repr__(self) -> str:
+        return f"EvalResult({self})"
+
 
 @dataclass
 class PairedDifference:

@@ -38,7 +38,7 @@ def main(paths: list[str]) -> int:
         try:
             seconds = execute(path)
         except CellExecutionError as exc:
-            print(f"FAILED {path}: {str(exc).splitlines()[0] if str(exc) else exc}")
+            print(f"FAILED {path}:\n{exc}")
             failed.append(path)
             continue
         total += seconds
