@@ -139,3 +139,91 @@ def training_curves(histories: dict[str, object], path: str | Path | None = None
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def sinusoid_fits(
+    model: object,
+    sampler: object,
+    task_indices: list[int] | tuple[int, ...],
+    steps: tuple[int, ...] = (0, 1, 10),
+    inner_lr: float = 0.02,
+    path: str | Path | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """One panel per sinusoid task: the true curve, the support points and the model's fit after
+    each number of inner SGD steps in ``steps`` (0 = the prediction before any adaptation).
+
+    Adaptation runs on a deep copy of ``model`` (which keeps the model's modes), so the model
+    itself is not changed; a plain optimizer is fine here because no meta-gradient is needed. Each
+    panel's title gives the query-set mean squared error after each number of steps, in order.
+    """
+    import copy
+
+    import torch
+
+    from mamlkit.adapt import task_loss
+
+    device = next(model.parameters()).device
+    lo, hi = sampler.x_range
+    grid = torch.linspace(lo, hi, 200).unsqueeze(1)
+    wanted = sorted(set(int(s) for s in steps))
+    fig, axes = plt.subplots(1, len(task_indices), figsize=(3.4 * len(task_indices), 3.2), sharey=True,
+                             squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(wanted)))
+    for ax, index in zip(axes[0], task_indices):
+        task = sampler.task(index).to(device)
+        fast = copy.deepcopy(model)
+        opt = torch.optim.SGD(fast.parameters(), lr=inner_lr)
+        ax.plot(grid.squeeze(1), sampler.curve(index, grid).squeeze(1), color="black", linewidth=2.2,
+                label="true function")
+        done = 0
+        errors = []
+        for k, color in zip(wanted, colors):
+            while done < k:
+                opt.zero_grad()
+                task_loss(fast(task.support_x), task.support_y).backward()
+                opt.step()
+                done += 1
+            with torch.no_grad():
+                fit = fast(grid.to(device)).cpu().squeeze(1)
+                errors.append(task_loss(fast(task.query_x), task.query_y).item())
+            name = "before adaptation" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"
+            ax.plot(grid.squeeze(1), fit, color=color, linestyle="--" if k == 0 else "-", linewidth=1.6, label=name)
+        ax.scatter(task.support_x.cpu().squeeze(1), task.support_y.cpu().squeeze(1), color="red", zorder=5,
+                   s=22, label="support points")
+        amp, phase = sampler.parameters(index)
+        trail = " \u2192 ".join(f"{e:.2f}" for e in errors)
+        ax.set_title(f"task {index}: A={amp:.1f}, phase={phase:.1f}\nquery MSE {trail}", fontsize=9)
+        ax.set_xlabel("x")
+    axes[0][0].set_ylabel("y")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    _save(fig, path)
+    return fig
+
+
+def loss_curves(histories: dict[str, object], path: str | Path | None = None, window: int = 20,
+                ylabel: str = "query loss", log: bool = False) -> plt.Figure:
+    """Meta-training query loss only (moving average over ``window`` iterations), for regression,
+    where ``training_curves``' accuracy panel would be empty. Faint lines are the raw values."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (name, h) in enumerate(histories.items()):
+        v = np.asarray(h.loss, dtype=float)
+        ax.plot(v, color=f"C{i}", alpha=0.25, linewidth=0.8)
+        if v.size >= window:
+            smooth = np.convolve(v, np.ones(window) / window, mode="valid")
+            ax.plot(np.arange(window - 1, v.size), smooth, color=f"C{i}", label=f"{name} (mean of {window})")
+        else:
+            ax.plot(v, color=f"C{i}", label=name)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("meta-training: query loss after adaptation")
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

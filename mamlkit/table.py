@@ -45,6 +45,9 @@ class Table:
             out.append(self.note)
         return "\n".join(out)
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.columns)
         body = "".join(
