@@ -100,6 +100,7 @@ class PairedDifference:
     n: int
     a_wins: int
     b_wins: int
+    metric: str = "accuracy"
 
     @property
     def significant(self) -> bool:
@@ -107,9 +108,13 @@ class PairedDifference:
         return abs(self.mean) > self.ci95
 
     def __str__(self) -> str:
+        if self.metric == "accuracy":
+            diff = f"{100 * self.mean:+.1f} ± {100 * self.ci95:.1f} points"
+        else:
+            diff = f"{self.mean:+.3f} ± {self.ci95:.3f} {self.metric.upper()}"
         return (
-            f"{self.a} - {self.b}: {100 * self.mean:+.1f} ± {100 * self.ci95:.1f} points over {self.n} paired "
-            f"tasks ({self.a} better on {self.a_wins}, {self.b} on {self.b_wins})"
+            f"{self.a} - {self.b}: {diff} over {self.n} paired tasks "
+            f"({self.a} higher on {self.a_wins}, {self.b} on {self.b_wins})"
         )
 
 
@@ -119,7 +124,10 @@ def paired_difference(a: EvalResult, b: EvalResult) -> PairedDifference:
         raise ValueError("a paired comparison needs both results measured on the same tasks (same sampler and count)")
     diff = a.values - b.values
     mean, half = confidence_interval(diff)
-    return PairedDifference(a.name, b.name, mean, half, int(diff.size), int((diff > 0).sum()), int((diff < 0).sum()))
+    if a.metric != b.metric:
+        raise ValueError(f"cannot compare {a.metric} with {b.metric}")
+    return PairedDifference(a.name, b.name, mean, half, int(diff.size), int((diff > 0).sum()), int((diff < 0).sum()),
+                            a.metric)
 
 
 def meta_test(

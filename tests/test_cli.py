@@ -44,6 +44,16 @@ def test_quick_run_shows_transductive_far_above_eval_mode(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_command_reuses_the_cache(tmp_path):
+    """After the quick run above, its model is in this session's cache: ``train`` finds it."""
+    run_cli("placements", "--quick", "--trainings", "standard", "--placements", "transductive", "--tasks", "2",
+            "--out", str(tmp_path))
+    out = run_cli("train", "--preset", "quick", "--trainings", "standard", "--no-progress")
+    assert "quick/standard: found in the cache" in out.stdout
+    assert "query accuracy" in out.stdout
+
+
+@pytest.mark.slow
 def test_same_seed_gives_identical_tables_in_separate_processes(tmp_path):
     args = ["placements", "--iterations", "4", "--tasks", "8", "--trainings", "standard", "--no-cache",
             "--placements", "transductive", "eval_collected", "one_at_a_time"]

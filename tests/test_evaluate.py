@@ -76,7 +76,10 @@ def test_paired_difference_and_results_text():
     b = mk.EvalResult("b", np.array([0.2, 0.2, 0.4, 0.2]), task_indices=(0, 1, 2, 3))
     d = mk.paired_difference(a, b)
     assert d.mean == pytest.approx(0.6) and d.a_wins == 4 and d.significant
-    assert "a - b: +60.0" in str(d)
+    assert "a - b: +60.0 ± " in str(d) and "points" in str(d)
+    mse = mk.paired_difference(mk.EvalResult("x", np.array([1.0, 2.0]), "mse", task_indices=(0, 1)),
+                               mk.EvalResult("y", np.array([0.5, 1.0]), "mse", task_indices=(0, 1)))
+    assert "+0.750 ± " in str(mse) and "MSE" in str(mse) and "points" not in str(mse)
     assert str(a).startswith("a: 85.0 ± ")
     with pytest.raises(ValueError, match="same tasks"):
         mk.paired_difference(a, mk.EvalResult("c", np.array([0.0, 1.0]), task_indices=(5, 6)))
