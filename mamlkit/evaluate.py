@@ -18,7 +18,7 @@ from torch import nn
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats, reset_bn_stats, restore_bn_stats
 from mamlkit.norms import ConfigError
-from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, Placement, get_placement
+from mamlkit.placements import PLACEMENTS, Placement, get_placement
 from mamlkit.progress import progress_bar
 from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler
@@ -253,9 +253,3 @@ def placement_table(results: dict[str, dict[str, EvalResult]], title: str = "", 
         cells = [results[t][name].formatted() if name in results[t] else "-" for t in trainings]
         table.add_row(name, label, *cells)
     return table
-
-
-def describe_trainings(trainings: Iterable[str]) -> str:
-    """One line per meta-training placement used in a table."""
-    return "\n".join(f"{t}: {TRAIN_PLACEMENTS[t].description}" for t in trainings if t in TRAIN_PLACEMENTS)
-

@@ -91,3 +91,11 @@ def test_placement_table_renders_in_text_html_and_markdown():
     assert "80.0 ± 13.9" in str(table) and "chance is 20.0%" in str(table)
     assert "<td>80.0 ± 13.9</td>" in table._repr_html_()
     assert table.to_markdown().startswith("| meta-test placement |")
+
+
+def test_custom_placement_reuses_named_ones_and_checks_its_parts():
+    assert mk.custom_placement("eval", "eval", "collected").name == "eval_collected"
+    odd = mk.custom_placement("eval", "train", "untouched", "one_at_a_time")
+    assert odd.name == "custom" and odd.label == "eval/train, untouched stats, one at a time"
+    with pytest.raises(mk.ConfigError, match="one_class_at_a_time"):
+        mk.custom_placement(presentation="shuffled")
