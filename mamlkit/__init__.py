@@ -55,7 +55,8 @@ from mamlkit.modes import (
     snapshot_bn_stats,
     train_mode,
 )
-from mamlkit.norms import NORMS, ConfigError, make_norm
+from mamlkit.normalisations import NORM_METHODS, PROTOCOLS, NormMethod, NormResults, run_normalisations
+from mamlkit.norms import CONTEXT_NORMS, NORMS, ConfigError, make_norm, uses_context
 from mamlkit.placements import (
     PLACEMENTS,
     TRAIN_PLACEMENTS,

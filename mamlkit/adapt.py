@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
-from mamlkit.norms import ConfigError, is_batchnorm
+from mamlkit.norms import ConfigError, is_batchnorm, uses_context
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement
 from mamlkit.progress import progress_bar
 from mamlkit.tasks import Task, TaskSampler
@@ -204,7 +204,7 @@ def _meta_train_task(
         for _ in range(config.inner_steps):
             diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
         fmodel.train(placement.query_mode == "train")
-        logits = fmodel(task.query_x)
+        logits = predict_query(fmodel, task, "batch")
         query_loss = task_loss(logits, task.query_y) / config.meta_batch
         if second_order:
             query_loss.backward()
@@ -280,20 +280,43 @@ def adapt_and_predict_many(
     return outputs
 
 
-def predict_query(model: nn.Module, task: Task, presentation: str) -> torch.Tensor:
-    """Outputs for the query set presented as one batch, one example or one class at a time."""
+def predict_query(model: nn.Module, task: Task, presentation: str = "batch") -> torch.Tensor:
+    """Outputs for ``task``'s query set, presented to ``model`` in one of four ways.
+
+    ``"batch"``: one forward pass; ``"one_at_a_time"``: one pass per example;
+    ``"one_class_at_a_time"``: one pass per class; ``"one_at_a_time_with_support"``: one pass
+    per example with the support set prepended (Reptile's non-transductive protocol: in train
+    mode, BatchNorm normalises each query example together with the support set).
+
+    Models with a context normalisation (``metabn``, ``tasknorm_i``) always see the support set
+    in front of each presented part, with ``n_context = len(support)``, so their moments come from
+    the support set alone. Outputs are in the order of ``task.query_x``.
+    """
     x = task.query_x
     if presentation == "batch":
-        return model(x)
+        return _forward(model, task, x)
     if presentation == "one_at_a_time":
-        return torch.cat([model(x[i : i + 1]) for i in range(x.shape[0])])
+        return torch.cat([_forward(model, task, x[i : i + 1]) for i in range(x.shape[0])])
+    if presentation == "one_at_a_time_with_support":
+        return torch.cat([_forward(model, task, x[i : i + 1], with_support=True) for i in range(x.shape[0])])
     if presentation == "one_class_at_a_time":
         out = None
         for label in torch.unique(task.query_y):
             mask = task.query_y == label
-            part = model(x[mask])
+            part = _forward(model, task, x[mask])
             if out is None:
                 out = part.new_empty((x.shape[0], *part.shape[1:]))
             out[mask] = part
         return out
     raise ConfigError(f"unknown query presentation {presentation!r}")
+
+
+def _forward(model: nn.Module, task: Task, part: torch.Tensor, with_support: bool = False) -> torch.Tensor:
+    """The outputs for ``part`` of the query set, with the support set in front where needed."""
+    if uses_context(model):
+        n_support = task.support_x.shape[0]
+        return model(torch.cat([task.support_x, part]), n_context=n_support)[n_support:]
+    if with_support:
+        n_support = task.support_x.shape[0]
+        return model(torch.cat([task.support_x, part]))[n_support:]
+    return model(part)

@@ -5,6 +5,7 @@ Examples::
     python -m mamlkit placements --dataset glyphs
     python -m mamlkit placements --dataset omniglot --data-dir ../shared/data/omniglot
     python -m mamlkit placements --quick
+    python -m mamlkit norms --dataset glyphs
     python -m mamlkit describe
 """
 
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from mamlkit.data.base import DataError
+from mamlkit.normalisations import NORM_METHODS
 from mamlkit.norms import NORMS, ConfigError
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
 
@@ -77,6 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
                    help="meta-training placements")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    n = sub.add_parser(
+        "norms",
+        help="meta-train one model per normalisation and print the normalisation x query-protocol table",
+        description="Meta-train (or load from the cache) one model per normalisation layer and meta-test each "
+        "method with the query presented as a whole batch, one example at a time and one class at a time, "
+        "on the same tasks; print the table with 95%% intervals and write a chart, Markdown and JSON.",
+    )
+    n.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"])
+    n.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
+    n.add_argument("--quick", action="store_true", help="small configuration for tests")
+    n.add_argument("--preset", choices=["quick", "lesson", "full"], default=None, help="default: full")
+    n.add_argument("--iterations", type=_positive, help="meta-training iterations")
+    n.add_argument("--tasks", type=_positive, help="meta-test tasks (default 600)")
+    n.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
+    n.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+    n.add_argument("--seed", type=int, help="meta-training seed")
+    n.add_argument("--methods", nargs="+", choices=list(NORM_METHODS), default=list(NORM_METHODS),
+                   help="normalisation methods (rows)")
+    n.add_argument("--out", default="results", help="folder for the chart, table and JSON (default: results/)")
+    n.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
+    n.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("describe", help="list the placements and normalisations with one line each")
     return parser
 
@@ -131,6 +154,29 @@ def run_placements_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def norms_command(args: argparse.Namespace) -> int:
+    from mamlkit.normalisations import run_normalisations
+
+    if args.dataset == "omniglot" and not args.data_dir:
+        raise DataError("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)")
+    args.norm = None
+    exp = _experiment(args)
+    begin = time.perf_counter()
+    res = run_normalisations(exp, args.methods, progress=not args.no_progress, cache=not args.no_cache)
+    wall = time.perf_counter() - begin
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"norms-{exp.dataset}"
+    table = res.table()
+    print(table)
+    print(f"meta-test: {res.test_seconds:.0f} s; total wall time {wall:.0f} s")
+    res.chart(out / f"{stem}.png")
+    (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
+    res.save_json(out / f"{stem}.json")
+    print(f"wrote {out / (stem + '.png')}, {stem}.md and {stem}.json")
+    return 0
+
+
 def train_command(args: argparse.Namespace) -> int:
     from mamlkit.cache import cached_path
     from mamlkit.experiment import get_meta_trained, preset
@@ -169,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "train":
             return train_command(args)
+        if args.command == "norms":
+            return norms_command(args)
         return run_placements_command(args)
     except (DataError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

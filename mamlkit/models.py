@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from mamlkit.norms import ConfigError, make_norm
+from mamlkit.norms import ConfigError, is_context_norm, make_norm
 
 
 def default_device() -> torch.device:
@@ -77,8 +77,11 @@ class Conv4(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, n_way)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)
+    def forward(self, x: torch.Tensor, n_context: int | None = None) -> torch.Tensor:
+        """Class scores for ``x``; ``n_context`` is passed to context normalisations (see ``norms``)."""
+        h = x
+        for layer in self.features:
+            h = layer(h, n_context) if is_context_norm(layer) else layer(h)
         h = h.mean(dim=(-2, -1))  # 1x1 on 28x28 inputs; also handles larger images
         return self.classifier(self.dropout(h))
 

@@ -7,11 +7,22 @@
 | ``instance`` | ``InstanceNorm2d(affine=True)``               | each example's own, in both modes         |
 | ``layer``  | ``GroupNorm(1, C)``                              | each example's own, in both modes         |
 | ``group``  | ``GroupNorm(G, C)``                              | each example's own, in both modes         |
+| ``metabn`` | ``SupportBatchNorm2d``                           | the support set's, in both modes (MetaBN)  |
+| ``tasknorm_i`` | ``TaskNormI``                                 | support moments blended with each          |
+|            |                                                  | example's own by a learned weight          |
 | ``none``   | ``Identity``                                     | none                                      |
+
+``metabn`` and ``tasknorm_i`` are *context* normalisations: their forward pass takes
+``n_context``, the number of leading examples of the batch that form the context (the support
+set). Moments come from those examples only, so a query example's output does not depend on the
+other query examples. ``mamlkit.adapt.predict_query`` passes ``[support; query]`` with
+``n_context = len(support)``; a plain forward (``n_context=None``) uses the whole batch as the
+context, which is what the inner loop on the support set needs.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from mamlkit.data.base import DataError
@@ -22,8 +33,13 @@ NORMS: dict[str, str] = {
     "instance": "instance normalisation: each example normalised by its own statistics",
     "layer": "layer normalisation (GroupNorm with one group)",
     "group": "group normalisation (4 groups, or fewer when channels do not divide)",
+    "metabn": "support-set BatchNorm (MetaBN): support and query normalised with the support set's moments",
+    "tasknorm_i": "TaskNorm-I: support-set moments blended with instance moments by a learned, size-dependent weight",
     "none": "no normalisation",
 }
+
+#: The context normalisations: their statistics come from the support set only.
+CONTEXT_NORMS = ("metabn", "tasknorm_i")
 
 
 class ConfigError(ValueError):
@@ -48,15 +64,106 @@ def make_norm(kind: str, channels: int, momentum: float | None = 0.1) -> nn.Modu
         return nn.InstanceNorm2d(channels, affine=True)
     if kind == "layer":
         return nn.GroupNorm(1, channels)
+    if kind == "metabn":
+        return SupportBatchNorm2d(channels)
+    if kind == "tasknorm_i":
+        return TaskNormI(channels)
     if kind == "group":
         groups = next(g for g in (4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
     return nn.Identity()
 
 
+class ContextNorm(nn.Module):
+    """Base of the normalisations whose moments come from a context (the support set).
+
+    ``forward(x, n_context)`` normalises every example of ``x`` with moments computed from
+    ``x[:n_context]`` (all of ``x`` when ``n_context`` is None). There are no running statistics,
+    so train and eval mode behave the same. A per-channel scale and shift follow, as in BatchNorm.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.channels = channels
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def context(self, x: torch.Tensor, n_context: int | None) -> torch.Tensor:
+        if n_context is None:
+            return x
+        if not 1 <= n_context <= x.shape[0]:
+            raise ValueError(f"n_context must be between 1 and the batch size {x.shape[0]}, got {n_context}")
+        return x[:n_context]
+
+    def affine(self, normalised: torch.Tensor) -> torch.Tensor:
+        return normalised * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, eps={self.eps}"
+
+
+class SupportBatchNorm2d(ContextNorm):
+    """MetaBN: BatchNorm moments (over examples and positions) of the context examples only."""
+
+    def forward(self, x: torch.Tensor, n_context: int | None = None) -> torch.Tensor:
+        ctx = self.context(x, n_context)
+        mean = ctx.mean(dim=(0, 2, 3))
+        var = ctx.var(dim=(0, 2, 3), unbiased=False)
+        normalised = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
+        return self.affine(normalised)
+
+
+class TaskNormI(ContextNorm):
+    """TaskNorm-I (Bronskill et al., ICML 2020): context BatchNorm moments blended with instance ones.
+
+    With ``n`` context examples, ``alpha = sigmoid(scale * n + offset)`` per channel (``scale``
+    and ``offset`` are learned, starting at 0 and 0, so alpha starts at 0.5). Per example ``i``::
+
+        mean_i = alpha * mean_ctx + (1 - alpha) * mean_inst_i
+        var_i  = alpha * (var_ctx + (mean_ctx - mean_i)^2) + (1 - alpha) * (var_inst_i + (mean_inst_i - mean_i)^2)
+
+    that is, the moments of the mixture of the two distributions. Small support sets can learn to
+    lean on the instance moments, large ones on the support set's.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__(channels, eps)
+        self.scale = nn.Parameter(torch.zeros(channels))
+        self.offset = nn.Parameter(torch.zeros(channels))
+
+    def alpha(self, n_context: int) -> torch.Tensor:
+        """The blending weight for a context of ``n_context`` examples, one per channel."""
+        return torch.sigmoid(self.scale * n_context + self.offset)
+
+    def forward(self, x: torch.Tensor, n_context: int | None = None) -> torch.Tensor:
+        ctx = self.context(x, n_context)
+        alpha = self.alpha(ctx.shape[0])[None, :, None, None]
+        mean_ctx = ctx.mean(dim=(0, 2, 3), keepdim=True)
+        var_ctx = ctx.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        mean_inst = x.mean(dim=(2, 3), keepdim=True)
+        var_inst = x.var(dim=(2, 3), unbiased=False, keepdim=True)
+        mean = alpha * mean_ctx + (1 - alpha) * mean_inst
+        var = alpha * (var_ctx + (mean_ctx - mean) ** 2) + (1 - alpha) * (var_inst + (mean_inst - mean) ** 2)
+        return self.affine((x - mean) / torch.sqrt(var + self.eps))
+
+
+def is_context_norm(module: nn.Module) -> bool:
+    """True for normalisations that take ``n_context`` (their moments come from the support set)."""
+    return isinstance(module, ContextNorm)
+
+
+def uses_context(model: nn.Module) -> bool:
+    """True when the model has a context normalisation, so its forward pass takes ``n_context``."""
+    return any(is_context_norm(m) for m in model.modules())
+
+
 def is_norm_layer(module: nn.Module) -> bool:
     """True for the layers whose behaviour a normalisation lesson is about."""
-    return isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm))
+    return isinstance(
+        module,
+        (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, ContextNorm),
+    )
 
 
 def is_batchnorm(module: nn.Module) -> bool:
@@ -64,4 +171,7 @@ def is_batchnorm(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
-__all__ = ["NORMS", "ConfigError", "DataError", "check_choice", "make_norm", "is_norm_layer", "is_batchnorm"]
+__all__ = [
+    "NORMS", "CONTEXT_NORMS", "ConfigError", "DataError", "check_choice", "make_norm", "is_norm_layer",
+    "is_batchnorm", "is_context_norm", "uses_context", "ContextNorm", "SupportBatchNorm2d", "TaskNormI",
+]

@@ -14,7 +14,7 @@ from mamlkit.norms import ConfigError
 
 MODES = ("train", "eval")
 STATS = ("untouched", "collected")
-PRESENTATIONS = ("batch", "one_at_a_time", "one_class_at_a_time")
+PRESENTATIONS = ("batch", "one_at_a_time", "one_class_at_a_time", "one_at_a_time_with_support")
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,9 @@ class Placement:
         stats: running statistics the model holds at meta-test: ``"untouched"`` (as ``higher``
             leaves the original model: mean 0, var 1, never updated) or ``"collected"`` (what
             writing each meta-training task's statistics back into the model would have given).
-        presentation: ``"batch"`` (the whole query set in one forward pass), ``"one_at_a_time"``
-            or ``"one_class_at_a_time"``.
+        presentation: ``"batch"`` (the whole query set in one forward pass), ``"one_at_a_time"``,
+            ``"one_class_at_a_time"``, or ``"one_at_a_time_with_support"`` (Reptile's
+            non-transductive protocol: each query example in one forward pass with the support set).
         description: one line for people.
     """
 
@@ -112,6 +113,10 @@ PLACEMENTS: dict[str, Placement] = {
         Placement(
             "one_class_at_a_time", "train", "train", "untouched", "one_class_at_a_time",
             "train mode, but the query arrives one class at a time (unbalanced batches)",
+        ),
+        Placement(
+            "reptile_protocol", "train", "train", "untouched", "one_at_a_time_with_support",
+            "train mode, each query example normalised together with the support set (Reptile's protocol)",
         ),
     ]
 }

@@ -227,3 +227,37 @@ def loss_curves(histories: dict[str, object], path: str | Path | None = None, wi
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def protocol_chart(
+    results: dict[str, dict[str, EvalResult]],
+    protocol_names: dict[str, str] | None = None,
+    chance: float | None = None,
+    path: str | Path | None = None,
+    title: str = "Meta-test accuracy by normalisation and query protocol (95% intervals)",
+) -> plt.Figure:
+    """Grouped vertical bars: one group per method, one bar per query protocol."""
+    methods = list(results)
+    protocols: list[str] = []
+    for by in results.values():
+        protocols += [p for p in by if p not in protocols]
+    names = protocol_names or {}
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 1.5), 3.8))
+    width = 0.8 / len(protocols)
+    x = np.arange(len(methods))
+    for i, protocol in enumerate(protocols):
+        means = [100 * results[m][protocol].mean if protocol in results[m] else np.nan for m in methods]
+        errs = [100 * results[m][protocol].ci95 if protocol in results[m] else 0 for m in methods]
+        ax.bar(x + (i - (len(protocols) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
+               label=names.get(protocol, protocol.replace("_", " ")))
+    ax.set_xticks(x, [m.replace("_", " ") for m in methods], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("meta-test accuracy (%)")
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
+        ax.text(len(methods) - 0.5, 100 * chance + 1, "chance", color="grey", fontsize=8, ha="right")
+    ax.legend(fontsize=8, title="query presented", title_fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

@@ -1,0 +1,145 @@
+"""Non-transductive normalisation: MetaBN, TaskNorm-I, Reptile's protocol, and the protocol table."""
+
+import json
+
+import higher
+import pytest
+import torch
+from conftest import make_split
+
+import mamlkit as mk
+from mamlkit.adapt import task_loss
+from mamlkit.cli import main
+from mamlkit.normalisations import NORM_METHODS, PROTOCOLS, get_norm_method, run_normalisations
+from mamlkit.norms import SupportBatchNorm2d, TaskNormI, uses_context
+
+
+def a_task(seed=0, n_query=3):
+    return mk.TaskSampler(make_split(seed=seed), n_way=5, k_shot=1, n_query=n_query, seed=seed).task(0)
+
+
+def test_metabn_normalises_everything_with_the_context_moments():
+    layer = SupportBatchNorm2d(3)
+    x = torch.randn(7, 3, 5, 5) * 3 + 1
+    out = layer(x, n_context=4)
+    ctx = x[:4]
+    mean = ctx.mean(dim=(0, 2, 3), keepdim=True)
+    var = ctx.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    assert torch.allclose(out, (x - mean) / torch.sqrt(var + 1e-5), atol=1e-5)
+    # Without n_context the whole batch is the context: BatchNorm's batch statistics.
+    bn = torch.nn.BatchNorm2d(3, track_running_stats=False)
+    assert torch.allclose(layer(x), bn(x), atol=1e-5)
+
+
+def test_tasknorm_alpha_blends_between_metabn_and_instance_norm():
+    x = torch.randn(6, 4, 5, 5) * 2 - 1
+    layer = TaskNormI(4)
+    assert torch.allclose(layer.alpha(5), torch.full((4,), 0.5))
+    with torch.no_grad():
+        layer.offset.fill_(30.0)  # alpha -> 1: the support set's moments only (MetaBN)
+    assert torch.allclose(layer(x, n_context=3), SupportBatchNorm2d(4)(x, n_context=3), atol=1e-4)
+    with torch.no_grad():
+        layer.offset.fill_(-30.0)  # alpha -> 0: each example's own moments (instance norm)
+    instance = torch.nn.InstanceNorm2d(4)
+    assert torch.allclose(layer(x, n_context=3), instance(x), atol=1e-4)
+    with torch.no_grad():
+        layer.offset.fill_(0.0)
+        layer.scale.fill_(1.0)  # alpha depends on the context size
+    assert (layer.alpha(1) < layer.alpha(5)).all()
+
+
+def test_tasknorm_variance_is_the_variance_of_the_mixture():
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, 4, 4)
+    layer = TaskNormI(2)
+    with torch.no_grad():
+        layer.offset.fill_(0.3)
+    out = layer(x, n_context=5)
+    # alpha * (context moments) + (1 - alpha) * (instance moments) of a two-component mixture:
+    a = layer.alpha(5)[0].item()
+    ctx, inst = x[:, 0], x[0, 0]
+    mean = a * ctx.mean() + (1 - a) * inst.mean()
+    second = a * (ctx.pow(2).mean()) + (1 - a) * inst.pow(2).mean()
+    expected = (inst - mean) / torch.sqrt(second - mean**2 + 1e-5)
+    assert torch.allclose(out[0, 0], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("norm", ["metabn", "tasknorm_i"])
+def test_context_norm_query_predictions_do_not_depend_on_the_other_queries(norm):
+    task = a_task()
+    model = mk.build_model(mk.ModelConfig(norm=norm), device="cpu")
+    assert uses_context(model)
+    outs = {p: mk.adapt_and_predict(model, task, p, inner_steps=2)
+            for p in ("transductive", "one_at_a_time", "one_class_at_a_time", "reptile_protocol")}
+    for name, out in outs.items():
+        assert torch.allclose(out, outs["transductive"], atol=1e-5), name
+
+
+def test_reptile_protocol_is_each_query_with_the_support_in_train_mode():
+    task = a_task()
+    model = mk.build_model(mk.ModelConfig(norm="bn"), device="cpu")
+    model.train()
+    with torch.no_grad(), mk.preserved_bn_stats(model):
+        got = mk.predict_query(model, task, "one_at_a_time_with_support")
+        n = task.support_x.shape[0]
+        expected = torch.stack([model(torch.cat([task.support_x, x[None]]))[n] for x in task.query_x])
+        batch = mk.predict_query(model, task, "batch")
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, batch, atol=1e-3)
+
+
+@pytest.mark.parametrize("norm", ["metabn", "tasknorm_i"])
+def test_context_norms_get_a_meta_gradient_through_higher(norm):
+    task = a_task()
+    model = mk.build_model(mk.ModelConfig(norm=norm), device="cpu")
+    opt = torch.optim.SGD(model.parameters(), lr=0.4)
+    with higher.innerloop_ctx(model, opt, copy_initial_weights=False) as (fmodel, diffopt):
+        for _ in range(2):
+            diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+        task_loss(mk.predict_query(fmodel, task, "batch"), task.query_y).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_meta_training_a_tasknorm_model_moves_its_blending_weights():
+    sampler = mk.TaskSampler(make_split(), 5, 1, 3, seed=0)
+    model = mk.build_model(mk.ModelConfig(norm="tasknorm_i"), device="cpu")
+    mk.meta_train(model, sampler, mk.TrainConfig(iterations=2, meta_batch=2, inner_steps=1), progress=False)
+    layer = model.features[1]
+    assert isinstance(layer, TaskNormI)
+    assert layer.scale.abs().sum() > 0 and layer.offset.abs().sum() > 0
+
+
+def test_every_method_has_a_placement_for_every_protocol():
+    for method in NORM_METHODS.values():
+        for protocol in PROTOCOLS:
+            p = method.placement(protocol)
+            assert p.adapt_mode == p.query_mode == method.mode
+            if method.with_support:
+                assert p.presentation == "one_at_a_time_with_support"
+            else:
+                assert p.presentation == protocol
+    with pytest.raises(mk.ConfigError, match="transductive_bn"):
+        get_norm_method("batchnorm")
+    with pytest.raises(mk.ConfigError, match="one_at_a_time"):
+        NORM_METHODS["metabn"].placement("two_at_a_time")
+
+
+def test_run_normalisations_table_shape_and_stability(tmp_path):
+    exp = mk.preset("quick", train={"iterations": 2, "meta_batch": 2}, test_tasks=3, test_inner_steps=2)
+    res = run_normalisations(exp, ["transductive_bn", "metabn", "conventional_bn"], progress=False)
+    assert set(res.results) == {"transductive_bn", "metabn", "conventional_bn"}
+    assert all(set(by) == set(PROTOCOLS) for by in res.results.values())
+    assert res.spread("metabn") < 1e-9  # identical under every protocol, by construction
+    assert res.spread("conventional_bn") < 1e-9  # eval mode: each example on its own
+    assert set(res.train_seconds) == {"bn", "metabn"}
+    text = str(res.table())
+    assert "one class at a time" in text and "metabn" in text
+    saved = json.loads(res.save_json(tmp_path / "n.json").read_text())
+    assert len(saved["results"]["metabn"]["batch"]["values"]) == 3
+
+
+def test_norms_command_reports_bad_method_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["norms", "--methods", "batchnorm"])
+    assert "invalid choice" in capsys.readouterr().err
