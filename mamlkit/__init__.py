@@ -24,6 +24,7 @@ from mamlkit.adapt import (
 )
 from mamlkit.cache import default_cache_dir
 from mamlkit.data import DATASETS, ClassSplit, DataError, FewShotDataset, load_dataset
+from mamlkit.data.omniglot import OneShotRun, load_one_shot_runs, locate_omniglot
 from mamlkit.data.sinusoid import SinusoidSampler
 from mamlkit.evaluate import (
     EvalResult,
@@ -68,7 +69,7 @@ from mamlkit.placements import (
     get_train_placement,
 )
 from mamlkit.table import Table
-from mamlkit.tasks import Task, TaskSampler
+from mamlkit.tasks import FixedTasks, Task, TaskSampler
 
 __version__ = "0.1.0"
 

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help="Omniglot folder")
     t.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
                    help="meta-training placements")
+    t.add_argument("--norms", nargs="+", choices=list(NORMS), default=["bn"],
+                   help="normalisation layers: one model per layer and placement (default: bn)")
+    t.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
+    t.add_argument("--n-query", type=_positive, help="query examples per class (default 5)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     n = sub.add_parser(
         "norms",
@@ -186,16 +190,22 @@ def train_command(args: argparse.Namespace) -> int:
         changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
     elif args.dataset == "omniglot":
         raise DataError("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)")
-    exp = preset(args.preset, **changes)
-    data = exp.load_data()
-    for training in args.trainings:
-        path = cached_path(exp.training_config(data, training))
-        status = "found in the cache" if path.exists() else "meta-training now"
-        print(f"{args.preset}/{training}: {status} ({path})", flush=True)
-        trained = get_meta_trained(exp, training, data, progress=not args.no_progress)
-        last = trained.history.accuracy[-10:]
-        print(f"  meta-trained in {trained.history.seconds:.0f} s; "
-              f"query accuracy {100 * sum(last) / len(last):.1f}% over the last {len(last)} iterations")
+    if args.n_way:
+        changes["n_way"] = args.n_way
+    if args.n_query:
+        changes["n_query"] = args.n_query
+    base = preset(args.preset, **changes)
+    data = base.load_data()
+    for norm in args.norms:
+        exp = base.with_changes(model={"norm": norm})
+        for training in args.trainings:
+            path = cached_path(exp.training_config(data, training))
+            status = "found in the cache" if path.exists() else "meta-training now"
+            print(f"{args.preset}/{exp.dataset}/{exp.n_way}-way/{norm}/{training}: {status} ({path})", flush=True)
+            trained = get_meta_trained(exp, training, data, progress=not args.no_progress)
+            last = trained.history.accuracy[-10:]
+            print(f"  meta-trained in {trained.history.seconds:.0f} s; "
+                  f"query accuracy {100 * sum(last) / len(last):.1f}% over the last {len(last)} iterations")
     return 0
 
 

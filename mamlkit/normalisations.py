@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mamlkit.adapt import MetaTrained
+from mamlkit.data import FewShotDataset
 from mamlkit.evaluate import EvalResult, evaluate_trained
 from mamlkit.experiment import Experiment, get_meta_trained
 from mamlkit.norms import ConfigError, check_choice
@@ -105,6 +107,7 @@ class NormResults:
     train_seconds: dict[str, float]
     test_seconds: float
     methods: dict[str, NormMethod] = field(default_factory=dict)
+    trained: dict[str, MetaTrained] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, key: tuple[str, str]) -> EvalResult:
         """``results["metabn", "one_at_a_time"]``."""
@@ -164,28 +167,32 @@ def run_normalisations(
     progress: bool = True,
     cache: bool = True,
     cache_dir: Path | None = None,
+    data: FewShotDataset | None = None,
 ) -> NormResults:
     """Meta-train (or load) one model per normalisation and meta-test each method under each protocol.
 
     Every model is meta-trained with ``exp`` (only the normalisation layer changes) under the
     standard placement (train mode throughout). All methods and protocols use the same meta-test
-    tasks, so differences can be compared task by task.
+    tasks, so differences can be compared task by task. ``data`` saves loading the dataset again;
+    the models stay available in ``NormResults.trained`` (by normalisation layer).
     """
     chosen = [get_norm_method(m) for m in methods]
     protocols = [check_choice("protocol", p, PROTOCOLS) for p in protocols]
     if not chosen or not protocols:
         raise ConfigError("give at least one normalisation method and one protocol")
-    data = exp.load_data()
+    data = data or exp.load_data()
     sampler = exp.test_sampler(data)
     by_norm: dict[str, list[NormMethod]] = {}
     for method in chosen:
         by_norm.setdefault(method.norm, []).append(method)
     results: dict[str, dict[str, EvalResult]] = {m.name: {} for m in chosen}
     train_seconds: dict[str, float] = {}
+    models: dict[str, MetaTrained] = {}
     for norm, group in by_norm.items():
         trained = get_meta_trained(exp.with_changes(model={"norm": norm}), "standard", data, progress, cache,
                                    cache_dir)
         train_seconds[norm] = trained.history.seconds
+        models[norm] = trained
         placements: dict[str, Placement] = {}
         for method in group:
             for protocol in protocols:
@@ -197,7 +204,7 @@ def run_normalisations(
             for protocol in protocols:
                 results[method.name][protocol] = evaluated[method.placement(protocol).name]
     test_seconds = sum(r.seconds for by in results.values() for r in {id(x): x for x in by.values()}.values())
-    return NormResults(exp, results, train_seconds, test_seconds, {m.name: m for m in chosen})
+    return NormResults(exp, results, train_seconds, test_seconds, {m.name: m for m in chosen}, models)
 
 
 __all__ = ["PROTOCOLS", "NormMethod", "NORM_METHODS", "get_norm_method", "NormResults", "run_normalisations"]

@@ -107,11 +107,8 @@ class SupportBatchNorm2d(ContextNorm):
     """MetaBN: BatchNorm moments (over examples and positions) of the context examples only."""
 
     def forward(self, x: torch.Tensor, n_context: int | None = None) -> torch.Tensor:
-        ctx = self.context(x, n_context)
-        mean = ctx.mean(dim=(0, 2, 3))
-        var = ctx.var(dim=(0, 2, 3), unbiased=False)
-        normalised = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        return self.affine(normalised)
+        var, mean = torch.var_mean(self.context(x, n_context), dim=(0, 2, 3), unbiased=False, keepdim=True)
+        return self.affine((x - mean) / torch.sqrt(var + self.eps))
 
 
 class TaskNormI(ContextNorm):
@@ -139,10 +136,8 @@ class TaskNormI(ContextNorm):
     def forward(self, x: torch.Tensor, n_context: int | None = None) -> torch.Tensor:
         ctx = self.context(x, n_context)
         alpha = self.alpha(ctx.shape[0])[None, :, None, None]
-        mean_ctx = ctx.mean(dim=(0, 2, 3), keepdim=True)
-        var_ctx = ctx.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
-        mean_inst = x.mean(dim=(2, 3), keepdim=True)
-        var_inst = x.var(dim=(2, 3), unbiased=False, keepdim=True)
+        var_ctx, mean_ctx = torch.var_mean(ctx, dim=(0, 2, 3), unbiased=False, keepdim=True)
+        var_inst, mean_inst = torch.var_mean(x, dim=(2, 3), unbiased=False, keepdim=True)
         mean = alpha * mean_ctx + (1 - alpha) * mean_inst
         var = alpha * (var_ctx + (mean_ctx - mean) ** 2) + (1 - alpha) * (var_inst + (mean_inst - mean) ** 2)
         return self.affine((x - mean) / torch.sqrt(var + self.eps))

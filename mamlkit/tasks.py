@@ -161,3 +161,31 @@ class TaskSampler:
     def batch(self, start: int, size: int) -> list[Task]:
         """A meta-batch: tasks ``start .. start + size - 1``."""
         return list(self.tasks(size, start))
+
+
+class FixedTasks:
+    """A fixed list of tasks behind the sampler interface (``task(i)``), for ``meta_test``.
+
+    Use it for tasks that are given rather than sampled, such as the 20 official Omniglot one-shot
+    runs: ``mk.meta_test(model, FixedTasks([run.as_task() for run in runs]), n_tasks=len(runs))``.
+    """
+
+    regression = False
+
+    def __init__(self, tasks: list[Task], name: str = "fixed tasks") -> None:
+        if not tasks:
+            raise DataError(f"{name}: no tasks given")
+        self.tasks_list = list(tasks)
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.tasks_list)
+
+    def __repr__(self) -> str:
+        return f"FixedTasks({self.name!r}, {len(self)} tasks)"
+
+    def task(self, index: int) -> Task:
+        """Task number ``index`` of the list."""
+        if not 0 <= index < len(self.tasks_list):
+            raise DataError(f"{self.name}: there are {len(self)} tasks, so index {index} does not exist")
+        return self.tasks_list[index]

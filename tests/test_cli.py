@@ -88,3 +88,19 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(args, words):
 def test_describe_lists_placements_and_norms():
     text = run_cli("describe").stdout
     assert "transductive" in text and "bn_batch" in text
+
+
+@pytest.mark.slow
+def test_a_different_seed_stays_within_the_intervals(tmp_path):
+    """Another meta-training seed (other initial weights, other training tasks) changes the numbers,
+    but each placement's two estimates stay within their 95% intervals of each other."""
+    args = ["placements", "--quick", "--trainings", "standard", "--placements", "transductive", "eval_untouched",
+            "one_at_a_time"]
+    runs = []
+    for seed in ("0", "1"):
+        run_cli(*args, "--seed", seed, "--out", str(tmp_path / seed))
+        runs.append(json.loads((tmp_path / seed / "placements-glyphs.json").read_text())["results"]["standard"])
+    for name in runs[0]:
+        a, b = runs[0][name], runs[1][name]
+        assert a["values"] != b["values"], name
+        assert abs(a["mean"] - b["mean"]) <= a["ci95"] + b["ci95"], (name, a["mean"], b["mean"])

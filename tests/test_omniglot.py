@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import mamlkit as mk
 from mamlkit.data.base import DataError
 from mamlkit.data.download import safe_extract_zip
 from mamlkit.data.omniglot import SMALL_SPLIT, find_omniglot_sets, load_omniglot, load_one_shot_runs
@@ -166,6 +167,29 @@ def test_one_shot_runs(omniglot_dir: Path, tmp_path: Path) -> None:
         for a, b in zip(runs, other):
             assert torch.equal(a.support, b.support) and torch.equal(a.query, b.query)
             assert torch.equal(a.query_labels, b.query_labels)
+
+
+def test_one_shot_runs_as_meta_test_tasks(omniglot_dir: Path) -> None:
+    runs = load_one_shot_runs(omniglot_dir)
+    task = runs[0].as_task()
+    assert torch.equal(task.support_x, runs[0].support) and task.index == 1
+    assert task.query_y.tolist() == list(range(20))  # sorted by class
+    # the same drawings with the same labels, only reordered
+    order = torch.argsort(runs[0].query_labels)
+    assert torch.equal(task.query_x, runs[0].query[order])
+    official = mk.FixedTasks([r.as_task() for r in runs], "official runs")
+    assert len(official) == 20 and official.task(19).index == 20
+    with pytest.raises(mk.DataError, match="20 tasks"):
+        official.task(20)
+    with pytest.raises(mk.DataError, match="no tasks"):
+        mk.FixedTasks([])
+
+
+def test_locate_omniglot(omniglot_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("MAMLKIT_OMNIGLOT", raising=False)
+    assert mk.locate_omniglot([tmp_path / "nothing", omniglot_dir]) == omniglot_dir.resolve()
+    monkeypatch.setenv("MAMLKIT_OMNIGLOT", str(omniglot_dir))
+    assert mk.locate_omniglot([tmp_path]) == omniglot_dir.resolve()  # an empty folder is skipped
 
 
 # --------------------------------------------------------------------------------------------------

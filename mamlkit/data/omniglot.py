@@ -46,6 +46,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mamlkit.data.base import DataError, FewShotDataset, split_by_alphabet
 from mamlkit.data.download import download_file
+from mamlkit.tasks import Task
 
 __all__ = [
     "FULL_SETS",
@@ -604,6 +605,18 @@ class OneShotRun:
     query: torch.Tensor
     query_labels: torch.Tensor
 
+    def as_task(self) -> Task:
+        """The run as a meta-test task: the 20 training drawings are the support set, the 20 test
+        drawings the query set (sorted by class, so a one-class-at-a-time split is well defined)."""
+        order = torch.argsort(self.query_labels, stable=True)
+        return Task(
+            support_x=self.support,
+            support_y=self.support_labels,
+            query_x=self.query[order],
+            query_y=self.query_labels[order],
+            index=int(self.name.removeprefix("run")) if self.name.removeprefix("run").isdigit() else -1,
+        )
+
     def __repr__(self) -> str:
         return (
             f"OneShotRun({self.name!r}: {self.support.shape[0]}-way, {self.query.shape[0]} test drawings "
@@ -612,6 +625,21 @@ class OneShotRun:
 
 
 _RUN_LABELS = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<run>run\d+)/class_labels\.txt$")
+
+
+def locate_omniglot(candidates: Sequence[str | Path] = ()) -> Path | None:
+    """The first folder that holds Omniglot data, or None.
+
+    Looks at ``candidates``, then ``$MAMLKIT_OMNIGLOT``, then ``data/omniglot`` in a source
+    checkout, then ``../shared/data/omniglot`` beside the checkout (the classroom subset).
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    places = [*candidates, os.environ.get("MAMLKIT_OMNIGLOT") or None, checkout / "data" / "omniglot",
+              checkout.parent / "shared" / "data" / "omniglot"]
+    for place in places:
+        if place and Path(place).expanduser().is_dir() and find_omniglot_sets(Path(place).expanduser()):
+            return Path(place).expanduser().resolve()
+    return None
 
 
 def load_one_shot_runs(path: str | Path, image_size: int = 28) -> list[OneShotRun]:
