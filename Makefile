@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8888
 export MAMLKIT_THREADS ?= 2
 
-.PHONY: setup lab demo test test-unit test-notebooks lint notebooks constraints clean
+.PHONY: setup lab demo test test-unit test-notebooks models lint notebooks constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,21 @@ lint: setup
 test-unit: setup
 	$(BIN)/python -m pytest tests --ignore=tests/browser
 
-# The lesson models are trained once by mamlkit (about two minutes) and cached, then every notebook runs.
-test-notebooks: setup
-	$(BIN)/python -m mamlkit train --preset lesson --no-progress
+# The lesson models are trained once by mamlkit and cached (`make models`), then every notebook runs.
+test-notebooks: setup models
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+# Meta-train (or find in the cache) every model the notebooks load: about ten minutes the first time.
+OMNIGLOT ?= $(firstword $(wildcard $(MAMLKIT_OMNIGLOT) data/omniglot ../shared/data/omniglot))
+models: setup
+	$(BIN)/python -m mamlkit train --preset lesson --no-progress
+	$(BIN)/python -m mamlkit train --preset lesson --trainings standard --norms metabn tasknorm_i --no-progress
+ifneq ($(OMNIGLOT),)
+	$(BIN)/python -m mamlkit train --preset lesson --dataset omniglot --data-dir $(OMNIGLOT) --trainings standard \
+		--norms bn tasknorm_i --no-progress
+	$(BIN)/python -m mamlkit train --preset lesson --dataset omniglot --data-dir $(OMNIGLOT) --trainings standard \
+		--n-way 20 --n-query 1 --no-progress
+endif
 
 # Re-execute every notebook from a clean kernel and store its outputs (run after changing a lesson).
 notebooks: setup
