@@ -6,7 +6,7 @@ resident set size (RSS) at every iteration, and reports the peak after 200 itera
 end, with the open file descriptors and threads before and after. Memory is flat when the peak
 after 2,000 iterations is (almost) the peak after 200.
 
-    python benchmarks/endurance.py --iterations 2000 --out benchmarks/results/endurance.json
+    python benchmarks/endurance.py --iterations 2000 --out benchmarks/recorded/endurance.json
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("MAMLKIT_THREADS", "1")))
-    parser.add_argument("--out", default="benchmarks/results/endurance.json")
+    parser.add_argument("--out", default="benchmarks/recorded/endurance.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     process = psutil.Process()

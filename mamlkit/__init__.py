@@ -12,6 +12,7 @@ Plots and widgets are modules of their own (``mamlkit.plots``, ``mamlkit.widgets
 """
 
 from mamlkit.adapt import (
+    BACKENDS,
     History,
     MetaTrained,
     TrainConfig,
@@ -23,6 +24,7 @@ from mamlkit.adapt import (
     task_loss,
 )
 from mamlkit.cache import default_cache_dir
+from mamlkit.checker import MISTAKES, MAMLMistakeError, Report, check_maml
 from mamlkit.data import DATASETS, ClassSplit, DataError, FewShotDataset, load_dataset
 from mamlkit.data.omniglot import OneShotRun, load_one_shot_runs, locate_omniglot
 from mamlkit.data.sinusoid import SinusoidSampler

@@ -12,6 +12,17 @@ the model's buffers, so nothing done inside the context reaches the model's own 
 that writing each task's updates back would have given (``collected_stats``), without letting them
 influence training. ``running_stats="write_back"`` really writes them back, as libraries whose
 clones share buffers (learn2learn) do.
+
+Backends: ``meta_train``, ``adapt_and_predict`` and ``adapt_and_predict_many`` (and the meta-test
+functions of ``mamlkit.evaluate``) take ``backend="higher"`` (the default) or ``backend="torch.func"``
+(``mamlkit.functional``: ``torch.func.functional_call`` and ``torch.autograd.grad``, no ``higher``).
+They compute the same thing: the inner loop adapts all parameters with plain SGD at ``inner_lr``,
+the mode of the adapted model is set per phase (support steps, query), and running statistics
+behave the same way. Each adaptation starts from detached copies of the model's buffers, taken
+when it begins (``higher``'s ``buffer_sync``; the torch.func backend clones them and passes the
+clones to ``functional_call``); train-mode passes update those copies only, eval-mode passes read
+them; the model's own buffers change only with ``running_stats="write_back"``, which copies them
+back after each task. ``collected_stats`` is computed from the copies in both backends.
 """
 
 from __future__ import annotations
@@ -25,10 +36,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
-from mamlkit.norms import ConfigError, is_batchnorm, uses_context
+from mamlkit.norms import ConfigError, check_choice, is_batchnorm, uses_context
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement
 from mamlkit.progress import progress_bar
 from mamlkit.tasks import Task, TaskSampler
+
+#: The implementations of the inner loop: ``higher``'s patched models, or ``torch.func.functional_call``.
+BACKENDS: dict[str, str] = {
+    "higher": "higher.innerloop_ctx: a patched copy of the model with a differentiable SGD optimiser (default)",
+    "torch.func": "torch.func.functional_call with torch.autograd.grad (mamlkit.functional), no higher needed",
+}
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if it is one of ``BACKENDS``, else raise a ConfigError listing them."""
+    return check_choice("backend", backend, BACKENDS)
 
 
 def task_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -152,12 +174,19 @@ def meta_train(
     sampler: TaskSampler,
     config: TrainConfig = TrainConfig(),
     progress: bool = True,
+    *,
+    backend: str = "higher",
 ) -> MetaTrained:
     """Meta-train ``model`` in place with MAML on tasks from ``sampler``.
 
     Training task ``i`` of iteration ``t`` is ``sampler.task(t * meta_batch + i)``, so the same
-    sampler seed and config give the same run.
+    sampler seed and config give the same run. ``backend`` (``"higher"`` or ``"torch.func"``) picks
+    the implementation of the inner loop; both give the same meta-gradients and statistics (up to
+    floating-point rounding). It is not part of ``config``, the cache key.
     """
+    check_backend(backend)
+    if backend == "torch.func":
+        from mamlkit.functional import meta_train_task  # imported here: mamlkit.functional imports this module
     placement = get_train_placement(config.placement)
     device = next(model.parameters()).device
     torch.manual_seed(config.seed)
@@ -173,7 +202,10 @@ def meta_train(
         losses, accs = [], []
         for task in sampler.batch(iteration * config.meta_batch, config.meta_batch):
             task = task.to(device)
-            loss, acc = _meta_train_task(model, task, inner_opt, placement, config, momenta, collected)
+            if backend == "higher":
+                loss, acc = _meta_train_task(model, task, inner_opt, placement, config, momenta, collected)
+            else:
+                loss, acc = meta_train_task(model, task, placement, config, momenta, collected)
             losses.append(loss)
             accs.append(acc)
         outer_opt.step()
@@ -232,18 +264,22 @@ def adapt_and_predict(
     placement: str | Placement,
     inner_steps: int = 10,
     inner_lr: float = 0.4,
+    *,
+    backend: str = "higher",
 ) -> torch.Tensor:
     """Adapt a copy of ``model`` to ``task``'s support set and predict its query set.
 
     The model itself is not changed: parameters and buffers are copied by ``higher``
     (``copy_initial_weights=True``), and the patched copy's modes are set, not the model's.
     Running statistics are the model's own: load collected ones first for ``stats="collected"``.
+    ``backend="torch.func"`` does the same with ``torch.func.functional_call`` (cloned parameters
+    and buffers; the model's modes are set during each call and put back).
 
     Returns:
         Query outputs in the order of ``task.query_x``.
     """
     placement = get_placement(placement)
-    return adapt_and_predict_many(model, task, [placement], inner_steps, inner_lr)[placement.name]
+    return adapt_and_predict_many(model, task, [placement], inner_steps, inner_lr, backend=backend)[placement.name]
 
 
 def adapt_and_predict_many(
@@ -252,6 +288,8 @@ def adapt_and_predict_many(
     placements: list[Placement],
     inner_steps: int = 10,
     inner_lr: float = 0.4,
+    *,
+    backend: str = "higher",
 ) -> dict[str, torch.Tensor]:
     """``adapt_and_predict`` for several placements that share an adaptation mode, adapting once.
 
@@ -260,11 +298,16 @@ def adapt_and_predict_many(
     for all of them, so the support steps run once; then every placement predicts the query set
     from the same adapted copy. Eval-mode predictions run first: they read the copy's running
     statistics, which train-mode predictions would move (train mode never reads them), so the
-    outputs are exactly those of separate runs.
+    outputs are exactly those of separate runs. ``backend`` is ``"higher"`` or ``"torch.func"``.
     """
+    check_backend(backend)
     modes = {p.adapt_mode for p in placements}
     if len(modes) != 1:
         raise ConfigError(f"placements must share their adapt mode to be adapted once, got {sorted(modes)}")
+    if backend == "torch.func":
+        from mamlkit.functional import adapt_and_predict_many as functional_adapt_and_predict_many  # (see meta_train)
+
+        return functional_adapt_and_predict_many(model, task, placements, inner_steps, inner_lr)
     inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
     outputs: dict[str, torch.Tensor] = {}
     with higher.innerloop_ctx(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
+from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, check_backend, task_loss
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats, reset_bn_stats, restore_bn_stats
 from mamlkit.norms import ConfigError
 from mamlkit.placements import PLACEMENTS, Placement, get_placement
@@ -140,6 +140,8 @@ def meta_test(
     collected_stats: StatsSnapshot | None = None,
     start: int = 0,
     progress: bool = True,
+    *,
+    backend: str = "higher",
 ) -> EvalResult:
     """Adapt to and evaluate ``n_tasks`` tasks from ``sampler`` under one placement.
 
@@ -150,10 +152,12 @@ def meta_test(
         sampler: meta-test tasks (task ``start + i`` for ``i < n_tasks``).
         placement: a placement name or object (see ``mamlkit.placements.PLACEMENTS``).
         collected_stats: running statistics for placements with ``stats="collected"``.
+        backend: ``"higher"`` or ``"torch.func"`` (see ``mamlkit.adapt.BACKENDS``): same results.
     """
     placement = get_placement(placement)
     results = meta_test_placements(
-        model, sampler, [placement], n_tasks, inner_steps, inner_lr, collected_stats, start, progress
+        model, sampler, [placement], n_tasks, inner_steps, inner_lr, collected_stats, start, progress,
+        backend=backend,
     )
     return results[placement.name]
 
@@ -168,13 +172,17 @@ def meta_test_placements(
     collected_stats: StatsSnapshot | None = None,
     start: int = 0,
     progress: bool = True,
+    *,
+    backend: str = "higher",
 ) -> dict[str, EvalResult]:
     """Several placements on the same ``n_tasks`` tasks, adapting once per shared setting.
 
     Placements with the same adapt mode and statistics source share one adaptation per task
     (their fast weights are identical); results equal separate ``meta_test`` runs exactly.
     The model is left exactly as it was: parameters, running statistics and modes.
+    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.adapt.BACKENDS``).
     """
+    check_backend(backend)
     chosen = [get_placement(p) for p in placements]
     if not chosen:
         raise ConfigError("no placements given")
@@ -203,7 +211,7 @@ def meta_test_placements(
                 else:
                     reset_bn_stats(model)
                 begin = time.perf_counter()
-                outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr)
+                outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend)
                 share = (time.perf_counter() - begin) / len(group)
                 for p in group:
                     out = outputs[p.name]
@@ -229,11 +237,16 @@ def evaluate_trained(
     inner_steps: int = 10,
     inner_lr: float = 0.4,
     progress: bool = True,
+    *,
+    backend: str = "higher",
 ) -> dict[str, EvalResult]:
-    """Every requested placement on one meta-trained model, on the same tasks."""
+    """Every requested placement on one meta-trained model, on the same tasks.
+
+    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.adapt.BACKENDS``).
+    """
     return meta_test_placements(
         trained.model, sampler, placements, n_tasks, inner_steps, inner_lr, trained.collected_stats,
-        progress=progress,
+        progress=progress, backend=backend,
     )
 
 

@@ -1,0 +1,76 @@
+"""Time of each notebook and of the whole nbval suite, as ``make test-notebooks`` runs them.
+
+Runs ``pytest --nbval-lax --nbval-current-env -p no:cacheprovider <notebooks> --durations=0`` once,
+reads pytest's per-cell durations (setup, call and teardown of every cell item), adds them up per
+notebook, and records them with the suite's wall time in ``benchmarks/recorded/notebooks.json``.
+Run it on a quiet machine with the model cache filled (``python -m mamlkit train --preset
+lesson``), otherwise the first notebook that needs a model also pays for training it.
+
+Usage: python benchmarks/notebook_times.py [notebooks/01_start_here.ipynb ...]   (default: all)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, machine, record
+
+# e.g. "12.34s call     notebooks/04_batchnorm_placements.ipynb::Cell 5"
+DURATION = re.compile(r"^\s*([0-9.]+)s\s+(setup|call|teardown)\s+(\S+?\.ipynb)::")
+
+
+def per_notebook(pytest_output: str) -> dict[str, float]:
+    """Seconds per notebook: the sum of the durations pytest lists for its cells, in order of appearance."""
+    totals: dict[str, float] = {}
+    for line in pytest_output.splitlines():
+        match = DURATION.match(line)
+        if match:
+            seconds, _, path = match.groups()
+            name = Path(path).name
+            totals[name] = totals.get(name, 0.0) + float(seconds)
+    return dict(sorted(totals.items()))
+
+
+def main(notebooks: list[str], threads: int = 2) -> dict:
+    targets = notebooks or ["notebooks"]
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+               "--durations=0", "-q", *targets]
+    env = {**os.environ, "MAMLKIT_THREADS": str(threads), "MAMLKIT_PROGRESS": "0"}
+    begin = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - begin
+    output = done.stdout + done.stderr
+    times = per_notebook(output)
+    where = machine()
+    where["torch_threads"] = f"threads set by each notebook (most use 2; MAMLKIT_THREADS={threads})"
+    result = {
+        "machine": where,
+        "command": " ".join(["pytest", *command[3:]]),
+        "exit_code": done.returncode,
+        "passed": done.returncode == 0,
+        "suite_wall_s": wall,
+        "per_notebook_s": times,
+        "summary_line": output.strip().splitlines()[-1] if output.strip() else "",
+    }
+    record("notebooks", result)
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"{seconds:7.1f} s  {name}" for name, seconds in result["per_notebook_s"].items()]
+    lines.append(f"{result['suite_wall_s']:7.1f} s  whole nbval suite (wall time; exit code {result['exit_code']})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help="notebooks to time (default: the notebooks folder)")
+    parser.add_argument("--threads", type=int, default=2, help="MAMLKIT_THREADS for the notebooks")
+    args = parser.parse_args()
+    print(report(main(args.notebooks, args.threads)))

@@ -1,0 +1,146 @@
+"""Run the benchmarks (all, some, or none) and regenerate BENCHMARKS.md from what is recorded.
+
+Every benchmark records its results, with the machine they were measured on, in
+``benchmarks/recorded/<name>.json``. This script writes ``BENCHMARKS.md`` from whatever is recorded
+there, so a section can be re-measured on its own and the page regenerated without re-running the
+rest.
+
+Usage:
+    python benchmarks/run_all.py                          # regenerate BENCHMARKS.md only
+    python benchmarks/run_all.py --run step_time meta_test_time --note "machine busy"
+    python benchmarks/run_all.py --run notebooks          # times every notebook (minutes; quiet machine)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import meta_test_time
+import notebook_times
+import step_time
+from common import ROOT, record, recorded
+
+BENCHMARKS = {"step_time": step_time, "meta_test_time": meta_test_time, "notebooks": notebook_times}
+
+
+def machine_line(result: dict) -> str:
+    m = result["machine"]
+    load = m.get("load_average_1_5_15_min") or []
+    load_text = f"; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)" if load else ""
+    note = f"\n\n*Note: {result['note']}*" if result.get("note") else ""
+    threads = m["torch_threads"]
+    threads_text = f"{threads} torch thread(s)" if isinstance(threads, int) else threads
+    return (f"Measured {m['date']} on {m['cpu']}, {m['usable_cores']} usable cores of {m['cores']}{load_text}; "
+            f"Python {m['python']}, torch {m['torch']}, {threads_text}.{note}")
+
+
+def step_time_section(result: dict | None) -> list[str]:
+    lines = ["## Meta-training step time", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/run_all.py --run step_time`.", ""]
+    s = result["settings"]
+    lines += [
+        machine_line(result), "",
+        f"One meta-iteration: {s['meta_batch']} tasks of {s['dataset']} ({s['n_way']}-way {s['k_shot']}-shot, "
+        f"{s['n_query']} queries per class), {s['inner_steps']} second-order inner steps, {s['model']}. "
+        f"The bare loop is written like higher's Omniglot example (`innerloop_ctx(copy_initial_weights=False)`, "
+        f"`diffopt.step`, query `backward()`, Adam). {s['rounds']} interleaved rounds of "
+        f"{s['meta_iterations_per_round']} meta-iterations per variant, in one process; medians.",
+        "",
+        "| variant | median s / meta-iteration | ratio to the bare loop (medians) | ratio (median of paired rounds) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, v in result["summary"].items():
+        lines.append(f"| {name} | {v['median_s']:.3f} | {v['ratio_of_medians']:.3f} | "
+                     f"{v['median_paired_ratio']:.3f} |")
+    worst = max(v["median_paired_ratio"] for n, v in result["summary"].items() if n.startswith("mamlkit"))
+    verdict = "within" if worst < 1.05 else "above"
+    lines += ["", f"mamlkit's largest overhead over the bare loop (paired): {100 * (worst - 1):+.1f}% "
+              f"({verdict} the 5% target). The overhead includes what mamlkit does besides the bare loop: "
+              "collecting running statistics per task (`collected_stats`), loss and accuracy history.", ""]
+    return lines
+
+
+def meta_test_section(result: dict | None) -> list[str]:
+    lines = ["## Meta-test time", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/run_all.py --run meta_test_time`.", ""]
+    s = result["settings"]
+    lines += [
+        machine_line(result), "",
+        f"Per task: adapt a copy of the model ({s['model']}) to one {s['dataset']} task ({s['n_way']}-way "
+        f"{s['k_shot']}-shot, {s['n_query']} queries per class) with {s['inner_steps']} inner steps in train "
+        f"mode, then predict the query set under `no_grad`. {s['rounds']} interleaved rounds of "
+        f"{s['tasks_per_round']} tasks per variant; medians.",
+        "",
+        "| variant | median s / task | ratio to track_higher_grads=False |",
+        "| --- | --- | --- |",
+    ]
+    for name, v in result["per_task"].items():
+        lines.append(f"| {name} | {v['median_s']:.4f} | {v['ratio_of_medians']:.3f} |")
+    lines += ["", "`track_higher_grads=True` (higher's default) keeps the graph of every inner step although "
+              "nothing back-propagates through it at meta-test; mamlkit uses `False`.", "",
+              "The placement table (`mk.evaluate_trained`, every meta-test placement on the same tasks, adapting "
+              "once per shared adapt mode and statistics source):", "",
+              "| backend | placements | tasks measured | seconds | s / task | 600 tasks (extrapolated) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for backend, t in result["placement_table"].items():
+        lines.append(f"| {backend} | {t['placements']} | {t['tasks']} | {t['seconds']:.1f} | "
+                     f"{t['seconds_per_task']:.2f} | {t['extrapolated_600_tasks_s']:.0f} s (x {600 // t['tasks']}, "
+                     "linear) |")
+    lines.append("")
+    return lines
+
+
+def notebooks_section(result: dict | None) -> list[str]:
+    lines = ["## Notebooks", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/run_all.py --run notebooks` (on a quiet machine, with "
+                        "the model cache filled by `python -m mamlkit train --preset lesson`).", ""]
+    lines += [machine_line(result), "", f"`{result['command']}`; seconds per notebook are the sums of pytest's "
+              "per-cell durations (kernel start included).", "", "| notebook | seconds |", "| --- | --- |"]
+    for name, seconds in result["per_notebook_s"].items():
+        lines.append(f"| {name} | {seconds:.1f} |")
+    status = "passed" if result["passed"] else f"FAILED (exit code {result['exit_code']})"
+    lines += [f"| **whole suite (wall time)** | **{result['suite_wall_s']:.1f}** |", "",
+              f"Suite {status}: {result['summary_line']}", ""]
+    return lines
+
+
+def write_report() -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python benchmarks/run_all.py` from the results recorded in `benchmarks/recorded/` "
+        "(each section names the machine and date it was measured on; re-measure one with "
+        "`--run <name>`). These are plain scripts, not timed tests: timings on a shared or busy machine vary "
+        "from run to run, so variants are interleaved in one process and compared by medians and ratios.",
+        "",
+    ]
+    lines += step_time_section(recorded("step_time"))
+    lines += meta_test_section(recorded("meta_test_time"))
+    lines += notebooks_section(recorded("notebooks"))
+    text = "\n".join(lines).rstrip() + "\n"
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", nargs="*", default=[], choices=list(BENCHMARKS), help="benchmarks to measure first")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for step_time and meta_test_time")
+    parser.add_argument("--note", default="", help="a note recorded with the results (e.g. 'machine busy')")
+    args = parser.parse_args()
+    for name in args.run:
+        module = BENCHMARKS[name]
+        result = module.main([]) if name == "notebooks" else module.main(threads=args.threads)
+        if args.note:
+            result["note"] = args.note
+            record(name, result)
+        print(module.report(result))
+    write_report()
+    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+
+
+if __name__ == "__main__":
+    main()
