@@ -33,9 +33,12 @@ class RecordingSampler:
         self.sampler = sampler
         self.process = psutil.Process()
         self.rss_mb: list[float] = []
+        self.on_progress = None
 
     def batch(self, start: int, size: int) -> list[mk.Task]:
         self.rss_mb.append(self.process.memory_info().rss / 2**20)
+        if self.on_progress is not None and len(self.rss_mb) % 100 == 0:
+            self.on_progress(self)
         return self.sampler.batch(start, size)
 
 
@@ -54,27 +57,33 @@ def main() -> None:
     model = mk.build_model(exp.model_config(), seed=exp.train.seed)
     before = {"fds": process.num_fds(), "threads": process.num_threads(), "python_threads": threading.active_count()}
     start = time.perf_counter()
-    mk.meta_train(model, sampler, exp.train, progress=False)
-    seconds = time.perf_counter() - start
-    after = {"fds": process.num_fds(), "threads": process.num_threads(), "python_threads": threading.active_count()}
 
-    rss = sampler.rss_mb
-    checkpoints = [n for n in (1, 10, 50, 100, 200, 500, 1000, 2000, args.iterations) if n <= len(rss)]
-    report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "threads": args.threads,
-        "iterations": args.iterations,
-        "seconds": seconds,
-        "seconds_per_iteration": seconds / args.iterations,
-        "peak_rss_mb_after": {str(n): max(rss[:n]) for n in sorted(set(checkpoints))},
-        "rss_mb_at": {str(n): rss[n - 1] for n in sorted(set(checkpoints))},
-        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "before": before,
-        "after": after,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: v for k, v in report.items()}, indent=1))
+    def report(done: bool) -> dict:
+        rss = sampler.rss_mb
+        checkpoints = sorted({n for n in (1, 10, 50, 100, 200, 500, 1000, 2000, len(rss)) if n <= len(rss)})
+        seconds = time.perf_counter() - start
+        now = {"fds": process.num_fds(), "threads": process.num_threads(), "python_threads": threading.active_count()}
+        result = {
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__}",
+            "threads": args.threads,
+            "iterations_planned": args.iterations,
+            "iterations_done": len(rss) if done else len(rss) - 1,
+            "finished": done,
+            "seconds": seconds,
+            "peak_rss_mb_after": {str(n): max(rss[:n]) for n in checkpoints},
+            "rss_mb_at": {str(n): rss[n - 1] for n in checkpoints},
+            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "before": before,
+            "after" if done else "now": now,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))  # rewritten as the run goes: a cut run still reports
+        return result
+
+    sampler.on_progress = lambda _: report(done=False)
+    mk.meta_train(model, sampler, exp.train, progress=False)
+    print(json.dumps(report(done=True), indent=1))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mamlkit.adapt import MetaTrained
@@ -188,6 +188,7 @@ def run_normalisations(
     results: dict[str, dict[str, EvalResult]] = {m.name: {} for m in chosen}
     train_seconds: dict[str, float] = {}
     models: dict[str, MetaTrained] = {}
+    test_seconds = 0.0
     for norm, group in by_norm.items():
         trained = get_meta_trained(exp.with_changes(model={"norm": norm}), "standard", data, progress, cache,
                                    cache_dir)
@@ -200,10 +201,11 @@ def run_normalisations(
                 placements[p.name] = p
         evaluated = evaluate_trained(trained, sampler, list(placements.values()), exp.test_tasks,
                                      exp.test_inner_steps, exp.train.inner_lr, progress)
+        test_seconds += sum(r.seconds for r in evaluated.values())
         for method in group:
             for protocol in protocols:
-                results[method.name][protocol] = evaluated[method.placement(protocol).name]
-    test_seconds = sum(r.seconds for by in results.values() for r in {id(x): x for x in by.values()}.values())
+                result = evaluated[method.placement(protocol).name]
+                results[method.name][protocol] = replace(result, name=f"{method.name} ({PROTOCOLS[protocol]})")
     return NormResults(exp, results, train_seconds, test_seconds, {m.name: m for m in chosen}, models)
 
 
