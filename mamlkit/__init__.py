@@ -11,6 +11,7 @@
 Plots and widgets are modules of their own (``mamlkit.plots``, ``mamlkit.widgets``).
 """
 
+from mamlkit import lab  # the classroom lab's check functions: mk.lab.check_exercise_1(...)
 from mamlkit.adapt import (
     BACKENDS,
     History,

@@ -87,21 +87,48 @@ def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTraine
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or truncated file, or not a torch file at all
-        raise CacheError(f"cannot read cached model {path}: {exc}; delete it to retrain") from exc
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if first_line.startswith("Weights only load failed"):
+            first_line = "refused by torch.load(weights_only=True)"
+        raise CacheError(
+            f"cannot read cached model {path} (corrupt, truncated or not a mamlkit file: {first_line[:120]}); "
+            "delete it to retrain"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise CacheError(f"{path} is not a mamlkit cache file of format {FORMAT_VERSION}; delete it to retrain")
     stored = json.loads(payload["config"])
-    if stored != json.loads(json.dumps(config, sort_keys=True)):
-        raise CacheError(f"{path} was saved for another configuration; refusing to use it")
+    wanted = json.loads(json.dumps(config, sort_keys=True))
+    if stored != wanted:
+        diffs = _differences(stored, wanted)
+        shown = "; ".join(f"{k}: saved {a!r}, wanted {b!r}" for k, a, b in diffs[:4])
+        raise CacheError(
+            f"{path} was saved for another configuration ({shown}); refusing to use it "
+            "(ask for the saved configuration, or delete the file to retrain)"
+        )
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise CacheError(f"{path} holds weights of another architecture: {exc}") from exc
+        saved_model = stored.get("model", {}) if isinstance(stored, dict) else {}
+        raise CacheError(
+            f"{path} holds weights of another architecture than the model given "
+            f"({str(exc).splitlines()[0][:100]}); it was saved for ModelConfig({saved_model}): build the "
+            "model with mk.build_model(mk.ModelConfig(**that)) to load it"
+        ) from exc
     device = next(model.parameters()).device
     collected = {k: v.to(device) for k, v in payload["collected_stats"].items()}
     h = payload["history"]
     history = History(list(h["loss"]), list(h["accuracy"]), float(h["seconds"]))
     return MetaTrained(model, collected, history, stored)
+
+
+def _differences(a: object, b: object, prefix: str = "") -> list[tuple[str, object, object]]:
+    """The dotted keys where two nested configurations differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[tuple[str, object, object]] = []
+        for key in sorted(set(a) | set(b)):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def cached_path(config: dict, cache_dir: Path | None = None) -> Path:

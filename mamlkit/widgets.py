@@ -1,0 +1,769 @@
+"""Interactive widgets (ipywidgets 8) for the lessons and the classroom lab.
+
+Three widgets, each usable in any notebook by displaying it (``playground`` as the last line of a
+cell) and each drivable from code, which is how the tests and the lab's asserts use them:
+
+- ``PlacementPlayground``: pick where ``.train()``/``.eval()`` go at meta-test, the running
+  statistics eval mode reads, how the query is presented, the dataset and the number of tasks; each
+  click on *Run* meta-tests the lesson model and adds a bar (mean with its 95% interval) to a chart
+  of every run so far, with a one-line verdict in plain words.
+- ``BatchNormExplorer``: for one BatchNorm layer, the per-channel batch statistics of several tasks
+  against the running statistics eval mode would use (collected and untouched).
+- ``ConfidenceExplorer``: how the 95% interval ``1.96 * std / sqrt(N)`` depends on the number of
+  tasks N, checked against resampled means.
+
+Every widget exposes its controls as attributes, an ``update()`` (the playground: ``run()``) that
+accepts the same values as keyword arguments, its last outcome (``results``) and a status line
+(``status``) that shows what went wrong in words (``error`` holds the same text) instead of a
+traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython import get_ipython
+from IPython.display import display
+
+from mamlkit.adapt import MetaTrained
+from mamlkit.data import DATASETS, DataError, FewShotDataset
+from mamlkit.evaluate import EvalResult, confidence_interval, meta_test_placements, paired_difference
+from mamlkit.experiment import Experiment, get_meta_trained, preset
+from mamlkit.modes import batch_statistics
+from mamlkit.norms import ConfigError, is_batchnorm
+from mamlkit.placements import MODES, PRESENTATIONS, STATS, Placement, custom_placement
+from mamlkit.plots import bn_stats_mismatch
+from mamlkit.tasks import TaskSampler
+
+#: Where the real Omniglot subset is looked for when no folder is given (beside the checkout).
+_CHECKOUT = Path(__file__).resolve().parents[1]
+OMNIGLOT_CANDIDATES = (_CHECKOUT.parent / "shared" / "data" / "omniglot", _CHECKOUT / "data" / "omniglot")
+
+
+def find_omniglot_dir() -> Path | None:
+    """The first folder of ``OMNIGLOT_CANDIDATES`` that holds Omniglot files, else None."""
+    for folder in OMNIGLOT_CANDIDATES:
+        if folder.is_dir() and any(p.name.startswith("images_") for p in folder.iterdir()):
+            return folder
+    return None
+
+
+def _status_html(text: str, kind: str = "info") -> str:
+    colours = {"info": "#333", "busy": "#1a5fb4", "ok": "#26734d", "error": "#b00020"}
+    prefix = "\u26a0 " if kind == "error" else ""
+    return f'<span style="color:{colours[kind]}">{prefix}{html.escape(text)}</span>'
+
+
+def _show_figure(output: W.Output, fig: plt.Figure) -> None:
+    """Replace what ``output`` shows by ``fig``; the figure is closed so that it is shown only once.
+
+    Outside a notebook (tests, scripts) nothing is displayed: the figure stays available as an attribute.
+    """
+    if get_ipython() is not None:
+        with output:
+            output.clear_output(wait=True)
+            display(fig)
+    plt.close(fig)
+
+
+def _check_choice(kind: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(map(str, choices))}")
+
+
+def _check_count(kind: str, value: object, low: int, high: int, why_high: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"the number of {kind} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        extra = f" ({why_high})" if why_high and value > high else ""
+        raise ConfigError(f"the number of {kind} must be between {low} and {high}, got {value}{extra}")
+    return int(value)
+
+
+def _presentation_words(presentation: str) -> str:
+    return presentation.replace("_", " ")
+
+
+# ---------------------------------------------------------------------------------------------- playground
+
+
+@dataclass
+class PlaygroundRun:
+    """One click on the playground's Run button.
+
+    Attributes:
+        number: 1 for the first run, 2 for the next, ...
+        placement: the meta-test placement that was run.
+        dataset: ``"glyphs"`` or ``"omniglot"``.
+        result: per-task accuracies with their 95% interval (tasks ``0..n-1`` of the test sampler).
+        seconds: wall time of the meta-test (model loading excluded).
+        verdict: the one-line reading shown under the chart.
+    """
+
+    number: int
+    placement: Placement
+    dataset: str
+    result: EvalResult
+    seconds: float
+    verdict: str = ""
+
+    @property
+    def label(self) -> str:
+        """E.g. ``"#2 train/eval, collected stats (glyphs, 30 tasks)"``."""
+        return f"#{self.number} {self.placement.label} ({self.dataset}, {self.result.n} tasks)"
+
+    @property
+    def seconds_per_task(self) -> float:
+        return self.seconds / max(1, self.result.n)
+
+
+def _reason(p: Placement) -> str:
+    """Why a placement scores what it scores, in one clause (with the notebook that shows it)."""
+    if p.query_mode == "eval":
+        if p.adapt_mode == "eval" and p.stats == "untouched":
+            return ("eval mode normalises with running statistics that higher never updated "
+                    "(still 0 and 1), not with this task's own (notebook 04)")
+        if p.adapt_mode == "eval":
+            return ("eval mode normalises with running statistics pooled over meta-training tasks, "
+                    "which do not describe a new task (notebook 04)")
+        if p.stats == "untouched":
+            return ("the support passes moved the copy's untouched statistics only a little away from 0 and 1, "
+                    "and eval mode normalises the query with them (notebook 04)")
+        return ("the support passes pulled the collected statistics towards this task, so eval mode can work, "
+                "but only with collected statistics, and still below train mode (notebook 04)")
+    if p.adapt_mode == "eval":
+        return ("the weights were adapted with running statistics (eval mode) but the query is normalised "
+                "with batch statistics: the two halves do not match (notebook 04)")
+    if "with_support" in p.presentation:
+        return ("train mode, each query example normalised together with the support set (Reptile's protocol): "
+                "no prediction depends on the other query examples, and the batch still looks like this task "
+                "(notebook 06)")
+    if p.presentation in ("one_at_a_time", "one_class_at_a_time"):
+        return (f"train mode with the query {_presentation_words(p.presentation)}: the batch statistics of a "
+                "partial query differ from the whole query set's (notebook 06)")
+    if p.presentation != "batch":
+        return f"train mode with the query presented {_presentation_words(p.presentation)} (notebook 06)"
+    text = ("train mode throughout, as in meta-training: each task is normalised with its own batch statistics "
+            "(transductive, notebook 06)")
+    if p.stats == "collected":
+        text += "; train mode never reads running statistics, so their source changes nothing here"
+    return text
+
+
+def _on_shared_tasks(a: EvalResult, b: EvalResult) -> tuple[EvalResult, EvalResult]:
+    """Both results restricted to the tasks they were both measured on (in ``a``'s order), for pairing."""
+    b_values = dict(zip(b.task_indices, b.values))
+    common = [i for i in a.task_indices if i in b_values]
+    a_values = dict(zip(a.task_indices, a.values))
+    return (EvalResult(a.name, np.array([a_values[i] for i in common]), a.metric, 0.0, tuple(common)),
+            EvalResult(b.name, np.array([b_values[i] for i in common]), b.metric, 0.0, tuple(common)))
+
+
+def placement_verdict(
+    placement: Placement, result: EvalResult, chance: float, previous: Sequence[PlaygroundRun] = ()
+) -> str:
+    """A one-line plain-language reading of one meta-test result.
+
+    Says whether the accuracy is near chance or well above it, why (from the placement), and, when
+    earlier runs were measured on the same tasks, how it compares with the best of them (paired
+    difference with its 95% interval, on the tasks both were measured on).
+    """
+    mean, half = 100 * result.mean, 100 * result.ci95
+    if result.mean - result.ci95 <= chance + 0.05:
+        level = f"near chance ({100 * chance:.0f}%)"
+    elif result.mean + result.ci95 < chance + 0.25:
+        level = f"above chance ({100 * chance:.0f}%), but not by much"
+    else:
+        level = "well above chance"
+    line = f"{placement.label}: {mean:.1f} ± {half:.1f}% over {result.n} tasks, {level}: {_reason(placement)}."
+    shared = [r for r in previous if len(_on_shared_tasks(result, r.result)[0].values) >= 2]
+    if shared:
+        best = max(shared, key=lambda r: r.result.mean)
+        mine, theirs = _on_shared_tasks(result, best.result)
+        diff = paired_difference(mine, theirs)
+        tasks = f"the same {diff.n} tasks"
+        if diff.significant:
+            word = "above" if diff.mean > 0 else "below"
+            line += (f" That is {abs(100 * diff.mean):.1f} ± {100 * diff.ci95:.1f} points {word} "
+                     f"run #{best.number} ({best.placement.label}) on {tasks}.")
+        else:
+            line += (f" No clear difference from run #{best.number} ({best.placement.label}) on {tasks} "
+                     f"({100 * diff.mean:+.1f} ± {100 * diff.ci95:.1f} points).")
+    return line
+
+
+@dataclass
+class _Setup:
+    exp: Experiment
+    data: FewShotDataset
+    trained: MetaTrained
+    sampler: TaskSampler
+
+
+class PlacementPlayground:
+    """Choose a meta-test placement, click Run, compare every run so far on a chart.
+
+    The model is the lesson preset's meta-trained model (``mk.get_meta_trained``: loaded from the
+    cache, or meta-trained with a progress bar the first time, about a minute); pass ``trained`` to
+    use a model you already have. Every run meta-tests tasks ``0..N-1`` of the held-out alphabets, so
+    runs with the same N are paired and compared in the verdict. The model is never changed.
+
+    Args:
+        exp: the experiment (default ``mk.preset("lesson")``); its dataset is the default choice.
+        trained: a meta-trained model for ``exp.dataset``, or a mapping dataset name -> model.
+        omniglot_dir: the Omniglot folder (default: ``../shared/data/omniglot`` beside the checkout
+            or ``data/omniglot`` when present).
+        n_tasks: the default number of meta-test tasks (0.1 to 0.3 s each on one laptop core).
+        max_tasks: the most a live run may take; more is refused with a message.
+        training: the meta-training placement of the model (``"standard"``).
+        progress: show progress bars while a model is meta-trained.
+
+    Attributes (controls): ``adapt_mode``, ``query_mode``, ``stats``, ``presentation``, ``dataset``,
+    ``omniglot_dir``, ``n_tasks``, ``run_button``, ``clear_button``, ``progress``, ``status``,
+    ``verdict``, ``chart``, ``log``, ``widget`` (the whole box).
+
+    Attributes (outcome): ``results`` (every run, a list of ``PlaygroundRun``), ``figure`` (the last
+    chart), ``error`` (the last error message, or None).
+    """
+
+    def __init__(
+        self,
+        exp: Experiment | None = None,
+        trained: MetaTrained | Mapping[str, MetaTrained] | None = None,
+        omniglot_dir: str | Path | None = None,
+        n_tasks: int = 30,
+        max_tasks: int = 300,
+        training: str = "standard",
+        progress: bool = True,
+    ) -> None:
+        self.exp = exp or preset("lesson")
+        if isinstance(trained, MetaTrained):
+            trained = {self.exp.dataset: trained}
+        self._given: dict[str, MetaTrained] = dict(trained or {})
+        self._setups: dict[tuple[str, str], _Setup] = {}
+        self.training = training
+        self.max_tasks = max_tasks
+        self.show_progress = progress
+        self.results: list[PlaygroundRun] = []
+        self.figure: plt.Figure | None = None
+        self.error: str | None = None
+        self.last_exception: BaseException | None = None
+
+        style = {"description_width": "150px"}
+        layout = W.Layout(width="360px")
+        self.adapt_mode = W.Dropdown(options=list(MODES), value="train", description="adapt (support) in",
+                                     style=style, layout=layout)
+        self.query_mode = W.Dropdown(options=list(MODES), value="train", description="predict query in",
+                                     style=style, layout=layout)
+        self.stats = W.Dropdown(options=list(STATS), value="untouched", description="running statistics",
+                                style=style, layout=layout)
+        self.presentation = W.Dropdown(options=[(_presentation_words(p), p) for p in PRESENTATIONS], value="batch",
+                                       description="query presented", style=style, layout=layout)
+        datasets = list(DATASETS)
+        self.dataset = W.Dropdown(options=datasets, value=self.exp.dataset if self.exp.dataset in datasets else
+                                  datasets[0], description="dataset", style=style, layout=layout)
+        found = omniglot_dir if omniglot_dir is not None else (self.exp.data_dir or find_omniglot_dir() or "")
+        self.omniglot_dir = W.Text(value=str(found), description="Omniglot folder", style=style,
+                                   layout=W.Layout(width="600px"), placeholder="e.g. ../shared/data/omniglot")
+        self.n_tasks = W.IntText(value=n_tasks, description=f"tasks (1-{max_tasks})", style=style,
+                                 layout=layout)
+        self.run_button = W.Button(description="Run", button_style="primary", icon="play",
+                                   tooltip="meta-test this placement and add it to the chart")
+        self.clear_button = W.Button(description="Clear runs", tooltip="forget every run so far")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="360px"))
+        self.status = W.HTML(_status_html("Choose a placement and click Run."))
+        self.verdict = W.HTML("")
+        self.chart = W.Output()
+        self.log = W.Output()
+
+        for name, control in [("adapt-mode", self.adapt_mode), ("query-mode", self.query_mode),
+                              ("stats", self.stats), ("presentation", self.presentation),
+                              ("dataset", self.dataset), ("omniglot-dir", self.omniglot_dir),
+                              ("tasks", self.n_tasks), ("run", self.run_button), ("clear", self.clear_button),
+                              ("progress", self.progress), ("status", self.status), ("verdict", self.verdict),
+                              ("chart", self.chart)]:
+            control.add_class(f"mamlkit-{name}")
+        self.run_button.on_click(lambda _button: self.run())
+        self.clear_button.on_click(lambda _button: self.clear())
+        controls = W.VBox([self.adapt_mode, self.query_mode, self.stats, self.presentation, self.dataset,
+                           self.n_tasks])
+        self.widget = W.VBox([
+            W.HTML("<b>Placement playground</b>: where do <code>.train()</code> and <code>.eval()</code> go "
+                   "at meta-test?"),
+            controls, self.omniglot_dir, W.HBox([self.run_button, self.clear_button, self.progress]),
+            self.status, self.verdict, self.chart, self.log,
+        ])
+        self.widget.add_class("mamlkit-playground")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -------------------------------------------------------------------------------------- actions
+
+    def run(self, **values: Any) -> PlaygroundRun | None:
+        """Meta-test the chosen placement (what the Run button does) and add it to the chart.
+
+        Keyword arguments set controls first: ``adapt_mode``, ``query_mode``, ``stats``,
+        ``presentation``, ``dataset``, ``omniglot_dir``, ``n_tasks``. An invalid value or a failure
+        (e.g. a missing Omniglot folder) is reported in ``status`` and ``error``; then None is
+        returned and nothing else changes.
+        """
+        known = {"adapt_mode", "query_mode", "stats", "presentation", "dataset", "omniglot_dir", "n_tasks"}
+        unknown = set(values) - known
+        if unknown:
+            raise TypeError(f"run() got unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        self.error = None
+        self.run_button.disabled = True
+        try:
+            self._set_values(values)
+            n_tasks = _check_count("meta-test tasks", self.n_tasks.value, 1, self.max_tasks,
+                                   "a live run would take too long; `python -m mamlkit placements` runs 600")
+            placement = custom_placement(self.adapt_mode.value, self.query_mode.value, self.stats.value,
+                                         self.presentation.value)
+            setup = self._setup(self.dataset.value)
+            result, seconds = self._meta_test(setup, placement, n_tasks)
+        except (ConfigError, DataError, ValueError, OSError) as exc:
+            self._fail(str(exc), exc)
+            return None
+        except Exception as exc:  # a widget shows a message, never a traceback
+            self._fail(f"unexpected {type(exc).__name__}: {exc}", exc)
+            return None
+        finally:
+            self.run_button.disabled = False
+        run = PlaygroundRun(len(self.results) + 1, placement, self.dataset.value, result, seconds)
+        run.verdict = f"Run #{run.number}. " + placement_verdict(
+            placement, result, 1 / setup.exp.n_way, [r for r in self.results if r.dataset == run.dataset]
+        )
+        self.results.append(run)
+        self.status.value = _status_html(
+            f"Run #{run.number} took {seconds:.1f} s ({1000 * run.seconds_per_task:.0f} ms per task).", "ok"
+        )
+        self.verdict.value = f"<b>{html.escape(run.verdict)}</b>"
+        self._draw()
+        return run
+
+    def _fail(self, message: str, exc: BaseException) -> None:
+        self.error = message
+        self.last_exception = exc
+        self.status.value = _status_html(message, "error")
+        self.progress.value = 0
+
+    def clear(self) -> None:
+        """Forget every run (the model stays loaded)."""
+        self.results.clear()
+        self.verdict.value = ""
+        self.status.value = _status_html("Runs cleared. Choose a placement and click Run.")
+        if get_ipython() is not None:
+            self.chart.clear_output()
+        self.figure = None
+
+    # ------------------------------------------------------------------------------------ internals
+
+    def _set_values(self, values: Mapping[str, Any]) -> None:
+        choices = {
+            "adapt_mode": ("adapt mode", MODES), "query_mode": ("query mode", MODES),
+            "stats": ("statistics source", STATS), "presentation": ("query presentation", PRESENTATIONS),
+            "dataset": ("dataset", tuple(DATASETS)),
+        }
+        for key, value in values.items():
+            if key in choices:
+                kind, options = choices[key]
+                _check_choice(kind, value, options)
+        for key, value in values.items():
+            control = getattr(self, key)
+            if key == "n_tasks":
+                _check_count("meta-test tasks", value, 1, self.max_tasks,
+                             "a live run would take too long; `python -m mamlkit placements` runs 600")
+            control.value = str(value) if key == "omniglot_dir" else value
+
+    def _data_dir(self, dataset: str) -> str | None:
+        if dataset != "omniglot":
+            return None
+        text = self.omniglot_dir.value.strip()
+        if not text:
+            raise DataError("omniglot needs its data folder: type the folder that holds images_background "
+                            "(or images_background_small1.zip ...) into 'Omniglot folder', "
+                            "e.g. ../shared/data/omniglot, or choose glyphs")
+        folder = Path(text).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"Omniglot folder not found: {folder} (choose glyphs, or give the folder that holds "
+                            "images_background or its .zip files)")
+        return str(folder.resolve())
+
+    def _setup(self, dataset: str) -> _Setup:
+        data_dir = self._data_dir(dataset)
+        key = (dataset, data_dir or "")
+        if key in self._setups:
+            return self._setups[key]
+        exp = self.exp.with_changes(dataset=dataset, data_dir=data_dir)
+        self.status.value = _status_html(f"Loading {dataset} ...", "busy")
+        data = exp.load_data()
+        trained = self._given.get(dataset)
+        if trained is None:
+            self.status.value = _status_html(
+                f"Loading the meta-trained model for {dataset} (if it is not in the cache yet it is meta-trained "
+                f"now: {exp.train.iterations} meta-iterations, about a minute on 2 cores, once) ...", "busy")
+            with self.log:
+                trained = get_meta_trained(exp, self.training, data, progress=self.show_progress)
+            if get_ipython() is not None:
+                self.log.clear_output()
+        setup = _Setup(exp, data, trained, exp.test_sampler(data))
+        self._setups[key] = setup
+        return setup
+
+    def _meta_test(self, setup: _Setup, placement: Placement, n_tasks: int) -> tuple[EvalResult, float]:
+        """Tasks ``0..n_tasks-1`` in chunks, so that the progress bar moves (results as one call)."""
+        self.progress.max = n_tasks
+        self.progress.value = 0
+        self.status.value = _status_html(f"Meta-testing {placement.label} on {n_tasks} tasks ...", "busy")
+        chunk = max(1, n_tasks // 20)
+        values: list[np.ndarray] = []
+        begin = time.perf_counter()
+        for start in range(0, n_tasks, chunk):
+            size = min(chunk, n_tasks - start)
+            part = meta_test_placements(
+                setup.trained.model, setup.sampler, [placement], size, setup.exp.test_inner_steps,
+                setup.exp.train.inner_lr, setup.trained.collected_stats, start=start, progress=False,
+            )[placement.name]
+            values.append(part.values)
+            self.progress.value = start + size
+        seconds = time.perf_counter() - begin
+        result = EvalResult(placement.label, np.concatenate(values), part.metric, seconds, tuple(range(n_tasks)))
+        return result, seconds
+
+    def _draw(self) -> None:
+        runs = self.results
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(runs)), 3.6))
+        x = np.arange(len(runs))
+        ax.bar(x, [100 * r.result.mean for r in runs], yerr=[100 * r.result.ci95 for r in runs], capsize=4,
+               color=[f"C{i % 10}" for i in range(len(runs))])
+        ax.set_xticks(x, [_wrap_label(r.label) for r in runs], fontsize=7)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("meta-test accuracy (%)")
+        ax.axhline(100 / self.exp.n_way, color="grey", linestyle="--", linewidth=1)
+        ax.text(1.01, 100 / self.exp.n_way, "chance", color="grey", fontsize=7, va="center",
+                transform=ax.get_yaxis_transform())
+        ax.set_title("every run so far (mean with 95% interval)", fontsize=10)
+        fig.tight_layout()
+        self.figure = fig
+        _show_figure(self.chart, fig)
+
+    @property
+    def bar_count(self) -> int:
+        """Bars on the last chart (one per run)."""
+        return 0 if self.figure is None else len(self.figure.axes[0].patches)
+
+
+def _wrap_label(label: str, width: int = 18) -> str:
+    words, lines, line = label.split(" "), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- BatchNorm
+
+
+class BatchNormExplorer:
+    """Per-task batch statistics of one BatchNorm layer against the running statistics.
+
+    Train mode normalises each task with its own batch statistics (the coloured lines); eval mode
+    normalises every task with one fixed set of running statistics (the black lines): collected
+    over meta-training, or untouched (what ``higher`` leaves in the model: 0 and 1). The farther a
+    task's lines lie from the black ones, the more eval mode distorts that task's features.
+
+    Args:
+        trained: a meta-trained model (its ``collected_stats`` give the collected line).
+        sampler: the tasks to look at (e.g. ``exp.test_sampler(data)``, held-out alphabets).
+        n_tasks: how many tasks to show at first.
+        max_tasks: the most tasks the explorer shows.
+        channels: how many channels to plot.
+
+    Attributes: ``layer``, ``n_tasks``, ``source`` (support or query sets), ``status``, ``summary``,
+    ``plot``, ``widget``; ``results`` (a dict: ``layer``, ``tasks``, ``factor``, by statistics source,
+    the typical factor between a task's variance and the running variance), ``figure``, ``error``.
+    """
+
+    SOURCES = ("support", "query")
+
+    def __init__(self, trained: MetaTrained, sampler: TaskSampler, n_tasks: int = 4, max_tasks: int = 8,
+                 channels: int = 16) -> None:
+        self.trained = trained
+        self.sampler = sampler
+        self.max_tasks = max_tasks
+        self.channels = channels
+        self.results: dict[str, Any] | None = None
+        self.figure: plt.Figure | None = None
+        self.error: str | None = None
+        layers = [name for name, m in trained.model.named_modules() if is_batchnorm(m)]
+        style = {"description_width": "120px"}
+        self.layer = W.Dropdown(options=layers, value=layers[min(2, len(layers) - 1)] if layers else None,
+                                description="BatchNorm layer", style=style)
+        self.n_tasks = W.IntSlider(value=min(n_tasks, max_tasks), min=1, max=max_tasks, description="tasks",
+                                   style=style, continuous_update=False)
+        self.source = W.Dropdown(options=[("support sets", "support"), ("query sets", "query")], value="support",
+                                 description="batches", style=style)
+        self.status = W.HTML("")
+        self.summary = W.HTML("")
+        self.summary_text = ""
+        self.plot = W.Output()
+        for name, control in [("bn-layer", self.layer), ("bn-tasks", self.n_tasks), ("bn-source", self.source),
+                              ("status", self.status), ("summary", self.summary)]:
+            control.add_class(f"mamlkit-{name}")
+        self._updating = False
+        for control in (self.layer, self.n_tasks, self.source):
+            control.observe(self._on_change, names="value")
+        self.widget = W.VBox([
+            W.HTML("<b>BatchNorm statistics explorer</b>: what train mode normalises with (one line per task) "
+                   "against what eval mode normalises with (black)"),
+            W.HBox([self.layer, self.n_tasks, self.source]), self.status, self.summary, self.plot,
+        ])
+        self.widget.add_class("mamlkit-bn-explorer")
+        self.update()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _on_change(self, _change: object) -> None:
+        if not self._updating:
+            self.update()
+
+    def update(self, layer: str | None = None, n_tasks: int | None = None, source: str | None = None
+               ) -> dict[str, Any] | None:
+        """Recompute and redraw, after setting any control given; returns ``results`` (None on error)."""
+        self.error = None
+        try:
+            if not self.layer.options:
+                raise ConfigError("this model has no BatchNorm layer: its normalisation does not depend on "
+                                  "the mode, so there is nothing to compare")
+            if layer is not None:
+                _check_choice("BatchNorm layer", layer, self.layer.options)
+            if n_tasks is not None:
+                _check_count("tasks", n_tasks, 1, self.max_tasks)
+            if source is not None:
+                _check_choice("batch source", source, self.SOURCES)
+            self._quiet_set(layer=layer, n_tasks=n_tasks, source=source)
+            self.results = self._compute()
+        except (ConfigError, ValueError, KeyError) as exc:
+            self.error = str(exc)
+            self.status.value = _status_html(self.error, "error")
+            return None
+        self.status.value = ""
+        self._draw()
+        return self.results
+
+    def _quiet_set(self, **values: Any) -> None:
+        """Set controls without triggering a second update from their observers."""
+        self._updating = True
+        try:
+            for key, value in values.items():
+                if value is not None:
+                    getattr(self, key).value = value
+        finally:
+            self._updating = False
+
+    def _compute(self) -> dict[str, Any]:
+        layer = self.layer.value
+        model = self.trained.model
+        device = next(model.parameters()).device
+        module = dict(model.named_modules())[layer]
+        task_stats = {}
+        for index in range(self.n_tasks.value):
+            task = self.sampler.task(index).to(device)
+            x = task.support_x if self.source.value == "support" else task.query_x
+            task_stats[f"task {index}"] = batch_statistics(model, x)
+        running: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        key = f"{layer}.running_mean"
+        if key in self.trained.collected_stats:
+            running["collected"] = (self.trained.collected_stats[key],
+                                    self.trained.collected_stats[f"{layer}.running_var"])
+        if getattr(module, "running_mean", None) is not None:
+            untouched = "untouched" if int(module.num_batches_tracked) == 0 else "the model's own"
+            running[untouched] = (module.running_mean.detach().clone(), module.running_var.detach().clone())
+        factor = {}
+        for name, (_mean, var) in running.items():
+            logs = [(stats[layer][1].cpu() / var.cpu()).log().abs().mean().item() for stats in task_stats.values()]
+            factor[name] = math.exp(sum(logs) / len(logs))
+        return {"layer": layer, "source": self.source.value, "tasks": task_stats, "running": running,
+                "factor": factor}
+
+    def _draw(self) -> None:
+        res = self.results
+        assert res is not None
+        channels = min(self.channels, next(iter(res["tasks"].values()))[res["layer"]][0].numel())
+        fig = bn_stats_mismatch(res["tasks"], res["running"], res["layer"], channels=channels)
+        self.figure = fig
+        if res["factor"]:
+            parts = [f"{name} running variance: {value:.2f}" for name, value in res["factor"].items()]
+            self.summary_text = (
+                f"{res['layer']}, {len(res['tasks'])} tasks ({res['source']} sets): typical factor between a task's "
+                f"variance and the " + "; ".join(parts) + ". Eval mode normalises every task with the black "
+                "lines; train mode uses the task's own."
+            )
+        else:
+            self.summary_text = (f"{res['layer']} keeps no running statistics: it normalises with batch statistics "
+                                 "in both modes.")
+        self.summary.value = html.escape(self.summary_text)
+        _show_figure(self.plot, fig)
+
+
+# ------------------------------------------------------------------------------------ confidence intervals
+
+
+class ConfidenceExplorer:
+    """The 95% interval ``1.96 * std / sqrt(N)`` against means of N resampled tasks.
+
+    From per-task values (an ``EvalResult`` or any array), the explorer draws ``resamples`` sets of N
+    tasks with replacement (the bootstrap), shows where their means fall against the interval around
+    the overall mean, and plots the half-width against N, so that ``1/sqrt(N)`` becomes visible.
+
+    Args:
+        values: per-task accuracies (``EvalResult`` or numbers in [0, 1]; other metrics are shown as is).
+        n_tasks: N at first.
+        max_tasks: the largest N the slider offers.
+        resamples: how many resampled means to draw.
+        seed: the resampling seed (the same settings always draw the same means).
+
+    Attributes: ``n_tasks``, ``resamples``, ``status``, ``summary``, ``plot``, ``widget``; ``results``
+    (a dict: ``n``, ``mean``, ``std``, ``half_width``, ``coverage``, ``means``), ``figure``, ``error``.
+    """
+
+    def __init__(self, values: EvalResult | Sequence[float] | np.ndarray, n_tasks: int = 50, max_tasks: int = 600,
+                 resamples: int = 1000, seed: int = 0) -> None:
+        self.error: str | None = None
+        self.results: dict[str, Any] | None = None
+        self.figure: plt.Figure | None = None
+        self.seed = seed
+        self.max_tasks = max_tasks
+        self.max_resamples = 5000
+        if isinstance(values, EvalResult):
+            self.name, self.scale, self.unit = values.name, values.scale, "points" if values.scale == 100 else ""
+            raw = values.values
+        else:
+            self.name, self.scale, self.unit = "values", 100.0, "points"
+            raw = values
+        try:
+            self.values = np.asarray(raw, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            self.values = np.asarray([], dtype=np.float64)
+        if self.values.size and not isinstance(values, EvalResult) and (self.values.max() > 1 or self.values.min() < 0):
+            self.scale, self.unit = 1.0, ""
+        style = {"description_width": "120px"}
+        self.n_tasks = W.IntSlider(value=max(1, min(n_tasks, max_tasks)), min=1, max=max_tasks,
+                                   description="tasks N", style=style, continuous_update=False,
+                                   layout=W.Layout(width="420px"))
+        self.resamples = W.IntSlider(value=max(100, min(resamples, self.max_resamples)), min=100,
+                                     max=self.max_resamples, step=100, description="resampled means", style=style,
+                                     continuous_update=False, layout=W.Layout(width="420px"))
+        self.status = W.HTML("")
+        self.summary = W.HTML("")
+        self.summary_text = ""
+        self.plot = W.Output()
+        for name, control in [("ci-tasks", self.n_tasks), ("ci-resamples", self.resamples),
+                              ("status", self.status), ("summary", self.summary)]:
+            control.add_class(f"mamlkit-{name}")
+        self._updating = False
+        for control in (self.n_tasks, self.resamples):
+            control.observe(self._on_change, names="value")
+        self.widget = W.VBox([
+            W.HTML("<b>Confidence-interval explorer</b>: the 95% interval of a mean over N tasks, and where "
+                   "means of N resampled tasks really fall"),
+            self.n_tasks, self.resamples, self.status, self.summary, self.plot,
+        ])
+        self.widget.add_class("mamlkit-ci-explorer")
+        self.update()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _on_change(self, _change: object) -> None:
+        if not self._updating:
+            self.update()
+
+    def update(self, n_tasks: int | None = None, resamples: int | None = None) -> dict[str, Any] | None:
+        """Recompute and redraw, after setting any control given; returns ``results`` (None on error)."""
+        self.error = None
+        try:
+            if self.values.size < 2:
+                raise ValueError(f"need the values of at least 2 tasks to estimate a spread, got {self.values.size}")
+            if not np.isfinite(self.values).all():
+                raise ValueError("the values contain NaN or infinity")
+            if n_tasks is not None:
+                _check_count("tasks N", n_tasks, 1, self.max_tasks)
+            if resamples is not None:
+                _check_count("resampled means", resamples, 100, self.max_resamples)
+            self._updating = True
+            try:
+                if n_tasks is not None:
+                    self.n_tasks.value = n_tasks
+                if resamples is not None:
+                    self.resamples.value = resamples
+            finally:
+                self._updating = False
+            self.results = self._compute(self.n_tasks.value, self.resamples.value)
+        except (ConfigError, ValueError) as exc:
+            self.error = str(exc)
+            self.status.value = _status_html(self.error, "error")
+            return None
+        self.status.value = ""
+        self._draw()
+        return self.results
+
+    def _compute(self, n: int, resamples: int) -> dict[str, Any]:
+        mean, _ = confidence_interval(self.values)
+        std = float(self.values.std())
+        half = 1.96 * std / math.sqrt(n)
+        rng = np.random.default_rng(self.seed)
+        means = rng.choice(self.values, size=(resamples, n), replace=True).mean(axis=1)
+        coverage = float(np.mean(np.abs(means - mean) <= half)) if half > 0 else 1.0
+        return {"n": n, "mean": mean, "std": std, "half_width": half, "coverage": coverage, "means": means,
+                "resamples": resamples, "measured": int(self.values.size)}
+
+    def _draw(self) -> None:
+        r = self.results
+        assert r is not None
+        s = self.scale
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+        left.hist(s * r["means"], bins=40, color="C0", alpha=0.75)
+        for edge in (r["mean"] - r["half_width"], r["mean"] + r["half_width"]):
+            left.axvline(s * edge, color="k", linestyle="--", linewidth=1.2)
+        left.axvline(s * r["mean"], color="C3", linewidth=1.5)
+        left.set_xlabel(f"mean of N = {r['n']} resampled tasks" + (" (%)" if s == 100 else ""))
+        left.set_ylabel("resampled means")
+        left.set_title(f"{100 * r['coverage']:.1f}% of {r['resamples']} means inside the interval", fontsize=9)
+        sizes = np.arange(1, self.max_tasks + 1)
+        right.plot(sizes, s * 1.96 * r["std"] / np.sqrt(sizes), "k-", label="1.96 std / sqrt(N)")
+        right.plot([r["n"]], [s * r["half_width"]], "o", color="C3", label=f"N = {r['n']}")
+        if r["measured"] <= self.max_tasks:
+            right.axvline(r["measured"], color="grey", linestyle=":", label=f"tasks measured ({r['measured']})")
+        right.set_xscale("log")
+        right.set_xlabel("tasks N")
+        right.set_ylabel("95% half-width" + (" (points)" if s == 100 else ""))
+        right.legend(fontsize=8)
+        right.set_title("the interval shrinks as 1/sqrt(N)", fontsize=9)
+        fig.tight_layout()
+        self.figure = fig
+        unit = f" {self.unit}" if self.unit else ""
+        four = 1.96 * r["std"] / math.sqrt(4 * r["n"])
+        self.summary_text = (
+            f"N = {r['n']} tasks: mean {s * r['mean']:.1f} ± {s * r['half_width']:.1f}{unit} (95%); "
+            f"{100 * r['coverage']:.1f}% of {r['resamples']} resampled means fall inside (expected about 95%). "
+            f"Four times the tasks (N = {4 * r['n']}) would give ± {s * four:.1f}{unit}."
+        )
+        self.summary.value = html.escape(self.summary_text)
+        _show_figure(self.plot, fig)

@@ -1,0 +1,373 @@
+"""The classroom lab: its check functions, its notebook's form, and the student copy tool.
+
+The check functions must pass on the committed lab's solutions, fail on common mistakes with
+feedback that names the mistake and the notebook to reread, and fail on the student copy's stubs
+(run in-process, no kernel needed). The student copy must hold no solution code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import higher
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mamlkit as mk
+from mamlkit import lab
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = ROOT / "notebooks" / "09_classroom_lab.ipynb"
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("make_student_copy", ROOT / "tools" / "make_student_copy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = load_tool()
+
+
+def namespace() -> dict:
+    """What the lab's first cell imports (the names a solution cell may use)."""
+    return {"torch": torch, "F": F, "higher": higher, "mk": mk, "lab": lab}
+
+
+def functions_of(cells) -> dict[int, object]:
+    """Exercise number -> the function its cell defines (executed in-process)."""
+    found = {}
+    for cell in cells:
+        ns = namespace()
+        exec(compile(cell.source, "<lab cell>", "exec"), ns)
+        fns = [v for k, v in ns.items() if k not in namespace() and inspect.isfunction(v)]
+        assert len(fns) == 1, f"one function per exercise cell, got {[f.__name__ for f in fns]}"
+        found[tool.exercise_number(cell)] = fns[0]
+    return found
+
+
+CHECKS = {1: lab.check_exercise_1, 2: lab.check_exercise_2, 3: lab.check_exercise_3}
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    return nbformat.read(LAB, as_version=4)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lab-build")
+    student_path, guide_path = tool.make(LAB, out)
+    return nbformat.read(student_path, as_version=4), guide_path
+
+
+def solution_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and "solution" in tool.tags(c)]
+
+
+# ------------------------------------------------------------------------------------------ the checks
+
+
+def test_every_check_passes_on_the_labs_solutions(notebook):
+    solutions = functions_of(solution_cells(notebook))
+    assert sorted(solutions) == [1, 2, 3]
+    for number, fn in solutions.items():
+        result = CHECKS[number](fn)
+        assert result.passed, result.message
+        assert f"Exercise {number}: passed" in str(result) and "passed" in result._repr_html_()
+
+
+def _adapt(model, task, steps, lr, query_train=True, adapt_train=True, one_at_a_time=False):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    with higher.innerloop_ctx(model, opt, track_higher_grads=False) as (fmodel, diffopt):
+        fmodel.train(adapt_train)
+        for _ in range(steps):
+            diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+        fmodel.train(query_train)
+        with torch.no_grad():
+            if one_at_a_time:
+                return torch.cat([fmodel(x[None]) for x in task.query_x])
+            return fmodel(task.query_x)
+
+
+def eval_query(model, task, inner_steps=10, inner_lr=0.4):
+    return _adapt(model, task, inner_steps, inner_lr, query_train=False)
+
+
+def one_by_one(model, task, inner_steps=10, inner_lr=0.4):
+    return _adapt(model, task, inner_steps, inner_lr, one_at_a_time=True)
+
+
+def mode_left_alone(model, task, inner_steps=10, inner_lr=0.4):
+    opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
+    with higher.innerloop_ctx(model, opt, track_higher_grads=False) as (fmodel, diffopt):
+        for _ in range(inner_steps):                      # no fmodel.train(): relies on the caller's mode
+            diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+        with torch.no_grad():
+            return fmodel(task.query_x)
+
+
+def plain_optimizer(model, task, inner_steps=10, inner_lr=0.4):
+    opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
+    model.train()
+    for _ in range(inner_steps):
+        opt.zero_grad()
+        F.cross_entropy(model(task.support_x), task.support_y).backward()
+        opt.step()
+    with torch.no_grad():
+        return model(task.query_x)
+
+
+def wrong_shape(model, task, inner_steps=10, inner_lr=0.4):
+    return _adapt(model, task, inner_steps, inner_lr).argmax(dim=1)
+
+
+def crashes(model, task, inner_steps=10, inner_lr=0.4):
+    return task.logits
+
+
+@pytest.mark.parametrize(
+    "fn, words",
+    [
+        (eval_query, ["eval mode", "notebook 04"]),
+        (one_by_one, ["one example at a time", "notebook 06"]),
+        (mode_left_alone, ["arrives in eval mode", "fmodel.train()", "notebook 03"]),
+        (plain_optimizer, ["changed the model's parameters", "diffopt.step", "notebook 03",
+                           "changed the model's mode"]),
+        (wrong_shape, ["shape (15,)", "(15, 5)"]),
+        (crashes, ["crashes raised AttributeError", "logits"]),
+    ],
+)
+def test_check_1_names_the_mistake(fn, words):
+    result = lab.check_exercise_1(fn)
+    assert not result.passed
+    for word in words:
+        assert word in result.message, result.message
+
+
+def eval_predict(model, x):
+    with torch.no_grad(), mk.eval_mode(model):
+        return model(x)
+
+
+def contaminating_predict(model, x):
+    with torch.no_grad(), mk.train_mode(model):
+        return model(x)
+
+
+def mode_leaking_predict(model, x):
+    with torch.no_grad(), mk.preserved_bn_stats(model):
+        model.train()
+        return model(x)
+
+
+def graph_predict(model, x):
+    with mk.preserved_bn_stats(model), mk.train_mode(model):
+        return model(x)
+
+
+@pytest.mark.parametrize(
+    "fn, words",
+    [
+        (eval_predict, ["eval-mode ones", "notebook 02"]),
+        (contaminating_predict, ["changed the running statistics", "num_batches_tracked", "notebook 05"]),
+        (mode_leaking_predict, ["eval mode before the call and is in train mode after"]),
+        (graph_predict, ["gradient graph", "torch.no_grad()"]),
+    ],
+)
+def test_check_2_names_the_mistake(fn, words):
+    result = lab.check_exercise_2(fn)
+    assert not result.passed
+    for word in words:
+        assert word in result.message, result.message
+
+
+def _meta_step(model, tasks, inner_opt, outer_opt, inner_steps, copy_initial_weights=False, query_train=True,
+               divide=True, step=True, query_no_grad=False):
+    outer_opt.zero_grad()
+    losses = []
+    for task in tasks:
+        with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=copy_initial_weights) as (fmodel, diffopt):
+            fmodel.train()
+            for _ in range(inner_steps):
+                diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+            fmodel.train(query_train)
+            with torch.set_grad_enabled(not query_no_grad):
+                loss = F.cross_entropy(fmodel(task.query_x), task.query_y)
+            (loss / (len(tasks) if divide else 1)).backward()
+            losses.append(loss.item())
+    if step:
+        outer_opt.step()
+    return sum(losses) / len(losses)
+
+
+def default_copy_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
+    return _meta_step(model, tasks, inner_opt, outer_opt, inner_steps, copy_initial_weights=True)
+
+
+def eval_query_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
+    return _meta_step(model, tasks, inner_opt, outer_opt, inner_steps, query_train=False)
+
+
+def summed_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
+    return _meta_step(model, tasks, inner_opt, outer_opt, inner_steps, divide=False)
+
+
+def forgot_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
+    return _meta_step(model, tasks, inner_opt, outer_opt, inner_steps, step=False)
+
+
+def no_grad_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
+    return _meta_step(model, tasks, inner_opt, outer_opt, inner_steps, query_no_grad=True)
+
+
+def plain_inner_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
+    outer_opt.zero_grad()
+    for task in tasks:
+        for _ in range(inner_steps):
+            inner_opt.zero_grad()
+            F.cross_entropy(model(task.support_x), task.support_y).backward()
+            inner_opt.step()
+        (F.cross_entropy(model(task.query_x), task.query_y) / len(tasks)).backward()
+    outer_opt.step()
+    return 0.0
+
+
+def returns_nothing_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
+    _meta_step(model, tasks, inner_opt, outer_opt, inner_steps)
+
+
+@pytest.mark.parametrize(
+    "fn, words",
+    [
+        (default_copy_step, ["copy_initial_weights=False", "notebook 03"]),
+        (eval_query_step, ["query loss in eval mode", "notebook 04"]),
+        (summed_step, ["summed the task losses"]),
+        (forgot_step, ["never called outer_opt.step()"]),
+        (no_grad_step, ["does not require grad", "torch.no_grad()", "notebook 02"]),
+        (plain_inner_step, ["inner_opt.step()", "diffopt.step", "not MAML"]),
+        (returns_nothing_step, ["returned NoneType", "mean query loss"]),
+    ],
+)
+def test_check_3_names_the_mistake(fn, words):
+    result = lab.check_exercise_3(fn)
+    assert not result.passed
+    for word in words:
+        assert word in result.message, result.message
+
+
+def test_checks_leave_the_random_state_alone(notebook):
+    solutions = functions_of(solution_cells(notebook))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    for number, fn in solutions.items():
+        CHECKS[number](fn)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------------------------------------------------------ the notebook
+
+
+def test_lab_has_three_tagged_exercises_the_widgets_and_an_instructor_cell(notebook):
+    cells = solution_cells(notebook)
+    assert [tool.exercise_number(c) for c in cells] == [1, 2, 3]
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    for name in ("PlacementPlayground", "BatchNormExplorer", "ConfidenceExplorer",
+                 "check_exercise_1", "check_exercise_2", "check_exercise_3"):
+        assert name in code
+    instructor = [c for c in notebook.cells if "instructor" in tool.tags(c)]
+    assert len(instructor) == 1 and "check_1.passed" in instructor[0].source
+    for cell in cells:                                   # each exercise is followed by its check
+        after = notebook.cells[notebook.cells.index(cell) + 1]
+        assert f"check_exercise_{tool.exercise_number(cell)}(" in after.source
+
+
+# ----------------------------------------------------------------------------------------- student copy
+
+
+def test_student_copy_holds_no_solution_code(notebook, student):
+    student_nb, _ = student
+    student_code = "\n".join(c.source for c in student_nb.cells if c.cell_type == "code")
+    for cell in solution_cells(notebook):
+        body = [line.strip() for line in cell.source.splitlines()]
+        for line in body:
+            if not line or line.startswith(("def ", '"""', "#")):
+                continue
+            assert line not in student_code, f"solution code left in the student copy: {line!r}"
+    assert not any("instructor" in tool.tags(c) for c in student_nb.cells)
+    assert len(student_nb.cells) == len(notebook.cells) - 1
+
+
+def test_student_copy_is_cleared_and_keeps_everything_else(notebook, student):
+    student_nb, _ = student
+    for cell in student_nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    kept = [c.source for c in notebook.cells if not ({"solution", "instructor"} & set(tool.tags(c)))]
+    assert kept == [c.source for c in student_nb.cells if "exercise" not in tool.tags(c)]
+    nbformat.validate(student_nb)
+
+
+def test_checks_fail_on_the_student_stubs_with_a_helpful_message(student):
+    student_nb, _ = student
+    stubs = [c for c in student_nb.cells if "exercise" in tool.tags(c)]
+    assert len(stubs) == 3
+    for number, fn in functions_of(stubs).items():
+        with pytest.raises(NotImplementedError, match=f"Exercise {number}"):
+            fn(*[None] * fn.__code__.co_argcount)
+        result = CHECKS[number](fn)
+        assert not result.passed
+        assert f"Exercise {number}: not yet" in result.message
+        assert "NotImplementedError" in result.message and "Replace the `raise` line" in result.message
+
+
+def test_instructor_guide_has_real_content_and_the_solutions(notebook, student):
+    _, guide_path = student
+    text = guide_path.read_text()
+    for heading in ("Timing plan", "Expected answers", "Common mistakes", "Before class"):
+        assert heading in text, f"missing section {heading!r}"
+    for cell in solution_cells(notebook):
+        assert cell.source.strip() in text, "the appendix holds every solution cell as it is in the lab"
+    assert len(text) > 4000
+
+
+def test_stub_source_keeps_signature_docstring_and_imports():
+    source = (
+        "# Exercise 7: a demo\n"
+        "import math\n"
+        "@staticmethod\n"
+        "def area(r,\n"
+        "         scale=1.0):\n"
+        '    """Area of a circle."""\n'
+        "    return scale * math.pi * r ** 2\n"
+        "CONSTANT = 3\n"
+        "def other():\n"
+        "    return CONSTANT\n"
+    )
+    stub = tool.stub_source(source, 7)
+    assert stub.startswith("# Exercise 7: a demo\nimport math\n")
+    assert "@staticmethod\ndef area(r,\n         scale=1.0):\n    \"\"\"Area of a circle.\"\"\"" in stub
+    assert "math.pi" not in stub and "CONSTANT" not in stub
+    assert stub.count('raise NotImplementedError("Exercise 7: write ') == 2
+    compile(stub, "<stub>", "exec")
+
+
+def test_make_student_copy_command(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_copy.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "student" / "09_classroom_lab.ipynb").is_file()
+    assert (tmp_path / "instructor" / "instructor_guide.md").is_file()
+    assert "student copy:" in out.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_copy.py"), "--lab",
+                          str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
