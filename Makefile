@@ -36,7 +36,7 @@ test-unit: setup
 
 # The lesson models are trained once by mamlkit and cached (`make models`), then every notebook runs.
 test-notebooks: setup models
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider --durations=0 notebooks
 
 # Meta-train (or find in the cache) every model the notebooks load: about ten minutes the first time.
 # Two lanes run side by side with one torch thread each (faster than one lane with two threads here).
