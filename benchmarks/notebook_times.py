@@ -62,6 +62,27 @@ def main(notebooks: list[str], threads: int = 2) -> dict:
     return result
 
 
+def from_log(path: str, source: str) -> dict:
+    """Record the times from an existing log of the same pytest command (e.g. a CI run's output)."""
+    output = Path(path).read_text(errors="replace")
+    start = output.rfind("nbval-lax")  # the notebooks' pytest run, when the log holds more than it
+    part = output[start:] if start >= 0 else output
+    summary = re.findall(r"=+ (\d+ passed.*?) in ([0-9.]+)s", part)
+    where = machine()
+    where["torch_threads"] = "threads set by each notebook from MAMLKIT_THREADS (2 under make test)"
+    result = {
+        "machine": where,
+        "command": f"make test-notebooks, read from {source}",
+        "exit_code": 0 if summary and "failed" not in summary[0][0] else 1,
+        "passed": bool(summary) and "failed" not in summary[0][0],
+        "suite_wall_s": float(summary[0][1]) if summary else float("nan"),
+        "per_notebook_s": per_notebook(part),
+        "summary_line": summary[0][0] if summary else "",
+    }
+    record("notebooks", result)
+    return result
+
+
 def report(result: dict) -> str:
     lines = [f"{seconds:7.1f} s  {name}" for name, seconds in result["per_notebook_s"].items()]
     lines.append(f"{result['suite_wall_s']:7.1f} s  whole nbval suite (wall time; exit code {result['exit_code']})")
@@ -72,5 +93,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to time (default: the notebooks folder)")
     parser.add_argument("--threads", type=int, default=2, help="MAMLKIT_THREADS for the notebooks")
+    parser.add_argument("--from-log", help="read the durations from this log of `make test` instead of running")
+    parser.add_argument("--source", default="a make test log", help="where the log came from (for the record)")
     args = parser.parse_args()
-    print(report(main(args.notebooks, args.threads)))
+    if args.from_log:
+        print(report(from_log(args.from_log, args.source)))
+    else:
+        print(report(main(args.notebooks, args.threads)))

@@ -107,6 +107,25 @@ def notebooks_section(result: dict | None) -> list[str]:
     return lines
 
 
+def endurance_section(result: dict | None) -> list[str]:
+    lines = ["## Endurance (memory over a long meta-training run)", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/endurance.py --iterations 2000`.", ""]
+    done, planned = result["iterations_done"], result["iterations_planned"]
+    lines += [f"`python benchmarks/endurance.py --iterations {planned}` (quick configuration: glyphs 5-way 1-shot, "
+              f"Conv4 with BatchNorm, meta-batch 4, 5 second-order inner steps; {result['threads']} torch thread) "
+              f"on {result['machine']}. Iterations done: {done} of {planned}"
+              + ("." if result.get("finished") else " (the run was cut short; the file is rewritten as it goes)."),
+              "", "| after iteration | peak resident memory (MB) | resident memory then (MB) |", "| --- | --- | --- |"]
+    for n, peak in result["peak_rss_mb_after"].items():
+        lines.append(f"| {n} | {peak:.1f} | {result['rss_mb_at'][n]:.1f} |")
+    end = result.get("after") or result.get("now") or {}
+    before = result["before"]
+    lines += ["", f"Open file descriptors {before['fds']} before, {end.get('fds')} at the end; threads "
+              f"{before['threads']} before, {end.get('threads')} at the end.", ""]
+    return lines
+
+
 def write_report() -> str:
     lines = [
         "# Benchmarks",
@@ -120,6 +139,7 @@ def write_report() -> str:
     lines += step_time_section(recorded("step_time"))
     lines += meta_test_section(recorded("meta_test_time"))
     lines += notebooks_section(recorded("notebooks"))
+    lines += endurance_section(recorded("endurance"))
     text = "\n".join(lines).rstrip() + "\n"
     (ROOT / "BENCHMARKS.md").write_text(text)
     return text

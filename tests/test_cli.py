@@ -49,7 +49,7 @@ def test_train_command_reuses_the_cache(tmp_path):
     run_cli("placements", "--quick", "--trainings", "standard", "--placements", "transductive", "--tasks", "2",
             "--out", str(tmp_path))
     out = run_cli("train", "--preset", "quick", "--trainings", "standard", "--no-progress")
-    assert "quick/standard: found in the cache" in out.stdout
+    assert "quick/glyphs/5-way/bn/standard: found in the cache" in out.stdout
     assert "query accuracy" in out.stdout
 
 
