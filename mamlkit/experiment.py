@@ -176,20 +176,26 @@ class PlacementResults:
         return placement_chart(self.results, chance=1 / self.experiment.n_way, path=path)
 
     def to_dict(self) -> dict:
-        return {
-            "experiment": self.experiment.as_dict(),
-            "train_seconds": self.train_seconds,
-            "test_seconds": self.test_seconds,
-            "results": {
-                t: {p: {"mean": r.mean, "ci95": r.ci95, "n": r.n, "values": r.values.tolist()} for p, r in by.items()}
-                for t, by in self.results.items()
-            },
-        }
+        return results_to_dict(self.experiment, self.results, self.train_seconds, self.test_seconds)
 
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
         path.write_text(json.dumps(self.to_dict(), indent=1))
         return path
+
+
+def results_to_dict(exp: Experiment, results: dict[str, dict[str, EvalResult]], train_seconds: dict[str, float],
+                    test_seconds: float) -> dict:
+    """A JSON-ready record of a two-level table of results, per-task values included."""
+    return {
+        "experiment": exp.as_dict(),
+        "train_seconds": train_seconds,
+        "test_seconds": test_seconds,
+        "results": {
+            row: {col: {"mean": r.mean, "ci95": r.ci95, "n": r.n, "values": r.values.tolist()} for col, r in by.items()}
+            for row, by in results.items()
+        },
+    }
 
 
 def run_placements(

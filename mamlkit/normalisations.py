@@ -22,7 +22,7 @@ from pathlib import Path
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import FewShotDataset
 from mamlkit.evaluate import EvalResult, evaluate_trained
-from mamlkit.experiment import Experiment, get_meta_trained
+from mamlkit.experiment import Experiment, get_meta_trained, results_to_dict
 from mamlkit.norms import ConfigError, check_choice
 from mamlkit.placements import PLACEMENTS, Placement, custom_placement
 from mamlkit.table import Table
@@ -144,15 +144,7 @@ class NormResults:
         return protocol_chart(self.results, PROTOCOLS, chance=1 / self.experiment.n_way, path=path)
 
     def to_dict(self) -> dict:
-        return {
-            "experiment": self.experiment.as_dict(),
-            "train_seconds": self.train_seconds,
-            "test_seconds": self.test_seconds,
-            "results": {
-                m: {p: {"mean": r.mean, "ci95": r.ci95, "n": r.n, "values": r.values.tolist()} for p, r in by.items()}
-                for m, by in self.results.items()
-            },
-        }
+        return results_to_dict(self.experiment, self.results, self.train_seconds, self.test_seconds)
 
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
