@@ -90,8 +90,9 @@ def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTraine
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if first_line.startswith("Weights only load failed"):
             first_line = "refused by torch.load(weights_only=True)"
+        first_line = first_line.split(". ")[0].rstrip(".")[:160]  # torch's first sentence, not its advice
         raise CacheError(
-            f"cannot read cached model {path} (corrupt, truncated or not a mamlkit file: {first_line[:120]}); "
+            f"cannot read cached model {path} (corrupt, truncated or not a mamlkit file: {first_line}); "
             "delete it to retrain"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
@@ -100,7 +101,9 @@ def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTraine
     wanted = json.loads(json.dumps(config, sort_keys=True))
     if stored != wanted:
         diffs = _differences(stored, wanted)
-        shown = "; ".join(f"{k}: saved {a!r}, wanted {b!r}" for k, a, b in diffs[:4])
+        shown = "; ".join(f"{k}: saved {_shown(a)}, wanted {_shown(b)}" for k, a, b in diffs[:4])
+        if len(diffs) > 4:
+            shown += f"; and {len(diffs) - 4} more"
         raise CacheError(
             f"{path} was saved for another configuration ({shown}); refusing to use it "
             "(ask for the saved configuration, or delete the file to retrain)"
@@ -109,9 +112,11 @@ def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTraine
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         saved_model = stored.get("model", {}) if isinstance(stored, dict) else {}
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)  # the first mismatch
         raise CacheError(
             f"{path} holds weights of another architecture than the model given "
-            f"({str(exc).splitlines()[0][:100]}); it was saved for ModelConfig({saved_model}): build the "
+            f"({detail[:160]}); it was saved for ModelConfig({saved_model}): build the "
             "model with mk.build_model(mk.ModelConfig(**that)) to load it"
         ) from exc
     device = next(model.parameters()).device
@@ -119,6 +124,11 @@ def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTraine
     h = payload["history"]
     history = History(list(h["loss"]), list(h["accuracy"]), float(h["seconds"]))
     return MetaTrained(model, collected, history, stored)
+
+
+def _shown(value: object) -> str:
+    """A configuration value for an error message; a key absent on one side reads as such."""
+    return "(not set)" if value is None else repr(value)
 
 
 def _differences(a: object, b: object, prefix: str = "") -> list[tuple[str, object, object]]:

@@ -58,16 +58,21 @@ def test_a_file_is_never_served_for_another_configuration(data, tmp_path):
     # even when a file sits at the other configuration's path, its stored config is checked
     os.replace(cached_path(trained.config, tmp_path), cached_path(other, tmp_path))
     model = mk.build_model(exp.model_config(), device="cpu")
-    with pytest.raises(CacheError, match="another configuration"):
+    with pytest.raises(CacheError, match="another configuration") as info:
         load_trained(cached_path(other, tmp_path), model, other)
+    assert "inner_lr: saved 0.4, wanted 0.3" in str(info.value)  # the differing setting is named
+    extra = {**other, "note": "x"}
+    with pytest.raises(CacheError, match=r"note: saved \(not set\), wanted 'x'"):
+        load_trained(cached_path(other, tmp_path), model, extra)
 
 
 def test_checkpoint_of_another_architecture_is_refused(data, tmp_path):
     exp = tiny_experiment()
     trained = mk.get_meta_trained(exp, "standard", data, progress=False, cache_dir=tmp_path)
     wider = mk.build_model(mk.ModelConfig(hidden=16), device="cpu")
-    with pytest.raises(CacheError, match="another architecture"):
+    with pytest.raises(CacheError, match="another architecture") as info:
         load_trained(cached_path(trained.config, tmp_path), wider, trained.config)
+    assert "size mismatch" in str(info.value) and "'hidden': 32" in str(info.value)
 
 
 def test_corrupt_cache_file_is_reported_then_retrained(data, tmp_path, capsys):
