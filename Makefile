@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
 export MAMLKIT_THREADS ?= 2
+# Test workers: two pytest processes with one torch thread each (JOBS=0: one process, two threads).
+JOBS ?= 2
+TEST_THREADS := $(if $(filter 0,$(JOBS)),$(MAMLKIT_THREADS),1)
 
 .PHONY: setup lab demo test test-unit test-notebooks test-browser browser-deps student-copy models models-glyphs models-omniglot lint notebooks \
 	constraints clean
@@ -32,11 +35,13 @@ lint: setup
 	$(BIN)/ruff check .
 
 test-unit: setup
-	$(BIN)/python -m pytest tests --ignore=tests/browser
+	MAMLKIT_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests --ignore=tests/browser
 
-# The lesson models are trained once by mamlkit and cached (`make models`), then every notebook runs.
+# The lesson models are trained once by mamlkit and cached (`make models`), then every notebook runs,
+# each in one piece on one of the $(JOBS) workers (--dist loadfile), with one torch thread per kernel.
 test-notebooks: setup models
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider --durations=0 notebooks
+	MAMLKIT_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
+		-p no:cacheprovider --durations=0 notebooks
 
 # Meta-train (or find in the cache) every model the notebooks load: about ten minutes the first time.
 # Two lanes run side by side with one torch thread each (faster than one lane with two threads here).

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real Omniglot subset lives, and tiny fake Omniglot sets built with PIL."""
+"""Shared fixtures: where the real Omniglot subset lives, and tiny fake Omniglot sets built with PIL;
+the torch thread count from ``MAMLKIT_THREADS``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
+
+# `make test-unit` runs two pytest workers with one torch thread each (MAMLKIT_THREADS=1): on two cores
+# that is faster than one process with two threads, and the tests' own subprocesses follow suit.
+if os.environ.get("MAMLKIT_THREADS", "").isdigit():
+    torch.set_num_threads(max(1, int(os.environ["MAMLKIT_THREADS"])))
 
 #: The real Omniglot subset, read (never copied) from ``../shared/data/omniglot`` beside the checkout.
 OMNIGLOT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"

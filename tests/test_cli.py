@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, check=True):
-    env = {**os.environ, "MAMLKIT_PROGRESS": "0", "MAMLKIT_THREADS": "2"}
+    env = {**os.environ, "MAMLKIT_PROGRESS": "0", "MAMLKIT_THREADS": os.environ.get("MAMLKIT_THREADS", "2")}
     out = subprocess.run([sys.executable, "-m", "mamlkit", *args], capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=900)
     if check:
@@ -28,22 +28,36 @@ def test_help_explains_every_placement_in_one_line():
         assert f"{p.name}" in text and p.description[:40] in text
 
 
+#: The quick run's three placements; its seed-0 run is shared by the two tests that need it.
+QUICK_ARGS = ["placements", "--quick", "--trainings", "standard", "--placements", "transductive", "eval_untouched",
+              "one_at_a_time"]
+
+
+@pytest.fixture(scope="module")
+def quick_seed0(tmp_path_factory):
+    """One end-to-end quick run with seed 0: its stdout and its output folder."""
+    out_dir = tmp_path_factory.mktemp("quick-seed0")
+    out = run_cli(*QUICK_ARGS, "--seed", "0", "--out", str(out_dir))
+    return out, out_dir
+
+
 @pytest.mark.slow
-def test_quick_run_shows_transductive_far_above_eval_mode(tmp_path):
+@pytest.mark.xdist_group("quick")  # with `pytest -n 2 --dist loadgroup`: one worker, one seed-0 run
+def test_quick_run_shows_transductive_far_above_eval_mode(quick_seed0):
     """The central result, end to end: 5-way 1-shot on glyphs, quick configuration."""
-    out = run_cli("placements", "--quick", "--trainings", "standard", "--placements", "transductive",
-                  "eval_untouched", "--out", str(tmp_path))
+    out, out_dir = quick_seed0
     assert "transductive" in out.stdout and "chance is 20.0%" in out.stdout
-    data = json.loads((tmp_path / "placements-glyphs.json").read_text())
+    data = json.loads((out_dir / "placements-glyphs.json").read_text())
     res = data["results"]["standard"]
     assert res["transductive"]["n"] == 100
     gap = res["transductive"]["mean"] - res["eval_untouched"]["mean"]
     assert gap >= 0.30, f"transductive beats eval-with-untouched-stats by only {100 * gap:.1f} points"
-    assert (tmp_path / "placements-glyphs.png").stat().st_size > 10_000
-    assert (tmp_path / "placements-glyphs.md").read_text().startswith("| meta-test placement")
+    assert (out_dir / "placements-glyphs.png").stat().st_size > 10_000
+    assert (out_dir / "placements-glyphs.md").read_text().startswith("| meta-test placement")
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("quick")
 def test_train_command_reuses_the_cache(tmp_path):
     """After the quick run above, its model is in this session's cache: ``train`` finds it."""
     run_cli("placements", "--quick", "--trainings", "standard", "--placements", "transductive", "--tasks", "2",
@@ -91,15 +105,14 @@ def test_describe_lists_placements_and_norms():
 
 
 @pytest.mark.slow
-def test_a_different_seed_stays_within_the_intervals(tmp_path):
+@pytest.mark.xdist_group("quick")
+def test_a_different_seed_stays_within_the_intervals(quick_seed0, tmp_path):
     """Another meta-training seed (other initial weights, other training tasks) changes the numbers,
     but each placement's two estimates stay within their 95% intervals of each other."""
-    args = ["placements", "--quick", "--trainings", "standard", "--placements", "transductive", "eval_untouched",
-            "one_at_a_time"]
-    runs = []
-    for seed in ("0", "1"):
-        run_cli(*args, "--seed", seed, "--out", str(tmp_path / seed))
-        runs.append(json.loads((tmp_path / seed / "placements-glyphs.json").read_text())["results"]["standard"])
+    runs = [json.loads((quick_seed0[1] / "placements-glyphs.json").read_text())["results"]["standard"]]
+    run_cli(*QUICK_ARGS, "--seed", "1", "--out", str(tmp_path))
+    runs.append(json.loads((tmp_path / "placements-glyphs.json").read_text())["results"]["standard"])
+    assert set(runs[0]) == set(runs[1]) == {"transductive", "eval_untouched", "one_at_a_time"}
     for name in runs[0]:
         a, b = runs[0][name], runs[1][name]
         assert a["values"] != b["values"], name
