@@ -113,7 +113,7 @@ def endurance_section(result: dict | None) -> list[str]:
         return lines + ["Not measured yet: `python benchmarks/endurance.py --iterations 2000`.", ""]
     done, planned = result["iterations_done"], result["iterations_planned"]
     lines += [f"`python benchmarks/endurance.py --iterations {planned}` (quick configuration: glyphs 5-way 1-shot, "
-              f"Conv4 with BatchNorm, meta-batch 4, 5 second-order inner steps; {result['threads']} torch thread) "
+              f"Conv4 with BatchNorm, meta-batch 4, 5 second-order inner steps; {result['threads']} torch thread(s)) "
               f"on {result['machine']}. Iterations done: {done} of {planned}"
               + ("." if result.get("finished") else " (the run was cut short; the file is rewritten as it goes)."),
               "", "| after iteration | peak resident memory (MB) | resident memory then (MB) |", "| --- | --- | --- |"]
@@ -121,6 +121,12 @@ def endurance_section(result: dict | None) -> list[str]:
         lines.append(f"| {n} | {peak:.1f} | {result['rss_mb_at'][n]:.1f} |")
     end = result.get("after") or result.get("now") or {}
     before = result["before"]
+    peaks = result["peak_rss_mb_after"]
+    if "200" in peaks and len(peaks) > 1:
+        last = list(peaks)[-1]
+        growth = peaks[last] - peaks["200"]
+        lines += ["", f"Peak after {last} iterations minus peak after 200: {growth:+.1f} MB "
+                  f"({100 * growth / peaks['200']:+.2f}%), in {result['seconds']:.0f} s of meta-training."]
     lines += ["", f"Open file descriptors {before['fds']} before, {end.get('fds')} at the end; threads "
               f"{before['threads']} before, {end.get('threads')} at the end.", ""]
     return lines
