@@ -43,7 +43,7 @@ test-notebooks: setup models
 	MAMLKIT_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
 		-p no:cacheprovider --durations=0 notebooks
 
-# Meta-train (or find in the cache) every model the notebooks load: about ten minutes the first time.
+# Meta-train (or find in the cache) every model the notebooks load: about six minutes the first time.
 # Two lanes run side by side with one torch thread each (faster than one lane with two threads here).
 OMNIGLOT ?= $(firstword $(wildcard $(MAMLKIT_OMNIGLOT) data/omniglot ../shared/data/omniglot))
 models: setup

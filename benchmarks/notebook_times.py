@@ -1,7 +1,8 @@
 """Time of each notebook and of the whole nbval suite, as ``make test-notebooks`` runs them.
 
-Runs ``pytest --nbval-lax --nbval-current-env -p no:cacheprovider <notebooks> --durations=0`` once,
-reads pytest's per-cell durations (setup, call and teardown of every cell item), adds them up per
+Runs ``pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider <notebooks>
+--durations=0`` once (two workers, one torch thread per kernel, as ``make test-notebooks``), reads
+pytest's per-cell durations (setup, call and teardown of every cell item), adds them up per
 notebook, and records them with the suite's wall time in ``benchmarks/recorded/notebooks.json``.
 Run it on a quiet machine with the model cache filled (``python -m mamlkit train --preset
 lesson``), otherwise the first notebook that needs a model also pays for training it.
@@ -37,9 +38,10 @@ def per_notebook(pytest_output: str) -> dict[str, float]:
     return dict(sorted(totals.items()))
 
 
-def main(notebooks: list[str], threads: int = 2) -> dict:
+def main(notebooks: list[str], threads: int = 1, jobs: int = 2) -> dict:
     targets = notebooks or ["notebooks"]
-    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", "-n", str(jobs), "--dist", "loadfile",
+               "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
                "--durations=0", "-q", *targets]
     env = {**os.environ, "MAMLKIT_THREADS": str(threads), "MAMLKIT_PROGRESS": "0"}
     begin = time.perf_counter()
@@ -48,7 +50,7 @@ def main(notebooks: list[str], threads: int = 2) -> dict:
     output = done.stdout + done.stderr
     times = per_notebook(output)
     where = machine()
-    where["torch_threads"] = f"threads set by each notebook (most use 2; MAMLKIT_THREADS={threads})"
+    where["torch_threads"] = f"MAMLKIT_THREADS={threads} per notebook kernel, {jobs} pytest-xdist workers"
     result = {
         "machine": where,
         "command": " ".join(["pytest", *command[3:]]),
@@ -69,7 +71,7 @@ def from_log(path: str, source: str) -> dict:
     part = output[start:] if start >= 0 else output
     summary = re.findall(r"=+ (\d+ passed.*?) in ([0-9.]+)s", part)
     where = machine()
-    where["torch_threads"] = "threads set by each notebook from MAMLKIT_THREADS (2 under make test)"
+    where["torch_threads"] = "1 torch thread per notebook kernel, 2 pytest-xdist workers (make test)"
     result = {
         "machine": where,
         "command": f"make test-notebooks, read from {source}",
@@ -92,11 +94,12 @@ def report(result: dict) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to time (default: the notebooks folder)")
-    parser.add_argument("--threads", type=int, default=2, help="MAMLKIT_THREADS for the notebooks")
+    parser.add_argument("--threads", type=int, default=1, help="MAMLKIT_THREADS for the notebooks")
+    parser.add_argument("--jobs", type=int, default=2, help="pytest-xdist workers")
     parser.add_argument("--from-log", help="read the durations from this log of `make test` instead of running")
     parser.add_argument("--source", default="a make test log", help="where the log came from (for the record)")
     args = parser.parse_args()
     if args.from_log:
         print(report(from_log(args.from_log, args.source)))
     else:
-        print(report(main(args.notebooks, args.threads)))
+        print(report(main(args.notebooks, args.threads, args.jobs)))

@@ -98,7 +98,8 @@ def notebooks_section(result: dict | None) -> list[str]:
         return lines + ["Not measured yet: `python benchmarks/run_all.py --run notebooks` (on a quiet machine, with "
                         "the model cache filled by `python -m mamlkit train --preset lesson`).", ""]
     lines += [machine_line(result), "", f"`{result['command']}`; seconds per notebook are the sums of pytest's "
-              "per-cell durations (kernel start included).", "", "| notebook | seconds |", "| --- | --- |"]
+              "per-cell durations (kernel start included); with two workers the suite's wall time is about half "
+              "their sum.", "", "| notebook | seconds |", "| --- | --- |"]
     for name, seconds in result["per_notebook_s"].items():
         lines.append(f"| {name} | {seconds:.1f} |")
     status = "passed" if result["passed"] else f"FAILED (exit code {result['exit_code']})"
