@@ -22,6 +22,9 @@ from mamlkit.normalisations import NORM_METHODS
 from mamlkit.norms import NORMS, ConfigError
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
 
+#: The error for ``--dataset omniglot`` without a folder.
+NEEDS_DATA_DIR = "--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)"
+
 
 def _positive(text: str) -> int:
     try:
@@ -137,24 +140,15 @@ def run_placements_command(args: argparse.Namespace) -> int:
     from mamlkit.experiment import run_placements
 
     if args.dataset == "omniglot" and not args.data_dir:
-        raise DataError("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)")
+        raise DataError(NEEDS_DATA_DIR)
     exp = _experiment(args)
     begin = time.perf_counter()
     res = run_placements(exp, args.trainings, args.placements, progress=not args.no_progress,
                          cache=not args.no_cache)
     wall = time.perf_counter() - begin
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"placements-{exp.dataset}"
-    table = res.table()
-    print(table)
-    for training, seconds in res.train_seconds.items():
-        print(f"meta-training {training}: {seconds:.0f} s (0 s of it now if loaded from the cache)")
-    print(f"meta-test: {res.test_seconds:.0f} s; total wall time {wall:.0f} s")
-    res.chart(out / f"{stem}.png")
-    (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
-    res.save_json(out / f"{stem}.json")
-    print(f"wrote {out / (stem + '.png')}, {stem}.md and {stem}.json")
+    trainings = [f"meta-training {training}: {seconds:.0f} s (0 s of it now if loaded from the cache)"
+                 for training, seconds in res.train_seconds.items()]
+    _report(res, Path(args.out), f"placements-{exp.dataset}", trainings, wall)
     return 0
 
 
@@ -162,23 +156,28 @@ def norms_command(args: argparse.Namespace) -> int:
     from mamlkit.normalisations import run_normalisations
 
     if args.dataset == "omniglot" and not args.data_dir:
-        raise DataError("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)")
+        raise DataError(NEEDS_DATA_DIR)
     args.norm = None
     exp = _experiment(args)
     begin = time.perf_counter()
     res = run_normalisations(exp, args.methods, progress=not args.no_progress, cache=not args.no_cache)
     wall = time.perf_counter() - begin
-    out = Path(args.out)
+    _report(res, Path(args.out), f"norms-{exp.dataset}", [], wall)
+    return 0
+
+
+def _report(res, out: Path, stem: str, timings: list[str], wall: float) -> None:
+    """Print a results table and its timings; write its chart, Markdown table and JSON record to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"norms-{exp.dataset}"
     table = res.table()
     print(table)
+    for line in timings:
+        print(line)
     print(f"meta-test: {res.test_seconds:.0f} s; total wall time {wall:.0f} s")
     res.chart(out / f"{stem}.png")
     (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
     res.save_json(out / f"{stem}.json")
     print(f"wrote {out / (stem + '.png')}, {stem}.md and {stem}.json")
-    return 0
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -189,7 +188,7 @@ def train_command(args: argparse.Namespace) -> int:
     if args.data_dir:
         changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
     elif args.dataset == "omniglot":
-        raise DataError("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)")
+        raise DataError(NEEDS_DATA_DIR)
     if args.n_way:
         changes["n_way"] = args.n_way
     if args.n_query:
