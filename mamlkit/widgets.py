@@ -97,6 +97,26 @@ def _presentation_words(presentation: str) -> str:
 # ---------------------------------------------------------------------------------------------- playground
 
 
+class _Shown:
+    """Displays as its ``widget`` (an ipywidgets box) when it is the last value of a notebook cell."""
+
+    widget: W.Widget
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class _Explorer(_Shown):
+    """A widget that recomputes whenever one of its controls changes (each subclass defines ``update()``,
+    with its controls as arguments), except while it sets them itself (``_updating``)."""
+
+    _updating: bool = False
+
+    def _on_change(self, _change: object) -> None:
+        if not self._updating:
+            self.update()
+
+
 @dataclass
 class PlaygroundRun:
     """One click on the playground's Run button.
@@ -210,7 +230,7 @@ class _Setup:
     sampler: TaskSampler
 
 
-class PlacementPlayground:
+class PlacementPlayground(_Shown):
     """Choose a meta-test placement, click Run, compare every run so far on a chart.
 
     The model is the lesson preset's meta-trained model (``mk.get_meta_trained``: loaded from the
@@ -305,8 +325,6 @@ class PlacementPlayground:
         ])
         self.widget.add_class("mamlkit-playground")
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
 
     # -------------------------------------------------------------------------------------- actions
 
@@ -479,7 +497,7 @@ def _wrap_label(label: str, width: int = 18) -> str:
 # ---------------------------------------------------------------------------------------- BatchNorm
 
 
-class BatchNormExplorer:
+class BatchNormExplorer(_Explorer):
     """Per-task batch statistics of one BatchNorm layer against the running statistics.
 
     Train mode normalises each task with its own batch statistics (the coloured lines); eval mode
@@ -536,12 +554,6 @@ class BatchNormExplorer:
         self.widget.add_class("mamlkit-bn-explorer")
         self.update()
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _on_change(self, _change: object) -> None:
-        if not self._updating:
-            self.update()
 
     def update(self, layer: str | None = None, n_tasks: int | None = None, source: str | None = None
                ) -> dict[str, Any] | None:
@@ -625,7 +637,7 @@ class BatchNormExplorer:
 # ------------------------------------------------------------------------------------ confidence intervals
 
 
-class ConfidenceExplorer:
+class ConfidenceExplorer(_Explorer):
     """The 95% interval ``1.96 * std / sqrt(N)`` against means of N resampled tasks.
 
     From per-task values (an ``EvalResult`` or any array), the explorer draws ``resamples`` sets of N
@@ -688,12 +700,6 @@ class ConfidenceExplorer:
         self.widget.add_class("mamlkit-ci-explorer")
         self.update()
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _on_change(self, _change: object) -> None:
-        if not self._updating:
-            self.update()
 
     def update(self, n_tasks: int | None = None, resamples: int | None = None) -> dict[str, Any] | None:
         """Recompute and redraw, after setting any control given; returns ``results`` (None on error)."""
