@@ -9,6 +9,7 @@ same meta-test tasks, and returns a ``PlacementResults`` with a table and a char
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -148,13 +149,31 @@ def get_meta_trained(
 
 
 @dataclass
-class PlacementResults:
-    """Meta-test results of every placement on models meta-trained under each training placement."""
+class ResultsRecord:
+    """What every experiment's results hold: the experiment, ``results[row][column]`` measured on the same
+    tasks, and the time it took; saved as one JSON record (``results_to_dict``)."""
 
     experiment: Experiment
     results: dict[str, dict[str, EvalResult]]
     train_seconds: dict[str, float]
     test_seconds: float
+
+    def to_dict(self) -> dict:
+        return results_to_dict(self.experiment, self.results, self.train_seconds, self.test_seconds)
+
+    def save_json(self, path: str | Path) -> Path:
+        """Write ``to_dict()`` to ``path`` (through a temporary file, so never half-written)."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".part")
+        partial.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(partial, path)
+        return path
+
+
+@dataclass
+class PlacementResults(ResultsRecord):
+    """Meta-test results of every placement on models meta-trained under each training placement."""
+
     trained: dict[str, MetaTrained] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, key: tuple[str, str]) -> EvalResult:
@@ -174,14 +193,6 @@ class PlacementResults:
         from mamlkit.plots import placement_chart
 
         return placement_chart(self.results, chance=1 / self.experiment.n_way, path=path)
-
-    def to_dict(self) -> dict:
-        return results_to_dict(self.experiment, self.results, self.train_seconds, self.test_seconds)
-
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
 
 
 def results_to_dict(exp: Experiment, results: dict[str, dict[str, EvalResult]], train_seconds: dict[str, float],

@@ -14,7 +14,6 @@ every protocol, by construction, and the table shows at what accuracy.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import FewShotDataset
 from mamlkit.evaluate import EvalResult, evaluate_trained
-from mamlkit.experiment import Experiment, get_meta_trained, results_to_dict
+from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
 from mamlkit.norms import ConfigError, check_choice
 from mamlkit.placements import PLACEMENTS, Placement, custom_placement
 from mamlkit.table import Table
@@ -94,7 +93,7 @@ def get_norm_method(name: str | NormMethod) -> NormMethod:
 
 
 @dataclass
-class NormResults:
+class NormResults(ResultsRecord):
     """Meta-test results of each normalisation method under each query protocol.
 
     ``results[method][protocol]`` is an EvalResult; all were measured on the same tasks.
@@ -102,10 +101,6 @@ class NormResults:
     when it was trained, also when it now came from the cache).
     """
 
-    experiment: Experiment
-    results: dict[str, dict[str, EvalResult]]
-    train_seconds: dict[str, float]
-    test_seconds: float
     methods: dict[str, NormMethod] = field(default_factory=dict)
     trained: dict[str, MetaTrained] = field(default_factory=dict, repr=False)
 
@@ -142,14 +137,6 @@ class NormResults:
         from mamlkit.plots import protocol_chart
 
         return protocol_chart(self.results, PROTOCOLS, chance=1 / self.experiment.n_way, path=path)
-
-    def to_dict(self) -> dict:
-        return results_to_dict(self.experiment, self.results, self.train_seconds, self.test_seconds)
-
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
 
 
 def run_normalisations(

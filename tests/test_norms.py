@@ -137,6 +137,7 @@ def test_run_normalisations_table_shape_and_stability(tmp_path):
     assert "one class at a time" in text and "metabn" in text
     saved = json.loads(res.save_json(tmp_path / "n.json").read_text())
     assert len(saved["results"]["metabn"]["batch"]["values"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.json"]  # written whole, no partial file left
 
 
 def test_norms_command_reports_bad_method_names(capsys):
