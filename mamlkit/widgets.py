@@ -116,6 +116,27 @@ class _Explorer(_Shown):
         if not self._updating:
             self.update()
 
+    def _quiet_set(self, **values: Any) -> None:
+        """Set the controls given (None: leave it) without a second update from their observers."""
+        self._updating = True
+        try:
+            for key, value in values.items():
+                if value is not None:
+                    getattr(self, key).value = value
+        finally:
+            self._updating = False
+
+    def _show_error(self, exc: Exception) -> None:
+        """Keep the message in ``error`` and show it in red in the status line; returns None for ``update``."""
+        self.error = str(exc)
+        self.status.value = _status_html(self.error, "error")
+
+    def _show_results(self) -> dict[str, Any]:
+        """Clear the status line, redraw, and return ``results`` for ``update``."""
+        self.status.value = ""
+        self._draw()
+        return self.results
+
 
 @dataclass
 class PlaygroundRun:
@@ -554,7 +575,6 @@ class BatchNormExplorer(_Explorer):
         self.widget.add_class("mamlkit-bn-explorer")
         self.update()
 
-
     def update(self, layer: str | None = None, n_tasks: int | None = None, source: str | None = None
                ) -> dict[str, Any] | None:
         """Recompute and redraw, after setting any control given; returns ``results`` (None on error)."""
@@ -572,22 +592,8 @@ class BatchNormExplorer(_Explorer):
             self._quiet_set(layer=layer, n_tasks=n_tasks, source=source)
             self.results = self._compute()
         except (ConfigError, ValueError, KeyError) as exc:
-            self.error = str(exc)
-            self.status.value = _status_html(self.error, "error")
-            return None
-        self.status.value = ""
-        self._draw()
-        return self.results
-
-    def _quiet_set(self, **values: Any) -> None:
-        """Set controls without triggering a second update from their observers."""
-        self._updating = True
-        try:
-            for key, value in values.items():
-                if value is not None:
-                    getattr(self, key).value = value
-        finally:
-            self._updating = False
+            return self._show_error(exc)
+        return self._show_results()
 
     def _compute(self) -> dict[str, Any]:
         layer = self.layer.value
@@ -700,7 +706,6 @@ class ConfidenceExplorer(_Explorer):
         self.widget.add_class("mamlkit-ci-explorer")
         self.update()
 
-
     def update(self, n_tasks: int | None = None, resamples: int | None = None) -> dict[str, Any] | None:
         """Recompute and redraw, after setting any control given; returns ``results`` (None on error)."""
         self.error = None
@@ -713,22 +718,11 @@ class ConfidenceExplorer(_Explorer):
                 _check_count("tasks N", n_tasks, 1, self.max_tasks)
             if resamples is not None:
                 _check_count("resampled means", resamples, 100, self.max_resamples)
-            self._updating = True
-            try:
-                if n_tasks is not None:
-                    self.n_tasks.value = n_tasks
-                if resamples is not None:
-                    self.resamples.value = resamples
-            finally:
-                self._updating = False
+            self._quiet_set(n_tasks=n_tasks, resamples=resamples)
             self.results = self._compute(self.n_tasks.value, self.resamples.value)
         except (ConfigError, ValueError) as exc:
-            self.error = str(exc)
-            self.status.value = _status_html(self.error, "error")
-            return None
-        self.status.value = ""
-        self._draw()
-        return self.results
+            return self._show_error(exc)
+        return self._show_results()
 
     def _compute(self, n: int, resamples: int) -> dict[str, Any]:
         mean, _ = confidence_interval(self.values)
