@@ -6,6 +6,7 @@ Examples::
     python -m mamlkit placements --dataset omniglot --data-dir ../shared/data/omniglot
     python -m mamlkit placements --quick
     python -m mamlkit norms --dataset glyphs
+    python -m mamlkit why-eval --dataset glyphs --seeds 0 1 2
     python -m mamlkit describe
 """
 
@@ -107,14 +108,50 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out", default="results", help="folder for the chart, table and JSON (default: results/)")
     n.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
     n.add_argument("--no-progress", action="store_true", help="no progress bars")
+    w = sub.add_parser(
+        "why-eval",
+        help="separate the mechanisms behind eval mode's collapse at meta-test (statistics x step size)",
+        description="Meta-test one meta-trained BatchNorm model (the standard placement) on the same tasks under "
+        "conditions that separate why eval mode fails: which statistics eval mode reads (0/1, collected, "
+        "population, the task's own at the initial weights, re-estimated before every step), train mode with "
+        "and without the gradient through the batch statistics, and how the query is normalised, each at the "
+        "meta-training inner learning rate and smaller ones. Prints the table, the paired comparisons and the "
+        "explanation's claims with their margins; writes a chart, Markdown and JSON per seed.",
+        epilog=_describe_conditions(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    w.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"])
+    w.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
+    w.add_argument("--quick", action="store_true", help="small configuration for tests")
+    w.add_argument("--preset", choices=["quick", "lesson", "full"], default=None,
+                   help="named configuration (default: lesson, the model the notebooks load)")
+    w.add_argument("--iterations", type=_positive, help="meta-training iterations")
+    w.add_argument("--tasks", type=_positive, help="meta-test tasks (default 600)")
+    w.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
+    w.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+    w.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="meta-training seeds: one model and one table per seed (default: 0)")
+    w.add_argument("--lr-factors", type=float, nargs="+", default=None,
+                   help="inner learning rates as fractions of the meta-training one (default: 1 0.25 0.1 0.025)")
+    w.add_argument("--no-remedies", action="store_true",
+                   help="skip the model meta-trained with the query loss in eval mode")
+    w.add_argument("--out", default="results", help="folder for the charts, tables and JSON (default: results/)")
+    w.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
+    w.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("describe", help="list the placements and normalisations with one line each")
     return parser
 
 
-def _experiment(args: argparse.Namespace):
+def _describe_conditions() -> str:
+    from mamlkit.why_eval import CONDITIONS
+
+    return "conditions:\n" + "\n".join(f"  {c.name:<26} {c.description}" for c in CONDITIONS.values())
+
+
+def _experiment(args: argparse.Namespace, default_preset: str = "full"):
     from mamlkit.experiment import preset
 
-    name = "quick" if args.quick else (args.preset or "full")
+    name = "quick" if args.quick else (args.preset or default_preset)
     changes: dict = {"dataset": args.dataset}
     if args.data_dir:
         changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
@@ -131,7 +168,7 @@ def _experiment(args: argparse.Namespace):
         train["seed"] = args.seed
     if train:
         changes["train"] = train
-    if args.norm:
+    if getattr(args, "norm", None):
         changes["model"] = {"norm": args.norm}
     return preset(name, **changes)
 
@@ -163,6 +200,30 @@ def norms_command(args: argparse.Namespace) -> int:
     res = run_normalisations(exp, args.methods, progress=not args.no_progress, cache=not args.no_cache)
     wall = time.perf_counter() - begin
     _report(res, Path(args.out), f"norms-{exp.dataset}", [], wall)
+    return 0
+
+
+def why_eval_command(args: argparse.Namespace) -> int:
+    from mamlkit.why_eval import CONDITIONS, LR_FACTORS, run_why_eval
+
+    if args.dataset == "omniglot" and not args.data_dir:
+        raise DataError(NEEDS_DATA_DIR)
+    factors = tuple(args.lr_factors or LR_FACTORS)
+    if any(not 0 < f <= 1 for f in factors):
+        raise ConfigError(f"--lr-factors must be in (0, 1], got {list(factors)}")
+    args.seed = None
+    base = _experiment(args, default_preset="lesson")
+    begin = time.perf_counter()
+    for seed in args.seeds:
+        exp = base.with_changes(train={"seed": seed})
+        res = run_why_eval(exp, tuple(CONDITIONS), factors, remedies=not args.no_remedies,
+                           progress=not args.no_progress, cache=not args.no_cache)
+        _report(res, Path(args.out), f"why-eval-{exp.dataset}-seed{seed}", [], time.perf_counter() - begin)
+        print("paired differences at the meta-training learning rate:")
+        for diff, question in res.comparisons(1.0):
+            print(f"  {question}\n    {diff}")
+        print(res.claims_table())
+        print()
     return 0
 
 
@@ -226,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "norms":
             return norms_command(args)
+        if args.command == "why-eval":
+            return why_eval_command(args)
         return run_placements_command(args)
     except (DataError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -261,3 +261,43 @@ def protocol_chart(
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def lr_curves(results, path: str | Path | None = None, conditions: list[str] | None = None) -> plt.Figure:
+    """Accuracy against the inner learning rate, one line per condition (``mamlkit.why_eval``).
+
+    Left: accuracy (%) with 95% intervals, log-scaled learning rate; right: for the same conditions
+    at the meta-training learning rate, the standard deviation of the last BatchNorm layer's
+    normalised input across the inner steps (1 means the normalisation matches the batch).
+    """
+    names = conditions or [n for n in results.results if n in results.spread]
+    rates = [results.inner_lr * f for f in results.lr_factors]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    for i, name in enumerate(names):
+        by_lr = results.results[name]
+        cells = [by_lr[k] for k in by_lr]
+        style = "-" if name.startswith(("train", "eval_fresh")) else "--"
+        ax.errorbar(rates, [100 * r.mean for r in cells], yerr=[100 * r.ci95 for r in cells], marker="o",
+                    linestyle=style, capsize=3, color=f"C{i % 10}", label=name)
+        spread = results.spread[name][next(iter(by_lr))]
+        bx.plot(np.arange(1, spread.shape[0] + 1), spread[:, -1], marker=".", linestyle=style, color=f"C{i % 10}")
+    chance = 100 / results.experiment.n_way
+    ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
+    ax.annotate("chance", (rates[-1], chance), textcoords="offset points", xytext=(2, 3), color="grey", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.minorticks_off()
+    ax.set_xlabel(f"inner learning rate at meta-test (meta-training used {results.inner_lr:g})")
+    ax.set_ylabel("meta-test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), title="condition", title_fontsize=7)
+    ax.set_title(f"Accuracy vs inner learning rate ({results.experiment.test_tasks} tasks, 95% intervals)",
+                 fontsize=9)
+    bx.axhline(1, color="grey", linestyle=":", linewidth=1)
+    bx.set_yscale("log")
+    bx.set_xlabel("inner step")
+    bx.set_ylabel("std of normalised input, last BN layer")
+    bx.set_title(f"Scale drift at lr {results.inner_lr:g} (mean over tasks)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

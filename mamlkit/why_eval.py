@@ -1,0 +1,484 @@
+"""Why eval mode fails at meta-test: an experiment that separates the candidate mechanisms.
+
+A BatchNorm Conv4 meta-trained with MAML in train mode (the ``standard`` placement) falls to near
+chance when it is adapted and evaluated in eval mode at meta-test. Several stories could explain it:
+
+1. the running statistics are wrong from the start (``higher`` leaves them at 0 and 1);
+2. the statistics are right for the initial weights but go stale as the inner steps move the
+   weights (eval mode freezes the normalisation during adaptation);
+3. eval mode loses the gradient that flows through the batch mean and variance in train mode;
+4. the initialisation was meta-learned together with a fixed inner step size under train-mode
+   normalisation, and that step size is too large once the normalisation stops following the weights.
+
+This module meta-tests the same tasks on the same meta-trained model under *conditions* that pull
+them apart. Each condition says how the normalisation works while the model adapts on the support
+set and while it predicts the query set:
+
+* ``batch``: train mode, each batch normalised with its own statistics (the gradient flows
+  through them);
+* ``batch_detached``: normalised with the batch's statistics, but as constants (no gradient
+  through the mean and variance): what eval mode with perfectly fresh statistics does;
+* ``untouched``, ``collected``, ``population``, ``oracle``: eval mode with fixed statistics: 0 and 1;
+  the running averages that writing every meta-training task back would give; the statistics of the
+  *initial* weights pooled over many meta-training tasks; the task's own support+query statistics
+  at the initial weights;
+* ``fresh``: eval mode with statistics re-estimated from the support set at the *current* fast
+  weights before every inner step (and, for the query, at the adapted weights);
+* (query only) ``adapted``: eval mode with statistics re-estimated from the support set at the
+  adapted weights, the deployable way to predict one example at a time after train-mode adaptation.
+
+Every condition is run at the meta-training inner learning rate and at smaller ones
+(``lr_factors``), so the step-size effect is a curve. The forward pass is written out functionally
+(``conv4_forward``): the same arithmetic as ``torch.nn.BatchNorm2d`` in either mode, with the
+statistics chosen explicitly; ``tests/test_why_eval.py`` checks it against the package's ``higher``
+placements on the same tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mamlkit.adapt import MetaTrained, accuracy
+from mamlkit.evaluate import EvalResult, PairedDifference, evaluate_trained, paired_difference
+from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
+from mamlkit.models import Conv4
+from mamlkit.modes import StatsSnapshot
+from mamlkit.norms import ConfigError
+from mamlkit.progress import progress_bar
+from mamlkit.table import Table
+from mamlkit.tasks import FixedTasks, Task, TaskSampler
+
+#: Per BatchNorm layer, the (mean, variance) it normalises with; ``None`` means "the batch's own".
+LayerStats = list[tuple[torch.Tensor, torch.Tensor]]
+
+#: How the normalisation works while adapting (support passes).
+ADAPT_SOURCES: dict[str, str] = {
+    "batch": "train mode: each support batch normalised by its own statistics, gradient through them",
+    "batch_detached": "the support batch's own statistics as constants: no gradient through mean and variance",
+    "untouched": "eval mode, running statistics as higher leaves them (mean 0, variance 1)",
+    "collected": "eval mode, running statistics collected over meta-training (momentum 0.1)",
+    "population": "eval mode, statistics of the initial weights pooled over many meta-training tasks",
+    "oracle": "eval mode, the task's own support+query statistics at the initial weights",
+    "fresh": "eval mode, statistics re-estimated from the support set at the current weights before each step",
+}
+
+#: How the normalisation works when the adapted model predicts the query set.
+QUERY_SOURCES: dict[str, str] = {
+    "batch": "train mode: the whole query set normalised as one batch (transductive)",
+    "untouched": "eval mode, mean 0 and variance 1",
+    "collected": "eval mode, running statistics collected over meta-training",
+    "population": "eval mode, population statistics of the initial weights",
+    "oracle": "eval mode, the task's support+query statistics at the initial weights",
+    "adapted": "eval mode, statistics re-estimated from the support set at the adapted weights",
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One row of the experiment: the normalisation while adapting and while predicting the query.
+
+    Attributes:
+        name: short identifier, e.g. ``"eval_oracle"``.
+        adapt: a key of ``ADAPT_SOURCES``.
+        query: a key of ``QUERY_SOURCES``.
+        description: what the row measures, for people.
+    """
+
+    name: str
+    adapt: str
+    query: str
+    description: str
+
+    @property
+    def label(self) -> str:
+        """E.g. ``"adapt: oracle / query: oracle"``."""
+        return f"adapt: {self.adapt} / query: {self.query}"
+
+
+CONDITIONS: dict[str, Condition] = {
+    c.name: c
+    for c in [
+        Condition("train", "batch", "batch", "train mode throughout (how the model was meta-trained)"),
+        Condition("train_detached", "batch_detached", "batch",
+                  "train mode, but no gradient through the batch statistics while adapting"),
+        Condition("eval_untouched", "untouched", "untouched", "eval mode throughout, statistics 0 and 1"),
+        Condition("eval_collected", "collected", "collected", "eval mode throughout, collected running statistics"),
+        Condition("eval_population", "population", "population",
+                  "eval mode throughout, population statistics of the initial weights"),
+        Condition("eval_oracle", "oracle", "oracle",
+                  "eval mode throughout, the task's own statistics at the initial weights (frozen)"),
+        Condition("eval_fresh", "fresh", "adapted",
+                  "eval mode throughout, statistics re-estimated from the support set before every step"),
+        Condition("train_query_collected", "batch", "collected",
+                  "adapt in train mode, predict in eval mode with the collected statistics"),
+        Condition("train_query_population", "batch", "population",
+                  "adapt in train mode, predict in eval mode with the population statistics"),
+        Condition("train_query_adapted", "batch", "adapted",
+                  "adapt in train mode, re-estimate the statistics on the support set, predict in eval mode"),
+    ]
+}
+
+#: The inner learning rate as a fraction of the meta-training one: the scan's default.
+LR_FACTORS: tuple[float, ...] = (1.0, 1 / 4, 1 / 10, 1 / 40)
+
+#: Rows compared task by task (paired differences), each with the question it answers.
+COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("eval_oracle", "eval_untouched", "do right statistics at the start rescue eval mode?"),
+    ("eval_fresh", "eval_oracle", "do statistics that follow the weights beat statistics frozen at the start?"),
+    ("train", "train_detached", "what is the gradient through the batch statistics worth?"),
+    ("train", "eval_fresh", "train mode against eval mode with fresh support statistics"),
+    ("train_query_adapted", "train_query_collected",
+     "predicting in eval mode: statistics re-estimated at the adapted weights vs collected ones"),
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A sentence of the explanation and the measurement that backs it.
+
+    The claim holds when ``mean(a) - mean(b) > margin`` (accuracy as a fraction), where ``a`` and
+    ``b`` are (condition, learning-rate factor) cells; a factor of ``None`` takes the best
+    learning rate of that condition, and ``b=None`` compares with 0.
+    """
+
+    text: str
+    a: tuple[str, float | None]
+    b: tuple[str, float | None] | None
+    margin: float
+
+    def gap(self, results: WhyEvalResults, n_tasks: int | None = None) -> float:
+        """``mean(a) - mean(b)`` over all the tasks, or over the first ``n_tasks`` of them."""
+        return self._mean(results, self.a, n_tasks) - (0.0 if self.b is None else self._mean(results, self.b, n_tasks))
+
+    def holds(self, results: WhyEvalResults, n_tasks: int | None = None) -> bool:
+        return self.gap(results, n_tasks) > self.margin
+
+    @staticmethod
+    def _mean(results: WhyEvalResults, cell: tuple[str, float | None], n_tasks: int | None) -> float:
+        name, factor = cell
+        factors = results.lr_factors if factor is None else [factor]
+        return max(float(results[name, f].values[:n_tasks].mean()) for f in factors)
+
+
+#: What the explanation in notebooks 04 and 13 says, each sentence with its check. Margins were chosen
+#: so that each claim holds in every meta-training seed of the README's record (``--seeds 0 1 2``).
+CLAIMS: tuple[Claim, ...] = (
+    Claim("Eval mode throughout is near chance with the statistics higher leaves (0 and 1), at every "
+          "inner learning rate tried.", ("train", 1.0), ("eval_untouched", None), 0.30),
+    Claim("Statistics that are right at the start (the task's own, at the initial weights) do not rescue "
+          "eval mode at the meta-training step size.", ("train", 1.0), ("eval_oracle", 1.0), 0.30),
+    Claim("Statistics re-estimated at the current weights before every step recover most of the gap: "
+          "frozen statistics go stale as the weights move.", ("eval_fresh", 1.0), ("eval_oracle", 1.0), 0.20),
+    Claim("A smaller inner step lets the frozen oracle statistics work: the weights move less, so the "
+          "statistics stay valid for longer.", ("eval_oracle", None), ("eval_oracle", 1.0), 0.20),
+    Claim("The gradient through the batch statistics is worth something on top of fresh statistics.",
+          ("train", 1.0), ("train_detached", 1.0), 0.02),
+    Claim("After train-mode adaptation, eval-mode prediction with statistics re-estimated on the support "
+          "set at the adapted weights beats the collected running statistics.",
+          ("train_query_adapted", 1.0), ("train_query_collected", 1.0), 0.05),
+)
+
+
+def lr_label(factor: float) -> str:
+    """Column label of an inner-learning-rate factor: ``"x1"``, ``"x1/4"``, ..."""
+    return "x1" if factor == 1 else f"x1/{round(1 / factor):d}"
+
+
+def check_conv4_bn(model: nn.Module) -> None:
+    """Raise a ConfigError unless ``model`` is a mamlkit Conv4 whose normalisation is BatchNorm2d."""
+    norms = [m for m in getattr(model, "features", []) if isinstance(m, nn.BatchNorm2d)]
+    if not isinstance(model, Conv4) or len(norms) != 4:
+        raise ConfigError("the why-eval experiment needs a mamlkit Conv4 built with norm='bn' (BatchNorm2d layers)")
+
+
+def _layer_names(model: nn.Module) -> list[str]:
+    return [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.BatchNorm2d)]
+
+
+def conv4_forward(
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    stats: LayerStats | None = None,
+    detach_batch_stats: bool = False,
+    record: list | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """The Conv4 forward pass with the normalisation statistics chosen explicitly.
+
+    Args:
+        params: ``dict(model.named_parameters())`` of a Conv4, or fast weights with the same names.
+        x: images, shape ``[batch, channels, height, width]``.
+        stats: per BatchNorm layer the (mean, variance) to normalise with (eval mode), or ``None``
+            for the batch's own statistics (train mode).
+        detach_batch_stats: with ``stats=None``, treat the batch statistics as constants.
+        record: if given, receives per layer ``(batch mean, batch variance, normalised std)`` of the
+            layer's input, detached; the normalised std is 1 when the batch's own statistics are used.
+        eps: BatchNorm's epsilon.
+    """
+    h = x
+    for layer in range(4):
+        conv, norm = f"features.{4 * layer}", f"features.{4 * layer + 1}"
+        h = F.conv2d(h, params[f"{conv}.weight"], params[f"{conv}.bias"], padding=1)
+        with torch.no_grad():
+            batch_var, batch_mean = torch.var_mean(h, dim=(0, 2, 3), correction=0)
+        weight, bias = params[f"{norm}.weight"], params[f"{norm}.bias"]
+        if stats is None and not detach_batch_stats:
+            mean, var = batch_mean, batch_var
+            h = F.batch_norm(h, None, None, weight, bias, True, 0.0, eps)  # train mode: gradient through them
+        else:
+            mean, var = (batch_mean, batch_var) if stats is None else stats[layer]
+            h = F.batch_norm(h, mean, var, weight, bias, False, 0.0, eps)  # the statistics as constants
+        if record is not None:
+            spread = ((batch_var + (batch_mean - mean) ** 2) / (var + eps)).sqrt().mean()
+            record.append((batch_mean, batch_var, float(spread)))
+        h = F.max_pool2d(F.relu(h), 2)
+    h = h.mean(dim=(-2, -1))
+    return F.linear(h, params["classifier.weight"], params["classifier.bias"])
+
+
+@torch.no_grad()
+def batch_stats_at(params: dict[str, torch.Tensor], x: torch.Tensor) -> LayerStats:
+    """Per layer, the (mean, variance) a train-mode pass of ``x`` normalises with at ``params``."""
+    record: list = []
+    conv4_forward(params, x, record=record)
+    return [(mean, var) for mean, var, _ in record]
+
+
+def snapshot_to_layer_stats(model: nn.Module, snapshot: StatsSnapshot) -> LayerStats:
+    """Running statistics from a ``snapshot_bn_stats`` snapshot (e.g. collected ones), per layer."""
+    return [(snapshot[f"{n}.running_mean"], snapshot[f"{n}.running_var"]) for n in _layer_names(model)]
+
+
+def untouched_stats(model: nn.Module) -> LayerStats:
+    """Mean 0 and variance 1 in every layer: what ``higher`` leaves in the model."""
+    return [(torch.zeros_like(model.get_submodule(n).running_mean), torch.ones_like(model.get_submodule(n).running_var))
+            for n in _layer_names(model)]
+
+
+@torch.no_grad()
+def population_stats(model: nn.Module, sampler: TaskSampler | FixedTasks, n_tasks: int = 100) -> LayerStats:
+    """Statistics of the model's (initial) weights over the support and query sets of ``n_tasks`` tasks.
+
+    One train-mode pass over all the images at once: each layer's statistics are then those of its
+    input when the layers below it normalise with the pooled statistics too, which is what eval mode
+    with these statistics will see.
+    """
+    device = next(model.parameters()).device
+    tasks = [sampler.task(i) for i in range(n_tasks)]
+    images = [torch.cat([t.support_x, t.query_x]) for t in tasks]
+    return batch_stats_at(dict(model.named_parameters()), torch.cat(images).to(device))
+
+
+@dataclass
+class Adapted:
+    """Fast weights after adaptation and what happened on the way.
+
+    Attributes:
+        params: the adapted fast weights (detached).
+        spread: per inner step and BatchNorm layer, the standard deviation of the layer's normalised
+            input over the support set (1 when the batch's own statistics are used).
+        support_loss: per inner step, the support loss before the step.
+    """
+
+    params: dict[str, torch.Tensor]
+    spread: np.ndarray
+    support_loss: np.ndarray
+
+
+def adapt(
+    params: dict[str, torch.Tensor],
+    task: Task,
+    source: str,
+    fixed: LayerStats | None,
+    steps: int,
+    lr: float,
+) -> Adapted:
+    """Adapt ``params`` to ``task``'s support set with plain SGD, normalising as ``source`` says.
+
+    ``fixed`` gives the statistics for the eval-mode sources that hold them fixed (``untouched``,
+    ``collected``, ``population``, ``oracle``).
+    """
+    if source not in ADAPT_SOURCES:
+        raise ConfigError(f"unknown adaptation source {source!r}; choose one of: {', '.join(ADAPT_SOURCES)}")
+    fast = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+    spread, losses = np.zeros((steps, 4)), np.zeros(steps)
+    for step in range(steps):
+        if source in ("batch", "batch_detached"):
+            stats = None
+        elif source == "fresh":
+            stats = batch_stats_at(fast, task.support_x)
+        else:
+            stats = fixed
+        record: list = []
+        logits = conv4_forward(fast, task.support_x, stats, source == "batch_detached", record)
+        loss = F.cross_entropy(logits, task.support_y)
+        grads = torch.autograd.grad(loss, list(fast.values()))
+        fast = {name: (p - lr * g).detach().requires_grad_(True) for (name, p), g in zip(fast.items(), grads)}
+        spread[step] = [s for _, _, s in record]
+        losses[step] = loss.item()
+    return Adapted({name: p.detach() for name, p in fast.items()}, spread, losses)
+
+
+@torch.no_grad()
+def predict(params: dict[str, torch.Tensor], task: Task, source: str, fixed: LayerStats | None) -> torch.Tensor:
+    """Query logits of the adapted ``params``, normalising as the query ``source`` says."""
+    if source not in QUERY_SOURCES:
+        raise ConfigError(f"unknown query source {source!r}; choose one of: {', '.join(QUERY_SOURCES)}")
+    if source == "batch":
+        return conv4_forward(params, task.query_x)
+    stats = batch_stats_at(params, task.support_x) if source == "adapted" else fixed
+    return conv4_forward(params, task.query_x, stats)
+
+
+@dataclass
+class WhyEvalResults(ResultsRecord):
+    """Accuracy per condition (rows) and inner-learning-rate factor (columns), on the same tasks.
+
+    ``spread[condition][lr]`` is the mean over tasks of the per-step, per-layer normalised standard
+    deviation (see ``Adapted``); ``remedies`` holds rows measured on other meta-trained models.
+    """
+
+    lr_factors: tuple[float, ...] = LR_FACTORS
+    inner_lr: float = 0.4
+    spread: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def __getitem__(self, key: tuple[str, float]) -> EvalResult:
+        """``results["eval_oracle", 1/4]``: a condition at an inner-learning-rate factor."""
+        condition, factor = key
+        return self.results[condition][lr_label(factor)]
+
+    def comparisons(self, factor: float = 1.0) -> list[tuple[PairedDifference, str]]:
+        """The paired differences of ``COMPARISONS`` at one learning-rate factor, with their questions."""
+        out = []
+        for a, b, question in COMPARISONS:
+            if a in self.results and b in self.results:
+                out.append((paired_difference(self[a, factor], self[b, factor]), question))
+        return out
+
+    def to_dict(self) -> dict:
+        record = super().to_dict()
+        record["inner_lr"] = self.inner_lr
+        record["lr_factors"] = list(self.lr_factors)
+        record["spread"] = {name: {lab: s.tolist() for lab, s in by.items()} for name, by in self.spread.items()}
+        return record
+
+    def claims_table(self, n_tasks: int | None = None) -> Table:
+        """Each sentence of ``CLAIMS`` with its measured gap, the margin it needs and whether it holds."""
+        scope = f"the first {n_tasks} tasks" if n_tasks else f"{self.experiment.test_tasks} tasks"
+        table = Table(["claim", "gap (points)", "needs more than", "holds"],
+                      title=f"The explanation, sentence by sentence ({scope})")
+        for claim in CLAIMS:
+            table.add_row(claim.text, f"{100 * claim.gap(self, n_tasks):+.1f}", f"{100 * claim.margin:.0f}",
+                          "yes" if claim.holds(self, n_tasks) else "NO")
+        return table
+
+    def table(self) -> Table:
+        exp = self.experiment
+        columns = ["condition", "adapt / query normalisation"] + [
+            f"lr {self.inner_lr * f:g} ({lr_label(f)})" for f in self.lr_factors
+        ]
+        table = Table(
+            columns,
+            title=(f"Why eval mode fails: {exp.dataset}, {exp.n_way}-way {exp.k_shot}-shot, "
+                   f"{exp.test_tasks} meta-test tasks, {exp.test_inner_steps} inner steps, "
+                   f"meta-training seed {exp.train.seed}"),
+            note=(f"accuracy % over the same meta-test tasks, mean ± 95% interval; chance is {100 / exp.n_way:.1f}%; "
+                  f"meta-training used inner lr {self.inner_lr:g}"),
+        )
+        for name, by_lr in self.results.items():
+            label = CONDITIONS[name].label if name in CONDITIONS else "(another meta-trained model)"
+            cells = [by_lr[lr_label(f)].formatted() if lr_label(f) in by_lr else "-" for f in self.lr_factors]
+            table.add_row(name, label, *cells)
+        return table
+
+    def chart(self, path: str | Path | None = None):  # -> matplotlib Figure
+        from mamlkit.plots import lr_curves
+
+        return lr_curves(self, path=path)
+
+
+def run_why_eval(
+    exp: Experiment,
+    conditions: Iterable[str] = tuple(CONDITIONS),
+    lr_factors: Sequence[float] = LR_FACTORS,
+    trained: MetaTrained | None = None,
+    population_tasks: int = 100,
+    remedies: bool = False,
+    progress: bool = True,
+    cache: bool = True,
+) -> WhyEvalResults:
+    """Meta-test every condition at every inner-learning-rate factor on ``exp.test_tasks`` tasks.
+
+    The model is the one ``exp`` meta-trains with the ``standard`` placement (from the cache when it
+    is there), unless ``trained`` is given. Every condition sees the same tasks, so rows can be
+    compared task by task (``WhyEvalResults.comparisons``). The model is not changed.
+
+    With ``remedies``, the model meta-trained with the query loss in eval mode (``query_eval``,
+    from the cache or trained now) is also meta-tested on the same tasks at the meta-training learning
+    rate, with its own protocol (``train_then_eval``) and in train mode (``transductive``): rows
+    ``"query_eval model: <placement>"``.
+    """
+    conditions = [CONDITIONS[c] if c in CONDITIONS else _unknown(c) for c in conditions]
+    if not lr_factors or any(not 0 < f <= 1 for f in lr_factors):
+        raise ConfigError(f"learning-rate factors must be in (0, 1], got {list(lr_factors)}")
+    data = exp.load_data()
+    if trained is None:
+        trained = get_meta_trained(exp, "standard", data, progress=progress, cache=cache)
+    model = trained.model
+    check_conv4_bn(model)
+    device = next(model.parameters()).device
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    fixed: dict[str, LayerStats] = {
+        "untouched": untouched_stats(model),
+        "collected": snapshot_to_layer_stats(model, trained.collected_stats),
+        "population": population_stats(model, exp.train_sampler(data), population_tasks),
+    }
+    sampler = exp.test_sampler(data)
+    indices = tuple(range(exp.test_tasks))
+    inner_lr = exp.train.inner_lr
+    labels = [lr_label(f) for f in lr_factors]
+    values = {c.name: {lab: [] for lab in labels} for c in conditions}
+    spread = {c.name: {lab: np.zeros((exp.test_inner_steps, 4)) for lab in labels} for c in conditions}
+    begin = time.perf_counter()
+    for index in progress_bar(indices, desc="why-eval", enabled=progress):
+        task = sampler.task(index).to(device)
+        fixed["oracle"] = batch_stats_at(params, torch.cat([task.support_x, task.query_x]))
+        for factor, lab in zip(lr_factors, labels):
+            adapted: dict[str, Adapted] = {}
+            for c in conditions:
+                if c.adapt not in adapted:
+                    adapted[c.adapt] = adapt(params, task, c.adapt, fixed.get(c.adapt), exp.test_inner_steps,
+                                             inner_lr * factor)
+                run = adapted[c.adapt]
+                logits = predict(run.params, task, c.query, fixed.get(c.query))
+                values[c.name][lab].append(accuracy(logits, task.query_y))
+                spread[c.name][lab] += run.spread / len(indices)
+    seconds = time.perf_counter() - begin
+    results = {
+        name: {lab: EvalResult(name, np.asarray(v), "accuracy", seconds / len(values), indices)
+               for lab, v in by_lr.items()}
+        for name, by_lr in values.items()
+    }
+    train_seconds = {"standard": trained.history.seconds}
+    if remedies:
+        other = get_meta_trained(exp, "query_eval", data, progress=progress, cache=cache)
+        train_seconds["query_eval"] = other.history.seconds
+        measured = evaluate_trained(other, sampler, ["train_then_eval", "transductive"], exp.test_tasks,
+                                    exp.test_inner_steps, inner_lr, progress)
+        for name, r in measured.items():
+            r.name = f"query_eval model: {name}"
+            results[r.name] = {lr_label(1.0): r}
+            seconds += r.seconds
+    return WhyEvalResults(exp, results, train_seconds, seconds, tuple(lr_factors), inner_lr, spread)
+
+
+def _unknown(name: str) -> Condition:
+    raise ConfigError(f"unknown condition {name!r}; choose one of: {', '.join(CONDITIONS)}")

@@ -1,0 +1,141 @@
+"""The why-eval experiment: its explicit forward pass and conditions against the package's higher placements."""
+
+import json
+
+import pytest
+import torch
+from test_cli import run_cli
+
+import mamlkit as mk
+from mamlkit import why_eval as we
+from mamlkit.modes import snapshot_bn_stats
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """An untrained BatchNorm Conv4 with made-up 'collected' statistics, and a few glyphs tasks."""
+    exp = mk.preset("quick", test_tasks=3)
+    data = exp.load_data()
+    model = mk.build_model(exp.model_config(), seed=3, device="cpu")
+    with torch.no_grad(), mk.train_mode(model):      # give the model real, non-trivial running statistics
+        for task in exp.train_sampler(data).batch(0, 6):
+            model(torch.cat([task.support_x, task.query_x]))
+    collected = snapshot_bn_stats(model)
+    mk.reset_bn_stats(model)
+    trained = mk.MetaTrained(model, collected, mk.History(), {})
+    return exp, data, trained
+
+
+def params_of(model):
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def test_the_explicit_forward_is_batchnorm_in_either_mode(setup):
+    exp, data, trained = setup
+    model, x = trained.model, exp.test_sampler(data).task(0).query_x
+    with torch.no_grad(), mk.preserved_bn_stats(model), mk.train_mode(model):
+        train_out = model(x)
+    assert torch.allclose(we.conv4_forward(params_of(model), x), train_out, atol=1e-5)
+    with torch.no_grad(), mk.preserved_bn_stats(model), mk.eval_mode(model):
+        mk.restore_bn_stats(model, trained.collected_stats)
+        eval_out = model(x)
+    stats = we.snapshot_to_layer_stats(model, trained.collected_stats)
+    assert torch.allclose(we.conv4_forward(params_of(model), x, stats), eval_out, atol=1e-5)
+    assert not torch.allclose(train_out, eval_out, atol=1e-2)   # the two modes really differ here
+
+
+def test_conditions_reproduce_the_packages_higher_placements_task_by_task(setup):
+    exp, data, trained = setup
+    sampler = exp.test_sampler(data)
+    ours = we.run_why_eval(exp, ["train", "eval_untouched", "eval_collected"], [1.0], trained=trained,
+                           progress=False)
+    theirs = mk.evaluate_trained(trained, sampler, ["transductive", "eval_untouched", "eval_collected"],
+                                 n_tasks=exp.test_tasks, inner_steps=exp.test_inner_steps, progress=False)
+    for mine, package in [("train", "transductive"), ("eval_untouched", "eval_untouched"),
+                          ("eval_collected", "eval_collected")]:
+        assert ours[mine, 1.0].values.tolist() == theirs[package].values.tolist(), mine
+        assert ours[mine, 1.0].task_indices == theirs[package].task_indices
+
+
+def test_fresh_statistics_are_detached_batch_statistics_and_differ_from_train_mode(setup):
+    exp, data, trained = setup
+    task, params = exp.test_sampler(data).task(1), params_of(trained.model)
+    fresh = we.adapt(params, task, "fresh", None, 5, 0.4)
+    detached = we.adapt(params, task, "batch_detached", None, 5, 0.4)
+    train = we.adapt(params, task, "batch", None, 5, 0.4)
+    for name in params:
+        assert torch.allclose(fresh.params[name], detached.params[name], atol=1e-5), name
+    gap = max((train.params[n] - detached.params[n]).abs().max().item() for n in params)
+    assert gap > 1e-3, "detaching the batch statistics changed nothing: the gradient through them is missing"
+    assert abs(fresh.spread[:, 0] - 1).max() < 1e-3          # fresh statistics fit the support batch exactly
+
+
+def test_oracle_statistics_make_eval_mode_equal_train_mode_at_the_initial_weights(setup):
+    exp, data, trained = setup
+    task, params = exp.test_sampler(data).task(2), params_of(trained.model)
+    both = torch.cat([task.support_x, task.query_x])
+    oracle = we.batch_stats_at(params, both)
+    assert torch.allclose(we.conv4_forward(params, both, oracle), we.conv4_forward(params, both), atol=1e-5)
+    one_task = we.population_stats(trained.model, mk.FixedTasks([task], "one"), n_tasks=1)
+    for (m1, v1), (m2, v2) in zip(one_task, oracle):
+        assert torch.allclose(m1, m2) and torch.allclose(v1, v2)
+
+
+def test_results_are_paired_and_leave_the_model_bit_identical(setup):
+    exp, data, trained = setup
+    before = {k: v.clone() for k, v in trained.model.state_dict().items()}
+    res = we.run_why_eval(exp, lr_factors=[1.0, 0.25], trained=trained, progress=False)
+    after = trained.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert list(res.results) == list(we.CONDITIONS)
+    assert all(r.n == exp.test_tasks for by in res.results.values() for r in by.values())
+    assert len(res.comparisons(1.0)) == len(we.COMPARISONS)
+    assert len(res.claims_table().rows) == len(we.CLAIMS)
+    assert res.spread["eval_untouched"]["x1"].shape == (exp.test_inner_steps, 4)
+    assert "lr 0.1 (x1/4)" in str(res.table())
+    json.dumps(res.to_dict())
+    res.chart()
+
+
+def test_claims_compare_the_cells_they_name(setup):
+    exp, data, trained = setup
+    res = we.run_why_eval(exp, ["train", "eval_oracle"], [1.0, 0.1], trained=trained, progress=False)
+    claim = we.Claim("t", ("eval_oracle", None), ("train", 1.0), 0.0)
+    best = max(res["eval_oracle", f].mean for f in (1.0, 0.1))
+    assert claim.gap(res) == pytest.approx(best - res["train", 1.0].mean)
+    first = we.Claim("t", ("train", 1.0), None, 0.0).gap(res, n_tasks=1)
+    assert first == pytest.approx(res["train", 1.0].values[0])
+
+
+def test_only_batchnorm_conv4_models_and_known_conditions_are_accepted(setup):
+    exp, data, trained = setup
+    layer_model = mk.build_model(mk.ModelConfig(norm="layer"), device="cpu")
+    with pytest.raises(mk.ConfigError, match="norm='bn'"):
+        we.check_conv4_bn(layer_model)
+    with pytest.raises(mk.ConfigError, match="eval_oracle"):
+        we.run_why_eval(exp, ["eval_everything"], trained=trained, progress=False)
+    with pytest.raises(mk.ConfigError, match="factors"):
+        we.run_why_eval(exp, ["train"], [2.0], trained=trained, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick")
+def test_why_eval_command_writes_its_table_and_record(tmp_path):
+    out = run_cli("why-eval", "--quick", "--tasks", "3", "--lr-factors", "1", "0.25", "--no-remedies",
+                  "--out", str(tmp_path))
+    assert "Why eval mode fails" in out.stdout and "sentence by sentence" in out.stdout
+    record = json.loads((tmp_path / "why-eval-glyphs-seed0.json").read_text())
+    assert record["lr_factors"] == [1.0, 0.25]
+    assert record["results"]["eval_fresh"]["x1/4"]["n"] == 3
+    assert (tmp_path / "why-eval-glyphs-seed0.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args, words", [
+    (["why-eval", "--dataset", "omniglot"], ["--data-dir"]),
+    (["why-eval", "--lr-factors", "2"], ["(0, 1]"]),
+])
+def test_why_eval_bad_input_gives_a_clear_error(args, words):
+    out = run_cli(*args, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    for w in words:
+        assert w in out.stderr
