@@ -505,7 +505,8 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
     if not ok and not problems:
         diagnoses = [
             ({"query_mode": "eval"}, "you computed the query loss in eval mode (what some guides advise): the "
-             "adapted copy then normalises the query with running statistics it barely has. MAML meta-trains "
+             "adapted copy then normalises the query with running statistics that its support passes moved only "
+             "part of the way from 0 and 1. MAML meta-trains "
              "in train mode throughout; leave fmodel in train mode for the query (notebook 04)."),
             ({"average": False}, f"you summed the task losses: divide each query loss by the number of tasks "
              f"({len(tasks)}) so that the step does not grow with the meta-batch."),

@@ -172,16 +172,19 @@ def _reason(p: Placement) -> str:
     """Why a placement scores what it scores, in one clause (with the notebook that shows it)."""
     if p.query_mode == "eval":
         if p.adapt_mode == "eval" and p.stats == "untouched":
-            return ("eval mode normalises with running statistics that higher never updated "
-                    "(still 0 and 1), not with this task's own (notebook 04)")
+            return ("eval mode adapts and predicts with the statistics higher leaves in the model (0 and 1), which "
+                    "fit no task at any step size tried (notebook 13)")
         if p.adapt_mode == "eval":
-            return ("eval mode normalises with running statistics pooled over meta-training tasks, "
-                    "which do not describe a new task (notebook 04)")
+            return ("eval mode freezes the normalisation while the inner steps move the weights: at the meta-training "
+                    "step size frozen statistics go stale, collected or not; even the task's own statistics at the "
+                    "start fail, while statistics re-estimated before every step or a much smaller step rescue it "
+                    "(notebook 13)")
         if p.stats == "untouched":
-            return ("the support passes moved the copy's untouched statistics only a little away from 0 and 1, "
-                    "and eval mode normalises the query with them (notebook 04)")
-        return ("the support passes pulled the collected statistics towards this task, so eval mode can work, "
-                "but only with collected statistics, and still below train mode (notebook 04)")
+            return ("each support pass moves the copy's statistics only a tenth of the way from 0 and 1 towards the "
+                    "batch's (momentum 0.1), and eval mode normalises the query with that mixture (notebook 04)")
+        return ("the support passes pulled the collected statistics towards this task, so eval mode can work, but it "
+                "stays below train mode; statistics re-estimated on the support set at the adapted weights do better "
+                "(notebook 13)")
     if p.adapt_mode == "eval":
         return ("the weights were adapted with running statistics (eval mode) but the query is normalised "
                 "with batch statistics: the two halves do not match (notebook 04)")
@@ -631,7 +634,8 @@ class BatchNormExplorer(_Explorer):
             self.summary_text = (
                 f"{res['layer']}, {len(res['tasks'])} tasks ({res['source']} sets): typical factor between a task's "
                 f"variance and the " + "; ".join(parts) + ". Eval mode normalises every task with the black "
-                "lines; train mode uses the task's own."
+                "lines, at the initial weights; train mode uses the task's own at the current weights (why a "
+                "mismatch is not the whole story: notebook 13)."
             )
         else:
             self.summary_text = (f"{res['layer']} keeps no running statistics: it normalises with batch statistics "

@@ -61,7 +61,7 @@ def test_playground_clicks_add_runs_bars_and_a_verdict(tiny):
     assert len(pg.results) == 2 and pg.bar_count == 2
     second = pg.results[1]
     assert second.placement.name == "eval_collected"
-    assert "eval/eval, collected stats" in second.verdict and "running statistics" in second.verdict
+    assert "eval/eval, collected stats" in second.verdict and "go stale" in second.verdict
     assert "run #1" in second.verdict, "a run on the same tasks is compared with the best earlier one"
     assert second.result.task_indices == first.result.task_indices
     assert_unchanged(trained.model, before)
@@ -150,6 +150,8 @@ def test_verdict_reads_the_result():
     assert "well above chance" in text and "transductive" in text
     text = widgets.placement_verdict(eval_untouched, bad, chance)
     assert "near chance (20%)" in text and "0 and 1" in text
+    text = widgets.placement_verdict(mk.PLACEMENTS["eval_collected"], bad, chance)
+    assert "go stale" in text and "notebook 13" in text, "the verdict gives the measured mechanism"
     earlier = widgets.PlaygroundRun(1, transductive, "glyphs", good, 1.0)
     text = widgets.placement_verdict(eval_untouched, bad, chance, [earlier])
     assert "points below run #1" in text and "on the same 4 tasks" in text
