@@ -267,8 +267,9 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
     """Accuracy against the inner learning rate, one line per condition (``mamlkit.why_eval``).
 
     Left: accuracy (%) with 95% intervals, log-scaled learning rate; right: for the same conditions
-    at the meta-training learning rate, the standard deviation of the last BatchNorm layer's
-    normalised input across the inner steps (1 means the normalisation matches the batch).
+    at the meta-training learning rate, the median over tasks of the standard deviation of the last
+    BatchNorm layer's normalised input across the inner steps (1 means the normalisation matches the
+    batch; a line ends where the median task's activations stopped being finite numbers).
     """
     names = conditions or [n for n in results.results if n in results.spread]
     rates = [results.inner_lr * f for f in results.lr_factors]
@@ -297,7 +298,7 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
     bx.set_yscale("log")
     bx.set_xlabel("inner step")
     bx.set_ylabel("std of normalised input, last BN layer")
-    bx.set_title(f"Scale drift at lr {results.inner_lr:g} (mean over tasks)", fontsize=9)
+    bx.set_title(f"Scale drift at lr {results.inner_lr:g} (median task; a line ends where it diverged)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     return fig

@@ -36,6 +36,7 @@ placements on the same tasks.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,10 @@ CLAIMS: tuple[Claim, ...] = (
           "inner learning rate tried.", ("train", 1.0), ("eval_untouched", None), 0.30),
     Claim("Statistics that are right at the start (the task's own, at the initial weights) do not rescue "
           "eval mode at the meta-training step size.", ("train", 1.0), ("eval_oracle", 1.0), 0.30),
+    Claim("Nor do the running statistics collected over meta-training, at that step size.",
+          ("train", 1.0), ("eval_collected", 1.0), 0.30),
+    Claim("Nor do population statistics of the initial weights, at that step size.",
+          ("train", 1.0), ("eval_population", 1.0), 0.30),
     Claim("Statistics re-estimated at the current weights before every step recover most of the gap: "
           "frozen statistics go stale as the weights move.", ("eval_fresh", 1.0), ("eval_oracle", 1.0), 0.20),
     Claim("A smaller inner step lets the frozen oracle statistics work: the weights move less, so the "
@@ -237,8 +242,8 @@ def conv4_forward(
             mean, var = (batch_mean, batch_var) if stats is None else stats[layer]
             h = F.batch_norm(h, mean, var, weight, bias, False, 0.0, eps)  # the statistics as constants
         if record is not None:
-            spread = ((batch_var + (batch_mean - mean) ** 2) / (var + eps)).sqrt().mean()
-            record.append((batch_mean, batch_var, float(spread)))
+            spread = float(((batch_var + (batch_mean - mean) ** 2) / (var + eps)).sqrt().mean())
+            record.append((batch_mean, batch_var, spread if math.isfinite(spread) else math.inf))
         h = F.max_pool2d(F.relu(h), 2)
     h = h.mean(dim=(-2, -1))
     return F.linear(h, params["classifier.weight"], params["classifier.bias"])
@@ -284,13 +289,19 @@ class Adapted:
     Attributes:
         params: the adapted fast weights (detached).
         spread: per inner step and BatchNorm layer, the standard deviation of the layer's normalised
-            input over the support set (1 when the batch's own statistics are used).
+            input over the support set (1 when the batch's own statistics are used; ``inf`` once the
+            activations are no longer finite numbers).
         support_loss: per inner step, the support loss before the step.
     """
 
     params: dict[str, torch.Tensor]
     spread: np.ndarray
     support_loss: np.ndarray
+
+    @property
+    def diverged(self) -> bool:
+        """True when adaptation blew up: some fast weight is no longer a finite number."""
+        return not all(bool(torch.isfinite(p).all()) for p in self.params.values())
 
 
 def adapt(
@@ -342,13 +353,16 @@ def predict(params: dict[str, torch.Tensor], task: Task, source: str, fixed: Lay
 class WhyEvalResults(ResultsRecord):
     """Accuracy per condition (rows) and inner-learning-rate factor (columns), on the same tasks.
 
-    ``spread[condition][lr]`` is the mean over tasks of the per-step, per-layer normalised standard
-    deviation (see ``Adapted``); ``remedies`` holds rows measured on other meta-trained models.
+    ``spread[condition][lr]`` is the median over tasks of the per-step, per-layer normalised standard
+    deviation (see ``Adapted``); ``diverged[condition][lr]`` the fraction of tasks whose adaptation
+    blew up (non-finite weights: the query predictions are then meaningless and count as wrong or
+    as one class). Rows named ``"query_eval model: ..."`` were measured on another meta-trained model.
     """
 
     lr_factors: tuple[float, ...] = LR_FACTORS
     inner_lr: float = 0.4
     spread: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    diverged: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, key: tuple[str, float]) -> EvalResult:
         """``results["eval_oracle", 1/4]``: a condition at an inner-learning-rate factor."""
@@ -367,8 +381,18 @@ class WhyEvalResults(ResultsRecord):
         record = super().to_dict()
         record["inner_lr"] = self.inner_lr
         record["lr_factors"] = list(self.lr_factors)
-        record["spread"] = {name: {lab: s.tolist() for lab, s in by.items()} for name, by in self.spread.items()}
+        record["spread"] = {name: {lab: [[x if math.isfinite(x) else None for x in row] for row in s.tolist()]
+                                   for lab, s in by.items()} for name, by in self.spread.items()}
+        record["diverged"] = self.diverged
         return record
+
+    def divergence_table(self) -> Table:
+        """Per condition and learning rate, the percentage of tasks whose adaptation blew up."""
+        table = Table(["condition"] + [f"lr {self.inner_lr * f:g}" for f in self.lr_factors],
+                      title="Tasks whose adaptation diverged (non-finite weights), %")
+        for name, by_lr in self.diverged.items():
+            table.add_row(name, *[f"{100 * by_lr[lr_label(f)]:.0f}" for f in self.lr_factors])
+        return table
 
     def claims_table(self, n_tasks: int | None = None) -> Table:
         """Each sentence of ``CLAIMS`` with its measured gap, the margin it needs and whether it holds."""
@@ -446,7 +470,8 @@ def run_why_eval(
     inner_lr = exp.train.inner_lr
     labels = [lr_label(f) for f in lr_factors]
     values = {c.name: {lab: [] for lab in labels} for c in conditions}
-    spread = {c.name: {lab: np.zeros((exp.test_inner_steps, 4)) for lab in labels} for c in conditions}
+    spreads: dict[str, dict[str, list[np.ndarray]]] = {c.name: {lab: [] for lab in labels} for c in conditions}
+    diverged = {c.name: {lab: 0.0 for lab in labels} for c in conditions}
     begin = time.perf_counter()
     for index in progress_bar(indices, desc="why-eval", enabled=progress):
         task = sampler.task(index).to(device)
@@ -460,8 +485,11 @@ def run_why_eval(
                 run = adapted[c.adapt]
                 logits = predict(run.params, task, c.query, fixed.get(c.query))
                 values[c.name][lab].append(accuracy(logits, task.query_y))
-                spread[c.name][lab] += run.spread / len(indices)
+                spreads[c.name][lab].append(run.spread)
+                diverged[c.name][lab] += run.diverged / len(indices)
     seconds = time.perf_counter() - begin
+    spread = {name: {lab: np.median(np.stack(runs), axis=0) for lab, runs in by.items()}
+              for name, by in spreads.items()}
     results = {
         name: {lab: EvalResult(name, np.asarray(v), "accuracy", seconds / len(values), indices)
                for lab, v in by_lr.items()}
@@ -477,7 +505,7 @@ def run_why_eval(
             r.name = f"query_eval model: {name}"
             results[r.name] = {lr_label(1.0): r}
             seconds += r.seconds
-    return WhyEvalResults(exp, results, train_seconds, seconds, tuple(lr_factors), inner_lr, spread)
+    return WhyEvalResults(exp, results, train_seconds, seconds, tuple(lr_factors), inner_lr, spread, diverged)
 
 
 def _unknown(name: str) -> Condition:
