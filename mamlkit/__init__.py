@@ -38,6 +38,7 @@ from mamlkit.evaluate import (
     meta_test_placements,
     paired_difference,
     placement_table,
+    t_interval,
     tasks_needed,
 )
 from mamlkit.experiment import PRESETS, Experiment, PlacementResults, get_meta_trained, preset, run_placements

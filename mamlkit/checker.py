@@ -210,7 +210,7 @@ class Report:
             "forward passes of the model": 0,
             "higher patched copies": 0,
             "forward passes of patched copies": 0,
-            "functional_call passes": 0,
+            "functional_call passes with other weights": 0,
             "optimiser steps on the model": 0,
         }
     )
@@ -437,7 +437,7 @@ class MAMLChecker:
             self.report.observed["forward passes of the model"] += 1
             kind = "plain"
         else:
-            self.report.observed["functional_call passes"] += 1
+            self.report.observed["functional_call passes with other weights"] += 1
             kind = "meta"
         if not grad:
             return

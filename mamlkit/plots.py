@@ -42,7 +42,8 @@ def placement_chart(
     ax.set_xlabel("meta-test accuracy (%)")
     if chance is not None:
         ax.axvline(100 * chance, color="grey", linestyle="--", linewidth=1)
-        ax.text(100 * chance + 1, len(names) - 0.5, "chance", color="grey", fontsize=8)
+        ax.annotate("chance", (100 * chance, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", color="grey", fontsize=8)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
@@ -62,6 +63,8 @@ def result_bars(results: list[EvalResult], chance: float | None = None, path: st
     ax.set_ylabel("accuracy (%)")
     if chance is not None:
         ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
+        ax.annotate("chance", (1.0, 100 * chance), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                    textcoords="offset points", va="center", color="grey", fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -103,19 +106,25 @@ def bn_stats_mismatch(
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     x = np.arange(channels)
+    total = None
     for i, (label, stats) in enumerate(task_stats.items()):
         mean, var = stats[layer]
-        axes[0].plot(x, mean[:channels].cpu().numpy(), "o-", color=f"C{i}", alpha=0.7, markersize=3, label=label)
-        axes[1].plot(x, var[:channels].cpu().numpy(), "o-", color=f"C{i}", alpha=0.7, markersize=3, label=label)
+        total = mean.numel()
+        axes[0].plot(x, mean[:channels].cpu().numpy(), "o", color=f"C{i}", alpha=0.7, markersize=4, label=label)
+        axes[1].plot(x, var[:channels].cpu().numpy(), "o", color=f"C{i}", alpha=0.7, markersize=4, label=label)
     for j, (label, (mean, var)) in enumerate(running.items()):
-        style = ["k-", "k--", "k:"][j % 3]
-        axes[0].plot(x, mean[:channels].cpu().numpy(), style, linewidth=2.5, label=f"running: {label}")
-        axes[1].plot(x, var[:channels].cpu().numpy(), style, linewidth=2.5, label=f"running: {label}")
-    axes[0].set_title(f"{layer}: per-channel mean")
-    axes[1].set_title(f"{layer}: per-channel variance")
+        style = dict(marker=["_", "x", "+"][j % 3], linestyle="", color="k", markersize=12, mew=2,
+                     label=f"running: {label}")
+        axes[0].plot(x, mean[:channels].cpu().numpy(), **style)
+        axes[1].plot(x, var[:channels].cpu().numpy(), **style)
+    shown = f"channels 0-{channels - 1}" + (f" of {total}" if total else "")
+    axes[0].set_title(f"{layer}: per-channel mean ({shown})", fontsize=9)
+    axes[1].set_title(f"{layer}: per-channel variance ({shown})", fontsize=9)
+    axes[0].set_ylabel("mean of the layer's input")
+    axes[1].set_ylabel("variance (log scale)")
     axes[1].set_yscale("log")
     for ax in axes:
-        ax.set_xlabel("channel")
+        ax.set_xlabel("channel (each one separate: no order)")
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     _save(fig, path)
@@ -123,16 +132,18 @@ def bn_stats_mismatch(
 
 
 def training_curves(histories: dict[str, object], path: str | Path | None = None, window: int = 10) -> plt.Figure:
-    """Query loss and accuracy during meta-training (moving average over ``window`` iterations)."""
+    """Query loss and accuracy (%) during meta-training, each a moving average over ``window`` iterations."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
     for name, h in histories.items():
-        for ax, values in zip(axes, (h.loss, h.accuracy)):
-            v = np.asarray(values, dtype=float)
+        for ax, values, scale in zip(axes, (h.loss, h.accuracy), (1.0, 100.0)):
+            v = scale * np.asarray(values, dtype=float)
             if v.size >= window:
                 v = np.convolve(v, np.ones(window) / window, mode="valid")
-            ax.plot(v, label=name)
-    axes[0].set_title("query loss")
-    axes[1].set_title("query accuracy")
+            ax.plot(np.arange(v.size) + (window if len(values) >= window else 1), v, label=name)
+    axes[0].set_title(f"query loss after adaptation (moving average of {window})", fontsize=9)
+    axes[1].set_title(f"query accuracy after adaptation (moving average of {window})", fontsize=9)
+    axes[0].set_ylabel("cross-entropy")
+    axes[1].set_ylabel("accuracy (%)")
     for ax in axes:
         ax.set_xlabel("meta-iteration")
         ax.legend(fontsize=8)
@@ -255,8 +266,9 @@ def protocol_chart(
     ax.set_ylabel("meta-test accuracy (%)")
     if chance is not None:
         ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
-        ax.text(len(methods) - 0.5, 100 * chance + 1, "chance", color="grey", fontsize=8, ha="right")
-    ax.legend(fontsize=8, title="query presented", title_fontsize=8, loc="upper right")
+        ax.annotate("chance", (1.0, 100 * chance), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                    textcoords="offset points", va="center", color="grey", fontsize=8)
+    ax.legend(fontsize=8, title="query presented", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.08, 1.0))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)

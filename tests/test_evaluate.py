@@ -99,3 +99,18 @@ def test_custom_placement_reuses_named_ones_and_checks_its_parts():
     assert odd.name == "custom" and odd.label == "eval/train, untouched stats, one at a time"
     with pytest.raises(mk.ConfigError, match="one_class_at_a_time"):
         mk.custom_placement(presentation="shuffled")
+
+
+def test_t_interval_uses_student_quantiles_and_the_sample_std():
+    from mamlkit.evaluate import t_quantile
+
+    # published table values of the two-sided Student-t multiplier
+    for level, df, table in [(0.95, 19, 2.093), (0.95, 1, 12.706), (0.99, 5, 4.032), (0.95, 100000, 1.960)]:
+        assert abs(t_quantile(level, df) - table) < 1e-3
+    values = [0.5, 0.7, 0.6, 0.9]
+    mean, half = mk.t_interval(values)
+    assert mean == pytest.approx(0.675)
+    assert half == pytest.approx(3.182446 * np.std(values, ddof=1) / 2, rel=1e-5)
+    assert half > mk.confidence_interval(values)[1]     # wider than the normal, population-std interval
+    with pytest.raises(ValueError):
+        mk.t_interval([0.5])
