@@ -1,6 +1,7 @@
 """Every lesson notebook has the form the collection promises (static checks; nbval runs them)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,60 @@ def test_notebook_is_stored_with_outputs_from_a_clean_run(path):
     for c in code:
         for out in c.get("outputs", []):
             assert out.get("output_type") != "error", "a stored output is an error"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Numbers quoted in prose must come from the computation: every percentage, interval or "N points" quoted in
+# a markdown cell must be shown by an output, or written in a code cell (an assert's margin, a setting), of
+# the same notebook. Sentences that cite a publication ("et al.", "published") quote other people's numbers
+# and are exempt.
+
+QUOTED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?(?:%|±|points\b)")
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?")
+CITES = ("et al", "published")
+
+
+def backing_numbers(nb_cells) -> set[float]:
+    """Every number in the notebook's code cells and stored outputs."""
+    texts = []
+    for cell in nb_cells:
+        if cell["cell_type"] != "code":
+            continue
+        texts.append(text(cell))
+        for out in cell.get("outputs", []):
+            texts.append("".join(out.get("text", "")))
+            texts += ["".join(v) for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    return {float(m.group()) for t in texts for m in NUMBER.finditer(t)}
+
+
+def unbacked_numbers(nb_cells) -> list[str]:
+    """Quoted numbers of the markdown cells that no output or code cell shows (as a value or a percentage)."""
+    values = backing_numbers(nb_cells)
+    missing = []
+    for cell in nb_cells:
+        if cell["cell_type"] != "markdown":
+            continue
+        for sentence in re.split(r"(?<=[.:;])\s|\n\n", text(cell)):
+            if any(c in sentence for c in CITES):
+                continue
+            for m in QUOTED.finditer(sentence):
+                quoted = m.group(1)
+                digits = len(quoted.split(".")[1]) if "." in quoted else 0
+                target = float(quoted)
+                if not any(round(v, digits) == target or round(100 * v, digits) == target for v in values):
+                    missing.append(f"{quoted!r} in: {sentence.strip()[:100]}")
+    return missing
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_numbers_in_prose_come_from_the_computation(path):
+    missing = unbacked_numbers(cells(path))
+    assert not missing, "quoted in markdown but shown by no output or code cell:\n" + "\n".join(missing)
+
+
+def test_the_number_guard_catches_a_stale_number():
+    nb = cells(NOTEBOOKS[3])                                    # 04: the placement table
+    assert not unbacked_numbers(nb)
+    planted = json.loads(json.dumps(nb))
+    planted.append({"cell_type": "markdown", "metadata": {}, "source": ["Train mode reaches 91.3 ± 1.2 here."]})
+    assert any("91.3" in m for m in unbacked_numbers(planted)), "a planted stale number must be caught"
