@@ -212,7 +212,10 @@ def meta_train(
         history.loss.append(sum(losses) / len(losses))
         history.accuracy.append(sum(accs) / len(accs))
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{history.loss[-1]:.3f}", acc=f"{history.accuracy[-1]:.2f}", refresh=False)
+            shown = {"loss": f"{history.loss[-1]:.3f}"}
+            if history.accuracy[-1] == history.accuracy[-1]:  # not NaN: classification (regression has no accuracy)
+                shown["acc"] = f"{history.accuracy[-1]:.2f}"
+            bar.set_postfix(shown, refresh=False)
     history.seconds = time.perf_counter() - start
     return MetaTrained(model, collected, history, {"train": config.as_dict()})
 

@@ -95,7 +95,8 @@ MISTAKES: dict[str, Mistake] = {
             "Keep the (patched) model in train mode at meta-test, as during meta-training (original MAML "
             "does; mk.meta_test's 'transductive' placement). Eval mode normalises with running statistics, "
             "and higher never updates the model's own: its patched copies get copies of the buffers, so "
-            "after meta-training they are still mean 0, variance 1, which describe no task (about chance).",
+            "after meta-training they are still mean 0, variance 1, which fit no task: about chance at any inner "
+            "step size (notebook 13 also shows why better statistics alone do not rescue eval mode).",
             "04_batchnorm_placements",
         ),
         Mistake(
