@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
     p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn)")
     p.add_argument("--seed", type=int, help="meta-training seed (weights and tasks)")
+    p.add_argument("--seeds", type=int, nargs="+",
+                   help="several meta-training seeds: one table per seed, then one across seeds (mean ± t interval)")
     p.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
                    help="meta-training placements (columns)")
     p.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=list(PLACEMENTS),
@@ -106,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
     n.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
     n.add_argument("--seed", type=int, help="meta-training seed")
+    n.add_argument("--seeds", type=int, nargs="+",
+                   help="several meta-training seeds: one table per seed, then one across seeds (mean ± t interval)")
     n.add_argument("--methods", nargs="+", choices=list(NORM_METHODS), default=list(NORM_METHODS),
                    help="normalisation methods (rows)")
     n.add_argument("--out", default="results", help="folder for the chart, table and JSON (default: results/)")
@@ -176,20 +180,39 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
     return preset(name, **changes)
 
 
+def _over_seeds(args: argparse.Namespace, stem: str, run) -> int:
+    """Run ``run(exp)`` for the experiment of ``args`` once per seed (``--seeds``) or once (``--seed``)."""
+    from mamlkit.experiment import across_seeds
+
+    base = _experiment(args)
+    seeds = args.seeds or [None]
+    records = []
+    begin = time.perf_counter()
+    for seed in seeds:
+        exp = base if seed is None else base.with_changes(train={"seed": seed})
+        res = run(exp)
+        timings = [f"meta-training {name}: {seconds:.0f} s (0 s of it now if loaded from the cache)"
+                   for name, seconds in res.train_seconds.items()]
+        suffix = "" if seed is None else f"-seed{seed}"
+        _report(res, Path(args.out), f"{stem}-{exp.dataset}{suffix}", timings, time.perf_counter() - begin)
+        records.append(res)
+    if len(records) > 1:
+        table = across_seeds(records, title=f"{stem} on {base.dataset}, {base.test_tasks} meta-test tasks per seed, "
+                                            f"meta-training seeds {', '.join(map(str, seeds))}")
+        print(table)
+        path = Path(args.out) / f"{stem}-{base.dataset}-seeds.md"
+        path.write_text(table.to_markdown() + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
 def run_placements_command(args: argparse.Namespace) -> int:
     from mamlkit.experiment import run_placements
 
     if args.dataset == "omniglot" and not args.data_dir:
         raise DataError(NEEDS_DATA_DIR)
-    exp = _experiment(args)
-    begin = time.perf_counter()
-    res = run_placements(exp, args.trainings, args.placements, progress=not args.no_progress,
-                         cache=not args.no_cache)
-    wall = time.perf_counter() - begin
-    trainings = [f"meta-training {training}: {seconds:.0f} s (0 s of it now if loaded from the cache)"
-                 for training, seconds in res.train_seconds.items()]
-    _report(res, Path(args.out), f"placements-{exp.dataset}", trainings, wall)
-    return 0
+    return _over_seeds(args, "placements", lambda exp: run_placements(
+        exp, args.trainings, args.placements, progress=not args.no_progress, cache=not args.no_cache))
 
 
 def norms_command(args: argparse.Namespace) -> int:
@@ -198,12 +221,8 @@ def norms_command(args: argparse.Namespace) -> int:
     if args.dataset == "omniglot" and not args.data_dir:
         raise DataError(NEEDS_DATA_DIR)
     args.norm = None
-    exp = _experiment(args)
-    begin = time.perf_counter()
-    res = run_normalisations(exp, args.methods, progress=not args.no_progress, cache=not args.no_cache)
-    wall = time.perf_counter() - begin
-    _report(res, Path(args.out), f"norms-{exp.dataset}", [], wall)
-    return 0
+    return _over_seeds(args, "norms", lambda exp: run_normalisations(
+        exp, args.methods, progress=not args.no_progress, cache=not args.no_cache))
 
 
 def why_eval_command(args: argparse.Namespace) -> int:
@@ -219,6 +238,7 @@ def why_eval_command(args: argparse.Namespace) -> int:
     if not args.tasks and not args.quick:
         base = base.with_changes(test_tasks=600)  # the published protocol, whatever the preset's default
     begin = time.perf_counter()
+    records = []
     for seed in args.seeds:
         exp = base.with_changes(train={"seed": seed})
         res = run_why_eval(exp, tuple(CONDITIONS), factors, remedies=not args.no_remedies,
@@ -232,6 +252,12 @@ def why_eval_command(args: argparse.Namespace) -> int:
         if exp.test_tasks > NOTEBOOK_TASKS:
             print(res.claims_table(n_tasks=NOTEBOOK_TASKS))
         print()
+        records.append(res)
+    if len(records) > 1:
+        from mamlkit.experiment import across_seeds
+
+        print(across_seeds(records, title=f"why-eval on {base.dataset}, {base.test_tasks} tasks per seed, "
+                                          f"meta-training seeds {', '.join(map(str, args.seeds))}"))
     return 0
 
 

@@ -195,6 +195,37 @@ class PlacementResults(ResultsRecord):
         return placement_chart(self.results, chance=1 / self.experiment.n_way, path=path)
 
 
+def across_seeds(records: list[ResultsRecord], title: str = "") -> Table:
+    """One table for the same experiment meta-trained with several seeds.
+
+    Each cell is the mean over seeds of the per-seed mean accuracies, ± a 95% t interval over those
+    seed means (``mamlkit.evaluate.t_interval``): it includes the seed-to-seed variance of meta-training
+    as well as each seed's sampling of meta-test tasks, which a single model's interval does not. The
+    per-seed means follow in brackets.
+    """
+    from mamlkit.evaluate import t_interval
+
+    if len(records) < 2:
+        raise ConfigError("a table across seeds needs at least two meta-training seeds")
+    first = records[0].results
+    seeds = [r.experiment.train.seed for r in records]
+    columns = list(next(iter(first.values())))
+    table = Table(["row"] + [f"{c} (mean over seeds ± 95% t interval; per seed)" for c in columns],
+                  title=title or f"{len(records)} meta-training seeds ({', '.join(map(str, seeds))})",
+                  note="accuracy %; the interval is over the seed means, so it covers meta-training seeds too")
+    for row, by in first.items():
+        cells = []
+        for col in by:
+            means = [100 * r.results[row][col].mean for r in records if col in r.results.get(row, {})]
+            if len(means) < 2:
+                cells.append("-")
+                continue
+            mean, half = t_interval(means)
+            cells.append(f"{mean:.1f} ± {half:.1f} ({' / '.join(f'{m:.1f}' for m in means)})")
+        table.add_row(row, *cells)
+    return table
+
+
 def results_to_dict(exp: Experiment, results: dict[str, dict[str, EvalResult]], train_seconds: dict[str, float],
                     test_seconds: float) -> dict:
     """A JSON-ready record of a two-level table of results, per-task values included."""

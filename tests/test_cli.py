@@ -110,8 +110,14 @@ def test_a_different_seed_stays_within_the_intervals(quick_seed0, tmp_path):
     """Another meta-training seed (other initial weights, other training tasks) changes the numbers,
     but each placement's two estimates stay within their 95% intervals of each other."""
     runs = [json.loads((quick_seed0[1] / "placements-glyphs.json").read_text())["results"]["standard"]]
-    run_cli(*QUICK_ARGS, "--seed", "1", "--out", str(tmp_path))
-    runs.append(json.loads((tmp_path / "placements-glyphs.json").read_text())["results"]["standard"])
+    out = run_cli(*QUICK_ARGS, "--seeds", "0", "1", "--out", str(tmp_path))
+    seed0 = json.loads((tmp_path / "placements-glyphs-seed0.json").read_text())["results"]["standard"]
+    assert seed0 == runs[0], "--seeds 0 gives what --seed 0 gave"
+    runs.append(json.loads((tmp_path / "placements-glyphs-seed1.json").read_text())["results"]["standard"])
+    assert "meta-training seeds 0, 1" in out.stdout and "t interval" in out.stdout
+    across = (tmp_path / "placements-glyphs-seeds.md").read_text()
+    mean = 100 * (runs[0]["transductive"]["mean"] + runs[1]["transductive"]["mean"]) / 2
+    assert f"| transductive | {mean:.1f} ± " in across
     assert set(runs[0]) == set(runs[1]) == {"transductive", "eval_untouched", "one_at_a_time"}
     for name in runs[0]:
         a, b = runs[0][name], runs[1][name]

@@ -114,3 +114,21 @@ def test_t_interval_uses_student_quantiles_and_the_sample_std():
     assert half > mk.confidence_interval(values)[1]     # wider than the normal, population-std interval
     with pytest.raises(ValueError):
         mk.t_interval([0.5])
+
+
+def test_across_seeds_averages_seed_means_with_a_t_interval():
+    from mamlkit.evaluate import t_quantile
+    from mamlkit.experiment import Experiment, ResultsRecord, across_seeds
+
+    def record(seed, values):
+        exp = Experiment().with_changes(train={"seed": seed})
+        result = mk.EvalResult("x", np.asarray(values), task_indices=(0, 1))
+        return ResultsRecord(exp, {"row": {"col": result}}, {}, 0.0)
+
+    records = [record(0, [0.6, 0.8]), record(1, [0.5, 0.5]), record(2, [0.9, 0.7])]
+    table = across_seeds(records)
+    means = np.array([70.0, 50.0, 80.0])
+    half = t_quantile(0.95, 2) * means.std(ddof=1) / math.sqrt(3)
+    assert table.rows[0] == ["row", f"{means.mean():.1f} ± {half:.1f} (70.0 / 50.0 / 80.0)"]
+    with pytest.raises(mk.ConfigError):
+        across_seeds(records[:1])
