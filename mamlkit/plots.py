@@ -279,7 +279,7 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
     """Accuracy against the inner learning rate, one line per condition (``mamlkit.why_eval``).
 
     Left: accuracy (%) with 95% intervals, log-scaled learning rate; right: for the same conditions
-    at the meta-training learning rate, the median over tasks of the standard deviation of the last
+    at the meta-training learning rate, the median over tasks of the standard deviation of the first
     BatchNorm layer's normalised input across the inner steps (1 means the normalisation matches the
     batch; a line ends where the median task's activations stopped being finite numbers).
     """
@@ -293,7 +293,7 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
         ax.errorbar(rates, [100 * r.mean for r in cells], yerr=[100 * r.ci95 for r in cells], marker="o",
                     linestyle=style, capsize=3, color=f"C{i % 10}", label=name)
         spread = results.spread[name][next(iter(by_lr))]
-        bx.plot(np.arange(1, spread.shape[0] + 1), spread[:, -1], marker=".", linestyle=style, color=f"C{i % 10}")
+        bx.plot(np.arange(1, spread.shape[0] + 1), spread[:, 0], marker=".", linestyle=style, color=f"C{i % 10}")
     chance = 100 / results.experiment.n_way
     ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
     ax.annotate("chance", (rates[-1], chance), textcoords="offset points", xytext=(2, 3), color="grey", fontsize=8)
@@ -309,7 +309,7 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
     bx.axhline(1, color="grey", linestyle=":", linewidth=1)
     bx.set_yscale("log")
     bx.set_xlabel("inner step")
-    bx.set_ylabel("std of normalised input, last BN layer")
+    bx.set_ylabel("std of the normalised input, first BN layer")
     bx.set_title(f"Scale drift at lr {results.inner_lr:g} (median task; a line ends where it diverged)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
