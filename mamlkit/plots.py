@@ -310,7 +310,7 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
     bx.set_yscale("log")
     bx.set_xlabel("inner step")
     bx.set_ylabel("std of the normalised input, first BN layer")
-    bx.set_title(f"Scale drift at lr {results.inner_lr:g} (median task; a line ends where it diverged)", fontsize=9)
+    bx.set_title(f"Scale drift at lr {results.inner_lr:g} (median task)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     return fig
