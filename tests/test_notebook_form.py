@@ -50,7 +50,7 @@ def test_notebook_is_stored_with_outputs_from_a_clean_run(path):
 # Numbers quoted in prose must come from the computation: every percentage, interval or "N points" quoted in
 # a markdown cell must be shown by an output, or written in a code cell (an assert's margin, a setting), of
 # the same notebook. Sentences that cite a publication ("et al.", "published") quote other people's numbers
-# and are exempt.
+# and are exempt, and so is the level of an interval ("95% interval").
 
 QUOTED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?(?:%|±|points\b)")
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?")
@@ -81,6 +81,8 @@ def unbacked_numbers(nb_cells) -> list[str]:
             if any(c in sentence for c in CITES):
                 continue
             for m in QUOTED.finditer(sentence):
+                if re.match(r"\s*(confidence|interval)", sentence[m.end():]):
+                    continue                                    # "95% interval": a level, not a result
                 quoted = m.group(1)
                 digits = len(quoted.split(".")[1]) if "." in quoted else 0
                 target = float(quoted)
