@@ -40,6 +40,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_experiment_arguments(parser: argparse.ArgumentParser, default_preset: str) -> None:
+    """The settings every measuring command shares: data, preset, task shape and counts."""
+    parser.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"],
+                        help="glyphs: offline procedural default; omniglot: real data from --data-dir")
+    parser.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
+    parser.add_argument("--quick", action="store_true", help="small configuration for tests (--preset quick)")
+    parser.add_argument("--preset", choices=["quick", "lesson", "full"], default=None,
+                        help=f"named configuration (default: {default_preset})")
+    parser.add_argument("--iterations", type=_positive, help="meta-training iterations")
+    parser.add_argument("--tasks", type=_positive, help="meta-test tasks (default 600)")
+    parser.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
+    parser.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mamlkit",
@@ -50,20 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         "placements",
         help="meta-train (or load from the cache) and print the placement table with 95%% intervals",
         description="Meta-train MAML (or load the model from the cache) under each meta-training placement, "
-        "meta-test every placement on the same tasks, print the table with 95%% intervals and write a chart.",
+        "meta-test every placement on the same tasks, print the table with 95% intervals and write a chart.",
         epilog=describe_placements(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"],
-                   help="glyphs: offline procedural default; omniglot: real data from --data-dir")
-    p.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
-    p.add_argument("--quick", action="store_true", help="small configuration for tests (about a minute)")
-    p.add_argument("--preset", choices=["quick", "lesson", "full"], default=None,
-                   help="named configuration (default: full; --quick is --preset quick)")
-    p.add_argument("--iterations", type=_positive, help="meta-training iterations")
-    p.add_argument("--tasks", type=_positive, help="meta-test tasks per placement (default 600)")
-    p.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
-    p.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+    _add_experiment_arguments(p, "full")
     p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn)")
     p.add_argument("--seed", type=int, help="meta-training seed (weights and tasks)")
     p.add_argument("--seeds", type=int, nargs="+",
@@ -97,16 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="meta-train one model per normalisation and print the normalisation x query-protocol table",
         description="Meta-train (or load from the cache) one model per normalisation layer and meta-test each "
         "method with the query presented as a whole batch, one example at a time and one class at a time, "
-        "on the same tasks; print the table with 95%% intervals and write a chart, Markdown and JSON.",
+        "on the same tasks; print the table with 95% intervals and write a chart, Markdown and JSON.",
     )
-    n.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"])
-    n.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
-    n.add_argument("--quick", action="store_true", help="small configuration for tests")
-    n.add_argument("--preset", choices=["quick", "lesson", "full"], default=None, help="default: full")
-    n.add_argument("--iterations", type=_positive, help="meta-training iterations")
-    n.add_argument("--tasks", type=_positive, help="meta-test tasks (default 600)")
-    n.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
-    n.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+    _add_experiment_arguments(n, "full")
     n.add_argument("--seed", type=int, help="meta-training seed")
     n.add_argument("--seeds", type=int, nargs="+",
                    help="several meta-training seeds: one table per seed, then one across seeds (mean ± t interval)")
@@ -127,15 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_describe_conditions(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    w.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"])
-    w.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
-    w.add_argument("--quick", action="store_true", help="small configuration for tests")
-    w.add_argument("--preset", choices=["quick", "lesson", "full"], default=None,
-                   help="named configuration (default: lesson, the model the notebooks load)")
-    w.add_argument("--iterations", type=_positive, help="meta-training iterations")
-    w.add_argument("--tasks", type=_positive, help="meta-test tasks (default 600)")
-    w.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
-    w.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+    _add_experiment_arguments(w, "lesson, the model the notebooks load")
     w.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="meta-training seeds: one model and one table per seed (default: 0)")
     w.add_argument("--lr-factors", type=float, nargs="+", default=None,

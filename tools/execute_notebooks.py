@@ -3,7 +3,8 @@
 Usage: python tools/execute_notebooks.py notebooks/*.ipynb
 
 Each notebook runs in its own folder with the environment's python3 kernel, with progress bars off
-(``MAMLKIT_PROGRESS=0``) so that stored outputs stay clean; its wall time is printed. A notebook that raises is not written, and the command exits non-zero.
+(``MAMLKIT_PROGRESS=0``) so that stored outputs stay clean; its wall time is printed. A notebook
+that raises is not written, and the command exits non-zero.
 """
 
 from __future__ import annotations
