@@ -170,7 +170,7 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
     return preset(name, **changes)
 
 
-def _over_seeds(args: argparse.Namespace, stem: str, run) -> int:
+def _over_seeds(args: argparse.Namespace, stem: str, run, transpose: bool = False) -> int:
     """Run ``run(exp)`` for the experiment of ``args`` once per seed (``--seeds``) or once (``--seed``)."""
     from mamlkit.experiment import across_seeds
 
@@ -188,7 +188,7 @@ def _over_seeds(args: argparse.Namespace, stem: str, run) -> int:
         records.append(res)
     if len(records) > 1:
         table = across_seeds(records, title=f"{stem} on {base.dataset}, {base.test_tasks} meta-test tasks per seed, "
-                                            f"meta-training seeds {', '.join(map(str, seeds))}")
+                                            f"meta-training seeds {', '.join(map(str, seeds))}", transpose=transpose)
         print(table)
         path = Path(args.out) / f"{stem}-{base.dataset}-seeds.md"
         path.write_text(table.to_markdown() + "\n")
@@ -202,7 +202,8 @@ def run_placements_command(args: argparse.Namespace) -> int:
     if args.dataset == "omniglot" and not args.data_dir:
         raise DataError(NEEDS_DATA_DIR)
     return _over_seeds(args, "placements", lambda exp: run_placements(
-        exp, args.trainings, args.placements, progress=not args.no_progress, cache=not args.no_cache))
+        exp, args.trainings, args.placements, progress=not args.no_progress, cache=not args.no_cache),
+        transpose=True)
 
 
 def norms_command(args: argparse.Namespace) -> int:

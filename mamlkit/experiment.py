@@ -195,34 +195,40 @@ class PlacementResults(ResultsRecord):
         return placement_chart(self.results, chance=1 / self.experiment.n_way, path=path)
 
 
-def across_seeds(records: list[ResultsRecord], title: str = "") -> Table:
+def across_seeds(records: list[ResultsRecord], title: str = "", transpose: bool = False) -> Table:
     """One table for the same experiment meta-trained with several seeds.
 
     Each cell is the mean over seeds of the per-seed mean accuracies, ± a 95% t interval over those
     seed means (``mamlkit.evaluate.t_interval``): it includes the seed-to-seed variance of meta-training
     as well as each seed's sampling of meta-test tasks, which a single model's interval does not. The
-    per-seed means follow in brackets.
+    per-seed means follow in brackets. Rows are the first key of ``results`` (``transpose``: the second,
+    as in the placement table, whose rows are meta-test placements).
     """
     from mamlkit.evaluate import t_interval
 
     if len(records) < 2:
         raise ConfigError("a table across seeds needs at least two meta-training seeds")
-    first = records[0].results
+    cells: dict[str, dict[str, list[float]]] = {}
+    for record in records:
+        for outer, by in record.results.items():
+            for inner, result in by.items():
+                row, col = (inner, outer) if transpose else (outer, inner)
+                cells.setdefault(row, {}).setdefault(col, []).append(100 * result.mean)
+    columns = list(dict.fromkeys(col for by in cells.values() for col in by))
     seeds = [r.experiment.train.seed for r in records]
-    columns = list(next(iter(first.values())))
     table = Table(["row"] + [f"{c} (mean over seeds ± 95% t interval; per seed)" for c in columns],
                   title=title or f"{len(records)} meta-training seeds ({', '.join(map(str, seeds))})",
                   note="accuracy %; the interval is over the seed means, so it covers meta-training seeds too")
-    for row, by in first.items():
-        cells = []
-        for col in by:
-            means = [100 * r.results[row][col].mean for r in records if col in r.results.get(row, {})]
+    for row, by in cells.items():
+        shown = []
+        for col in columns:
+            means = by.get(col, [])
             if len(means) < 2:
-                cells.append("-")
+                shown.append("-")
                 continue
             mean, half = t_interval(means)
-            cells.append(f"{mean:.1f} ± {half:.1f} ({' / '.join(f'{m:.1f}' for m in means)})")
-        table.add_row(row, *cells)
+            shown.append(f"{mean:.1f} ± {half:.1f} ({' / '.join(f'{m:.1f}' for m in means)})")
+        table.add_row(row, *shown)
     return table
 
 
