@@ -52,7 +52,7 @@ from mamlkit.evaluate import EvalResult, PairedDifference, evaluate_trained, pai
 from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
 from mamlkit.models import Conv4
 from mamlkit.modes import StatsSnapshot
-from mamlkit.norms import ConfigError
+from mamlkit.norms import ConfigError, check_choice
 from mamlkit.progress import progress_bar
 from mamlkit.table import Table
 from mamlkit.tasks import FixedTasks, Task, TaskSampler
@@ -317,8 +317,7 @@ def adapt(
     ``fixed`` gives the statistics for the eval-mode sources that hold them fixed (``untouched``,
     ``collected``, ``population``, ``oracle``).
     """
-    if source not in ADAPT_SOURCES:
-        raise ConfigError(f"unknown adaptation source {source!r}; choose one of: {', '.join(ADAPT_SOURCES)}")
+    check_choice("adaptation source", source, ADAPT_SOURCES)
     fast = {name: p.detach().requires_grad_(True) for name, p in params.items()}
     spread, losses = np.zeros((steps, 4)), np.zeros(steps)
     for step in range(steps):
@@ -341,8 +340,7 @@ def adapt(
 @torch.no_grad()
 def predict(params: dict[str, torch.Tensor], task: Task, source: str, fixed: LayerStats | None) -> torch.Tensor:
     """Query logits of the adapted ``params``, normalising as the query ``source`` says."""
-    if source not in QUERY_SOURCES:
-        raise ConfigError(f"unknown query source {source!r}; choose one of: {', '.join(QUERY_SOURCES)}")
+    check_choice("query source", source, QUERY_SOURCES)
     if source == "batch":
         return conv4_forward(params, task.query_x)
     stats = batch_stats_at(params, task.support_x) if source == "adapted" else fixed
@@ -450,7 +448,7 @@ def run_why_eval(
     rate, with its own protocol (``train_then_eval``) and in train mode (``transductive``): rows
     ``"query_eval model: <placement>"``.
     """
-    conditions = [CONDITIONS[c] if c in CONDITIONS else _unknown(c) for c in conditions]
+    conditions = [CONDITIONS[check_choice("condition", c, CONDITIONS)] for c in conditions]
     if not lr_factors or any(not 0 < f <= 1 for f in lr_factors):
         raise ConfigError(f"learning-rate factors must be in (0, 1], got {list(lr_factors)}")
     data = exp.load_data()
@@ -506,7 +504,3 @@ def run_why_eval(
             results[r.name] = {lr_label(1.0): r}
             seconds += r.seconds
     return WhyEvalResults(exp, results, train_seconds, seconds, tuple(lr_factors), inner_lr, spread, diverged)
-
-
-def _unknown(name: str) -> Condition:
-    raise ConfigError(f"unknown condition {name!r}; choose one of: {', '.join(CONDITIONS)}")
