@@ -267,7 +267,7 @@ class PlacementPlayground(_Shown):
         trained: a meta-trained model for ``exp.dataset``, or a mapping dataset name -> model.
         omniglot_dir: the Omniglot folder (default: ``../shared/data/omniglot`` beside the checkout
             or ``data/omniglot`` when present).
-        n_tasks: the default number of meta-test tasks (0.05 to 0.11 s each on one core here).
+        n_tasks: the default number of meta-test tasks (about 50 to 90 ms each on 2 cores here).
         max_tasks: the most a live run may take; more is refused with a message.
         training: the meta-training placement of the model (``"standard"``).
         progress: show progress bars while a model is meta-trained.
