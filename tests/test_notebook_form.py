@@ -103,3 +103,25 @@ def test_the_number_guard_catches_a_stale_number():
     planted = json.loads(json.dumps(nb))
     planted.append({"cell_type": "markdown", "metadata": {}, "source": ["Train mode reaches 91.3 ± 1.2 here."]})
     assert any("91.3" in m for m in unbacked_numbers(planted)), "a planted stale number must be caught"
+
+
+def test_the_seed_check_changes_every_presets_meta_training_seed_and_nothing_else():
+    import importlib.util
+
+    import mamlkit.experiment as experiment
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("execute_notebooks", root / "tools" / "execute_notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    before = dict(experiment.PRESETS)
+    try:
+        exec(tool.SEED_PATCH.format(seed=7), {})              # what --train-seed 7 runs before the first cell
+        for name, exp in experiment.PRESETS.items():
+            assert exp.train.seed == 7
+            assert exp.with_changes(train={"seed": before[name].train.seed}) == before[name]
+        import mamlkit as mk
+        assert mk.preset("lesson").train.seed == 7
+    finally:
+        experiment.PRESETS = before
+    assert mk.preset("lesson").train.seed == 0
