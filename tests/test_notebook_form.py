@@ -125,3 +125,24 @@ def test_the_seed_check_changes_every_presets_meta_training_seed_and_nothing_els
     finally:
         experiment.PRESETS = before
     assert mk.preset("lesson").train.seed == 0
+
+
+def test_the_readmes_tables_across_seeds_are_the_packed_records():
+    """Every cell of the README's tables across meta-training seeds is computed from data/records/."""
+    from mamlkit.evaluate import t_interval
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    checked = 0
+    for name in ("seeds-glyphs.json", "seeds-omniglot.json"):
+        record = json.loads((root / "data" / "records" / name).read_text())
+        cells = [(record["placements"], row, col) for row in record["placements"]["results"]
+                 for col in record["placements"]["results"][row]]
+        cells += [(record["norms"], row, "batch") for row in record["norms"]["results"]]
+        for section, row, col in cells:
+            means = [sum(v) / len(v) for v in section["results"][row][col]]
+            mean, half = t_interval(means)
+            shown = f"{mean:.1f} ± {half:.1f} ({' / '.join(f'{m:.1f}' for m in means)})"
+            assert shown in readme, f"{name} [{row}][{col}]: {shown} is not in the README"
+            checked += 1
+    assert checked == 2 * (2 * 8 + 5)
