@@ -110,10 +110,19 @@ def _torch_threads():
     yield
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Tests never read or write the project's model cache: each session gets its own."""
-    monkeypatch.setenv("MAMLKIT_CACHE", str(tmp_path_factory.getbasetemp() / "model-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests never read or write the project's model cache: each session gets its own.
+
+    Session-scoped, so it is in place before any module-scoped fixture runs (a function-scoped one is
+    set up after them, and a module fixture's CLI run would then read the project's cache)."""
+    before = os.environ.get("MAMLKIT_CACHE")
+    os.environ["MAMLKIT_CACHE"] = str(tmp_path_factory.getbasetemp() / "model-cache")
+    yield
+    if before is None:
+        os.environ.pop("MAMLKIT_CACHE", None)
+    else:
+        os.environ["MAMLKIT_CACHE"] = before
 
 
 def make_split(n_classes: int = 12, n_examples: int = 8, size: int = 28, seed: int = 0, name: str = "train"):
