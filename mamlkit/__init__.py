@@ -26,9 +26,10 @@ from mamlkit.adapt import (
 )
 from mamlkit.cache import default_cache_dir
 from mamlkit.checker import MISTAKES, MAMLMistakeError, Report, check_maml
-from mamlkit.data import DATASETS, ClassSplit, DataError, FewShotDataset, load_dataset
+from mamlkit.data import DATASETS, ClassSplit, FewShotDataset, load_dataset
 from mamlkit.data.omniglot import OneShotRun, load_one_shot_runs, locate_omniglot
 from mamlkit.data.sinusoid import SinusoidSampler
+from mamlkit.errors import ConfigError, DataError
 from mamlkit.evaluate import (
     EvalResult,
     PairedDifference,
@@ -61,7 +62,7 @@ from mamlkit.modes import (
     train_mode,
 )
 from mamlkit.normalisations import NORM_METHODS, PROTOCOLS, NormMethod, NormResults, run_normalisations
-from mamlkit.norms import CONTEXT_NORMS, NORMS, ConfigError, make_norm, uses_context
+from mamlkit.norms import CONTEXT_NORMS, NORMS, make_norm, uses_context
 from mamlkit.placements import (
     PLACEMENTS,
     TRAIN_PLACEMENTS,

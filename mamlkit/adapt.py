@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mamlkit.errors import ConfigError, check_choice
 from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
-from mamlkit.norms import ConfigError, check_choice, is_batchnorm, uses_context
+from mamlkit.norms import is_batchnorm, uses_context
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement
 from mamlkit.progress import progress_bar
 from mamlkit.tasks import Task, TaskSampler

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from mamlkit.adapt import History, MetaTrained
+from mamlkit.errors import CacheError
 
 FORMAT_VERSION = 1
 
@@ -48,10 +49,6 @@ def tensor_fingerprint(*tensors: torch.Tensor) -> str:
         h.update(str((tuple(t.shape), str(t.dtype))).encode())
         h.update(t.numpy().tobytes())
     return h.hexdigest()[:20]
-
-
-class CacheError(RuntimeError):
-    """A cache file does not match the configuration asked for, or cannot be read."""
 
 
 def save_trained(trained: MetaTrained, path: Path) -> Path:

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from mamlkit.data.base import DataError
+from mamlkit.errors import ConfigError, DataError
 from mamlkit.normalisations import NORM_METHODS
-from mamlkit.norms import NORMS, ConfigError
+from mamlkit.norms import NORMS
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
 
 #: Tasks the notebooks' why-eval cells measure (the first tasks of the CLI's run): claims are also checked on them.

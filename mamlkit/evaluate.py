@@ -16,8 +16,8 @@ import numpy as np
 from torch import nn
 
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, check_backend, task_loss
+from mamlkit.errors import ConfigError
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats, reset_bn_stats, restore_bn_stats
-from mamlkit.norms import ConfigError
 from mamlkit.placements import PLACEMENTS, Placement, get_placement
 from mamlkit.progress import progress_bar
 from mamlkit.table import Table

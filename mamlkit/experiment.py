@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mamlkit.adapt import MetaTrained, TrainConfig, meta_train
-from mamlkit.cache import CacheError, cached_path, load_trained, save_trained, tensor_fingerprint
+from mamlkit.cache import cached_path, load_trained, save_trained, tensor_fingerprint
 from mamlkit.data import FewShotDataset, load_dataset
+from mamlkit.errors import CacheError, ConfigError
 from mamlkit.evaluate import EvalResult, evaluate_trained, placement_table
 from mamlkit.models import ModelConfig, build_model
-from mamlkit.norms import ConfigError
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, get_placement, get_train_placement
 from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from mamlkit.norms import ConfigError, is_context_norm, make_norm
+from mamlkit.errors import ConfigError
+from mamlkit.norms import is_context_norm, make_norm
 
 
 def default_device() -> torch.device:

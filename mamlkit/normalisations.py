@@ -20,9 +20,9 @@ from pathlib import Path
 
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import FewShotDataset
+from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, evaluate_trained
 from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
-from mamlkit.norms import ConfigError, check_choice
 from mamlkit.placements import PLACEMENTS, Placement, custom_placement
 from mamlkit.table import Table
 

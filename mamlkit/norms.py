@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mamlkit.data.base import DataError
+from mamlkit.errors import check_choice
 
 NORMS: dict[str, str] = {
     "bn": "BatchNorm with running statistics: batch statistics in train mode, running ones in eval mode",
@@ -40,17 +40,6 @@ NORMS: dict[str, str] = {
 
 #: The context normalisations: their statistics come from the support set only.
 CONTEXT_NORMS = ("metabn", "tasknorm_i")
-
-
-class ConfigError(ValueError):
-    """A configuration value is not one the package knows; the message lists the valid ones."""
-
-
-def check_choice(kind: str, value: str, choices: dict[str, str] | list[str] | tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a ConfigError listing them."""
-    if value not in choices:
-        raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
-    return value
 
 
 def make_norm(kind: str, channels: int, momentum: float | None = 0.1) -> nn.Module:
@@ -167,6 +156,6 @@ def is_batchnorm(module: nn.Module) -> bool:
 
 
 __all__ = [
-    "NORMS", "CONTEXT_NORMS", "ConfigError", "DataError", "check_choice", "make_norm", "is_norm_layer",
+    "NORMS", "CONTEXT_NORMS", "make_norm", "is_norm_layer",
     "is_batchnorm", "is_context_norm", "uses_context", "ContextNorm", "SupportBatchNorm2d", "TaskNormI",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mamlkit.norms import ConfigError
+from mamlkit.errors import ConfigError
 
 MODES = ("train", "eval")
 STATS = ("untouched", "collected")

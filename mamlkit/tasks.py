@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mamlkit.data.base import ClassSplit, DataError
+from mamlkit.data.base import ClassSplit
+from mamlkit.errors import DataError
 
 
 @dataclass

@@ -48,11 +48,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mamlkit.adapt import MetaTrained, accuracy
+from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, PairedDifference, evaluate_trained, paired_difference
 from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
 from mamlkit.models import Conv4
 from mamlkit.modes import StatsSnapshot
-from mamlkit.norms import ConfigError, check_choice
 from mamlkit.progress import progress_bar
 from mamlkit.table import Table
 from mamlkit.tasks import FixedTasks, Task, TaskSampler

@@ -37,10 +37,11 @@ from IPython.display import display
 
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import DATASETS, DataError, FewShotDataset
+from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, confidence_interval, meta_test_placements, paired_difference
 from mamlkit.experiment import Experiment, get_meta_trained, preset
 from mamlkit.modes import batch_statistics
-from mamlkit.norms import ConfigError, is_batchnorm
+from mamlkit.norms import is_batchnorm
 from mamlkit.placements import MODES, PRESENTATIONS, STATS, Placement, custom_placement
 from mamlkit.plots import bn_stats_mismatch
 from mamlkit.tasks import TaskSampler
@@ -74,11 +75,6 @@ def _show_figure(output: W.Output, fig: plt.Figure) -> None:
             output.clear_output(wait=True)
             display(fig)
     plt.close(fig)
-
-
-def _check_choice(kind: str, value: object, choices: Sequence[object]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(map(str, choices))}")
 
 
 def _check_count(kind: str, value: object, low: int, high: int, why_high: str = "") -> int:
@@ -420,7 +416,7 @@ class PlacementPlayground(_Shown):
         for key, value in values.items():
             if key in choices:
                 kind, options = choices[key]
-                _check_choice(kind, value, options)
+                check_choice(kind, value, options)
         for key, value in values.items():
             control = getattr(self, key)
             if key == "n_tasks":
@@ -587,11 +583,11 @@ class BatchNormExplorer(_Explorer):
                 raise ConfigError("this model has no BatchNorm layer: its normalisation does not depend on "
                                   "the mode, so there is nothing to compare")
             if layer is not None:
-                _check_choice("BatchNorm layer", layer, self.layer.options)
+                check_choice("BatchNorm layer", layer, self.layer.options)
             if n_tasks is not None:
                 _check_count("tasks", n_tasks, 1, self.max_tasks)
             if source is not None:
-                _check_choice("batch source", source, self.SOURCES)
+                check_choice("batch source", source, self.SOURCES)
             self._quiet_set(layer=layer, n_tasks=n_tasks, source=source)
             self.results = self._compute()
         except (ConfigError, ValueError, KeyError) as exc:

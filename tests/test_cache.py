@@ -7,8 +7,9 @@ import torch
 from conftest import make_split
 
 import mamlkit as mk
-from mamlkit.cache import CacheError, cached_path, config_key, load_trained, save_trained
+from mamlkit.cache import cached_path, config_key, load_trained, save_trained
 from mamlkit.data.base import FewShotDataset
+from mamlkit.errors import CacheError
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 
 from mamlkit.data import download as dl
 from mamlkit.data import omniglot as og
-from mamlkit.data.base import DataError
 from mamlkit.data.download import download_file, md5sum, safe_extract_zip
+from mamlkit.errors import DataError
 
 
 def _md5(data: bytes) -> str:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from mamlkit.data.base import DataError, FewShotDataset
+from mamlkit.data.base import FewShotDataset
 from mamlkit.data.glyphs import GlyphConfig, generate_glyphs, glyph_style_table, load_glyphs
+from mamlkit.errors import DataError
 
 SMALL = GlyphConfig(
     n_alphabets=6,

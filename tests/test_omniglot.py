@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import mamlkit as mk
-from mamlkit.data.base import DataError
 from mamlkit.data.download import safe_extract_zip
 from mamlkit.data.omniglot import SMALL_SPLIT, find_omniglot_sets, load_omniglot, load_one_shot_runs
+from mamlkit.errors import DataError
 
 SMALL1 = "images_background_small1"
 SMALL2 = "images_background_small2"

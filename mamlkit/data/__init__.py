@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mamlkit.data.base import ClassSplit, DataError, FewShotDataset
+from mamlkit.data.base import ClassSplit, FewShotDataset
+from mamlkit.errors import DataError
 
 DATASETS: dict[str, str] = {
     "glyphs": "procedural handwritten-like characters in styled alphabets (offline, no files)",

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-
-class DataError(ValueError):
-    """A dataset could not be loaded or used; the message says what to do about it."""
+from mamlkit.errors import DataError
 
 
 @dataclass

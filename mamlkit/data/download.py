@@ -28,7 +28,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from mamlkit.data.base import DataError
+from mamlkit.errors import DataError
 
 __all__ = ["download_file", "md5sum", "safe_extract_zip"]
 

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mamlkit.data.base import DataError, FewShotDataset, split_by_alphabet
+from mamlkit.data.base import FewShotDataset, split_by_alphabet
+from mamlkit.errors import DataError
 
 # Style ranges (at 28x28; widths scale with image_size). Each alphabet gets values spread evenly over
 # these ranges; ``style_strength`` shrinks them towards their midpoints.

@@ -44,8 +44,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mamlkit.data.base import DataError, FewShotDataset, split_by_alphabet
+from mamlkit.data.base import FewShotDataset, split_by_alphabet
 from mamlkit.data.download import download_file
+from mamlkit.errors import DataError
 from mamlkit.tasks import Task
 
 __all__ = [

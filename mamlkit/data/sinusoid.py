@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mamlkit.data.base import DataError
+from mamlkit.errors import DataError
 from mamlkit.tasks import Task
 
 
