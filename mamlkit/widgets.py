@@ -37,6 +37,7 @@ from IPython.display import display
 
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import DATASETS, DataError, FewShotDataset
+from mamlkit.data.omniglot import locate_omniglot
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, confidence_interval, meta_test_placements, paired_difference
 from mamlkit.experiment import Experiment, get_meta_trained, preset
@@ -45,18 +46,6 @@ from mamlkit.norms import is_batchnorm
 from mamlkit.placements import MODES, PRESENTATIONS, STATS, Placement, custom_placement
 from mamlkit.plots import bn_stats_mismatch
 from mamlkit.tasks import TaskSampler
-
-#: Where the real Omniglot subset is looked for when no folder is given (beside the checkout).
-_CHECKOUT = Path(__file__).resolve().parents[1]
-OMNIGLOT_CANDIDATES = (_CHECKOUT.parent / "shared" / "data" / "omniglot", _CHECKOUT / "data" / "omniglot")
-
-
-def find_omniglot_dir() -> Path | None:
-    """The first folder of ``OMNIGLOT_CANDIDATES`` that holds Omniglot files, else None."""
-    for folder in OMNIGLOT_CANDIDATES:
-        if folder.is_dir() and any(p.name.startswith("images_") for p in folder.iterdir()):
-            return folder
-    return None
 
 
 def _status_html(text: str, kind: str = "info") -> str:
@@ -261,8 +250,8 @@ class PlacementPlayground(_Shown):
     Args:
         exp: the experiment (default ``mk.preset("lesson")``); its dataset is the default choice.
         trained: a meta-trained model for ``exp.dataset``, or a mapping dataset name -> model.
-        omniglot_dir: the Omniglot folder (default: ``../shared/data/omniglot`` beside the checkout
-            or ``data/omniglot`` when present).
+        omniglot_dir: the Omniglot folder (default: ``mk.locate_omniglot()``: ``$MAMLKIT_OMNIGLOT``,
+            ``data/omniglot`` in the checkout, or ``../shared/data/omniglot`` beside it).
         n_tasks: the default number of meta-test tasks (about 50 to 90 ms each on 2 cores here).
         max_tasks: the most a live run may take; more is refused with a message.
         training: the meta-training placement of the model (``"standard"``).
@@ -312,7 +301,7 @@ class PlacementPlayground(_Shown):
         datasets = list(DATASETS)
         self.dataset = W.Dropdown(options=datasets, value=self.exp.dataset if self.exp.dataset in datasets else
                                   datasets[0], description="dataset", style=style, layout=layout)
-        found = omniglot_dir if omniglot_dir is not None else (self.exp.data_dir or find_omniglot_dir() or "")
+        found = omniglot_dir if omniglot_dir is not None else (self.exp.data_dir or locate_omniglot() or "")
         self.omniglot_dir = W.Text(value=str(found), description="Omniglot folder", style=style,
                                    layout=W.Layout(width="600px"), placeholder="e.g. ../shared/data/omniglot")
         self.n_tasks = W.IntText(value=n_tasks, description=f"tasks (1-{max_tasks})", style=style,
