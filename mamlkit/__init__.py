@@ -13,7 +13,6 @@ Plots and widgets are modules of their own (``mamlkit.plots``, ``mamlkit.widgets
 
 from mamlkit import lab  # the classroom lab's check functions: mk.lab.check_exercise_1(...)
 from mamlkit.adapt import (
-    BACKENDS,
     History,
     MetaTrained,
     TrainConfig,
@@ -24,6 +23,7 @@ from mamlkit.adapt import (
     predict_query,
     task_loss,
 )
+from mamlkit.backends import BACKENDS
 from mamlkit.cache import default_cache_dir
 from mamlkit.checker import MISTAKES, MAMLMistakeError, Report, check_maml
 from mamlkit.data import DATASETS, ClassSplit, FewShotDataset, load_dataset

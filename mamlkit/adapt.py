@@ -1,28 +1,19 @@
-"""The inner loop, the meta-training loop and meta-test prediction, written with ``higher``.
+"""MAML's two loops, each written once: meta-training (``meta_train``) and meta-test prediction
+(``adapt_and_predict``), on the patched copy that ``mamlkit.backends.adapted`` opens.
 
-Meta-training (MAML): for each task, ``higher.innerloop_ctx`` makes a patched copy of the model
-whose fast weights start AS the model's parameters (``copy_initial_weights=False``: with the
-default ``True`` no meta-gradient would reach the model). A few differentiable SGD steps on the
-support set adapt them; the query loss of the adapted weights is back-propagated through those
-steps into the model's parameters, and an Adam step updates them.
+Meta-training: for each task, a patched copy whose fast weights start AS the model's parameters takes a
+few differentiable SGD steps on the support set; the query loss of the adapted weights is
+back-propagated through those steps into the model's parameters, and an Adam step updates them.
 
-What happens to BatchNorm running statistics: ``higher`` gives the patched model detached COPIES of
-the model's buffers, so nothing done inside the context reaches the model's own running statistics.
-``meta_train`` keeps that behaviour (``running_stats="copies"``) and also records the statistics
-that writing each task's updates back would have given (``collected_stats``), without letting them
-influence training. ``running_stats="write_back"`` really writes them back, as libraries whose
-clones share buffers (learn2learn) do.
+What happens to BatchNorm running statistics: the patched copy has detached COPIES of the model's
+buffers, so nothing done inside it reaches the model's own running statistics. ``meta_train`` keeps
+that behaviour (``running_stats="copies"``) and also records the statistics that writing each task's
+updates back would have given (``collected_stats``), without letting them influence training.
+``running_stats="write_back"`` really writes them back after each task, as libraries whose clones
+share buffers (learn2learn) do.
 
-Backends: ``meta_train``, ``adapt_and_predict`` and ``adapt_and_predict_many`` (and the meta-test
-functions of ``mamlkit.evaluate``) take ``backend="higher"`` (the default) or ``backend="torch.func"``
-(``mamlkit.functional``: ``torch.func.functional_call`` and ``torch.autograd.grad``, no ``higher``).
-They compute the same thing: the inner loop adapts all parameters with plain SGD at ``inner_lr``,
-the mode of the adapted model is set per phase (support steps, query), and running statistics
-behave the same way. Each adaptation starts from detached copies of the model's buffers, taken
-when it begins (``higher``'s ``buffer_sync``; the torch.func backend clones them and passes the
-clones to ``functional_call``); train-mode passes update those copies only, eval-mode passes read
-them; the model's own buffers change only with ``running_stats="write_back"``, which copies them
-back after each task. ``collected_stats`` is computed from the copies in both backends.
+Every function that adapts takes ``backend="higher"`` (the default) or ``backend="torch.func"``;
+only ``mamlkit.backends`` knows the difference.
 """
 
 from __future__ import annotations
@@ -30,28 +21,17 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-import higher
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mamlkit.errors import ConfigError, check_choice
+from mamlkit.backends import adapted, check_backend
+from mamlkit.errors import ConfigError
 from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm, uses_context
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement
 from mamlkit.progress import progress_bar
 from mamlkit.tasks import Task, TaskSampler
-
-#: The implementations of the inner loop: ``higher``'s patched models, or ``torch.func.functional_call``.
-BACKENDS: dict[str, str] = {
-    "higher": "higher.innerloop_ctx: a patched copy of the model with a differentiable SGD optimiser (default)",
-    "torch.func": "torch.func.functional_call with torch.autograd.grad (mamlkit.functional), no higher needed",
-}
-
-
-def check_backend(backend: str) -> str:
-    """Return ``backend`` if it is one of ``BACKENDS``, else raise a ConfigError listing them."""
-    return check_choice("backend", backend, BACKENDS)
 
 
 def task_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -186,12 +166,9 @@ def meta_train(
     floating-point rounding). It is not part of ``config``, the cache key.
     """
     check_backend(backend)
-    if backend == "torch.func":
-        from mamlkit.functional import meta_train_task  # imported here: mamlkit.functional imports this module
     placement = get_train_placement(config.placement)
     device = next(model.parameters()).device
     torch.manual_seed(config.seed)
-    inner_opt = torch.optim.SGD(model.parameters(), lr=config.inner_lr)
     outer_opt = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
     momenta = _bn_momenta(model)
     collected = snapshot_bn_stats(model)
@@ -203,10 +180,7 @@ def meta_train(
         losses, accs = [], []
         for task in sampler.batch(iteration * config.meta_batch, config.meta_batch):
             task = task.to(device)
-            if backend == "higher":
-                loss, acc = _meta_train_task(model, task, inner_opt, placement, config, momenta, collected)
-            else:
-                loss, acc = meta_train_task(model, task, placement, config, momenta, collected)
+            loss, acc = _meta_train_task(model, task, placement, config, momenta, collected, backend)
             losses.append(loss)
             accs.append(acc)
         outer_opt.step()
@@ -224,25 +198,24 @@ def meta_train(
 def _meta_train_task(
     model: nn.Module,
     task: Task,
-    inner_opt: torch.optim.Optimizer,
     placement: TrainPlacement,
     config: TrainConfig,
     momenta: dict[str, float],
     collected: StatsSnapshot,
+    backend: str,
 ) -> tuple[float, float]:
     """One task's contribution to the meta-gradient (accumulated in the model's ``.grad``)."""
-    second_order = not config.first_order
-    with higher.innerloop_ctx(
-        model, inner_opt, copy_initial_weights=False, track_higher_grads=second_order
-    ) as (fmodel, diffopt):
-        before = snapshot_bn_stats(fmodel)
+    with adapted(model, config.inner_lr, meta=True, first_order=config.first_order, backend=backend) as (
+        fmodel, step, buffers
+    ):
+        before = {key: buffers()[key].clone() for key in collected}
         fmodel.train(placement.adapt_mode == "train")
         for _ in range(config.inner_steps):
-            diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+            step(task_loss(fmodel(task.support_x), task.support_y))
         fmodel.train(placement.query_mode == "train")
         logits = predict_query(fmodel, task, "batch")
         query_loss = task_loss(logits, task.query_y) / config.meta_batch
-        if second_order:
+        if not config.first_order:
             query_loss.backward()
         else:
             # First order: the fast weights were detached at every step, so the query gradient
@@ -251,11 +224,11 @@ def _meta_train_task(
             for p, g in zip(model.parameters(), grads):
                 if g is not None:
                     p.grad = g.detach() if p.grad is None else p.grad + g.detach()
-        after = snapshot_bn_stats(fmodel)
+        after = {key: buffers()[key].clone() for key in collected}
         _accumulate_written_back(collected, before, after, momenta)
         if config.running_stats == "write_back":
             with torch.no_grad():
-                patched = dict(fmodel.named_buffers())
+                patched = buffers()
                 for name, buf in model.named_buffers():
                     buf.copy_(patched[name])
         acc = accuracy(logits, task.query_y) if not task.query_y.dtype.is_floating_point else float("nan")
@@ -308,18 +281,11 @@ def adapt_and_predict_many(
     modes = {p.adapt_mode for p in placements}
     if len(modes) != 1:
         raise ConfigError(f"placements must share their adapt mode to be adapted once, got {sorted(modes)}")
-    if backend == "torch.func":
-        from mamlkit.functional import adapt_and_predict_many as functional_adapt_and_predict_many  # (see meta_train)
-
-        return functional_adapt_and_predict_many(model, task, placements, inner_steps, inner_lr)
-    inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
     outputs: dict[str, torch.Tensor] = {}
-    with higher.innerloop_ctx(
-        model, inner_opt, copy_initial_weights=True, track_higher_grads=False
-    ) as (fmodel, diffopt):
+    with adapted(model, inner_lr, meta=False, backend=backend) as (fmodel, step, _):
         fmodel.train(modes.pop() == "train")
         for _ in range(inner_steps):
-            diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+            step(task_loss(fmodel(task.support_x), task.support_y))
         with torch.no_grad():
             for p in sorted(placements, key=lambda p: p.query_mode == "train"):
                 fmodel.train(p.query_mode == "train")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, check_backend, task_loss
+from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
+from mamlkit.backends import check_backend
 from mamlkit.errors import ConfigError
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats, reset_bn_stats, restore_bn_stats
 from mamlkit.placements import PLACEMENTS, Placement, get_placement
@@ -188,7 +189,7 @@ def meta_test(
         sampler: meta-test tasks (task ``start + i`` for ``i < n_tasks``).
         placement: a placement name or object (see ``mamlkit.placements.PLACEMENTS``).
         collected_stats: running statistics for placements with ``stats="collected"``.
-        backend: ``"higher"`` or ``"torch.func"`` (see ``mamlkit.adapt.BACKENDS``): same results.
+        backend: ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``): same results.
     """
     placement = get_placement(placement)
     results = meta_test_placements(
@@ -216,7 +217,7 @@ def meta_test_placements(
     Placements with the same adapt mode and statistics source share one adaptation per task
     (their fast weights are identical); results equal separate ``meta_test`` runs exactly.
     The model is left exactly as it was: parameters, running statistics and modes.
-    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.adapt.BACKENDS``).
+    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``).
     """
     check_backend(backend)
     chosen = [get_placement(p) for p in placements]
@@ -278,7 +279,7 @@ def evaluate_trained(
 ) -> dict[str, EvalResult]:
     """Every requested placement on one meta-trained model, on the same tasks.
 
-    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.adapt.BACKENDS``).
+    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``).
     """
     return meta_test_placements(
         trained.model, sampler, placements, n_tasks, inner_steps, inner_lr, trained.collected_stats,

@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 import mamlkit as mk
 from mamlkit.adapt import task_loss
-from mamlkit.functional import FunctionalModel, clone_buffers
+from mamlkit.backends import FunctionalModel, clone_buffers
 
 BACKENDS = ("higher", "torch.func")
 

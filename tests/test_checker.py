@@ -10,8 +10,8 @@ from torch.optim.optimizer import _global_optimizer_pre_hooks
 
 import mamlkit as mk
 from mamlkit.adapt import task_loss
+from mamlkit.backends import clone_buffers
 from mamlkit.checker import MISTAKES, MAMLMistakeError, check_maml
-from mamlkit.functional import clone_buffers
 
 
 def setup(seed=0):
