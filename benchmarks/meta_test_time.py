@@ -5,7 +5,7 @@
    (higher's default, which keeps the graph of every inner step) against ``False`` (what mamlkit
    uses at meta-test), and mamlkit's ``adapt_and_predict`` with each backend. Interleaved rounds of
    ``--tasks`` tasks each; medians per task.
-2. The placement table: ``mk.evaluate_trained`` with every meta-test placement on ``--table-tasks``
+2. The placement table: ``mk.meta_test(trained, tasks, mk.PLACEMENTS)``, every placement on ``--table-tasks``
    tasks (a model meta-trained for 2 iterations: the time does not depend on the weights), with
    each backend. The time for the 600 tasks of the README's table is extrapolated linearly, and
    labelled as such.
@@ -73,7 +73,7 @@ def main(rounds: int = 5, tasks: int = 4, table_tasks: int = 20, threads: int = 
     table = {}
     for backend in mk.BACKENDS:
         start = time.perf_counter()
-        results = mk.evaluate_trained(trained, test, n_tasks=table_tasks, inner_steps=INNER_STEPS,
+        results = mk.meta_test(trained, test, mk.PLACEMENTS, n_tasks=table_tasks, inner_steps=INNER_STEPS,
                                       inner_lr=INNER_LR, progress=False, backend=backend)
         seconds = time.perf_counter() - start
         table[backend] = {

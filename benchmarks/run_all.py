@@ -80,8 +80,8 @@ def meta_test_section(result: dict | None) -> list[str]:
         lines.append(f"| {name} | {v['median_s']:.4f} | {v['ratio_of_medians']:.3f} |")
     lines += ["", "`track_higher_grads=True` (higher's default) keeps the graph of every inner step although "
               "nothing back-propagates through it at meta-test; mamlkit uses `False`.", "",
-              "The placement table (`mk.evaluate_trained`, every meta-test placement on the same tasks, adapting "
-              "once per shared adapt mode and statistics source):", "",
+              "The placement table (`mk.meta_test(trained, tasks, mk.PLACEMENTS)`, every meta-test placement on "
+              "the same tasks, adapting once per shared adapt mode and statistics source):", "",
               "| backend | placements | tasks measured | seconds | s / task | 600 tasks (extrapolated) |",
               "| --- | --- | --- | --- | --- | --- |"]
     for backend, t in result["placement_table"].items():

@@ -20,7 +20,6 @@ from mamlkit.adapt import (
     adapt_and_predict,
     adapt_and_predict_many,
     meta_train,
-    predict_query,
     task_loss,
 )
 from mamlkit.backends import BACKENDS
@@ -34,9 +33,7 @@ from mamlkit.evaluate import (
     EvalResult,
     PairedDifference,
     confidence_interval,
-    evaluate_trained,
     meta_test,
-    meta_test_placements,
     paired_difference,
     placement_table,
     t_interval,
@@ -72,6 +69,7 @@ from mamlkit.placements import (
     describe_placements,
     get_placement,
     get_train_placement,
+    predict_query,
 )
 from mamlkit.table import Table
 from mamlkit.tasks import FixedTasks, Task, TaskSampler

@@ -28,8 +28,8 @@ from torch import nn
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
 from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
-from mamlkit.norms import is_batchnorm, uses_context
-from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement
+from mamlkit.norms import is_batchnorm
+from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement, predict_query
 from mamlkit.progress import progress_bar
 from mamlkit.tasks import Task, TaskSampler
 
@@ -291,45 +291,3 @@ def adapt_and_predict_many(
                 fmodel.train(p.query_mode == "train")
                 outputs[p.name] = predict_query(fmodel, task, p.presentation)
     return outputs
-
-
-def predict_query(model: nn.Module, task: Task, presentation: str = "batch") -> torch.Tensor:
-    """Outputs for ``task``'s query set, presented to ``model`` in one of four ways.
-
-    ``"batch"``: one forward pass; ``"one_at_a_time"``: one pass per example;
-    ``"one_class_at_a_time"``: one pass per class; ``"one_at_a_time_with_support"``: one pass
-    per example with the support set prepended (Reptile's non-transductive protocol: in train
-    mode, BatchNorm normalises each query example together with the support set).
-
-    Models with a context normalisation (``metabn``, ``tasknorm_i``) always see the support set
-    in front of each presented part, with ``n_context = len(support)``, so their moments come from
-    the support set alone. Outputs are in the order of ``task.query_x``.
-    """
-    x = task.query_x
-    if presentation == "batch":
-        return _forward(model, task, x)
-    if presentation == "one_at_a_time":
-        return torch.cat([_forward(model, task, x[i : i + 1]) for i in range(x.shape[0])])
-    if presentation == "one_at_a_time_with_support":
-        return torch.cat([_forward(model, task, x[i : i + 1], with_support=True) for i in range(x.shape[0])])
-    if presentation == "one_class_at_a_time":
-        out = None
-        for label in torch.unique(task.query_y):
-            mask = task.query_y == label
-            part = _forward(model, task, x[mask])
-            if out is None:
-                out = part.new_empty((x.shape[0], *part.shape[1:]))
-            out[mask] = part
-        return out
-    raise ConfigError(f"unknown query presentation {presentation!r}")
-
-
-def _forward(model: nn.Module, task: Task, part: torch.Tensor, with_support: bool = False) -> torch.Tensor:
-    """The outputs for ``part`` of the query set, with the support set in front where needed."""
-    if uses_context(model):
-        n_support = task.support_x.shape[0]
-        return model(torch.cat([task.support_x, part]), n_context=n_support)[n_support:]
-    if with_support:
-        n_support = task.support_x.shape[0]
-        return model(torch.cat([task.support_x, part]))[n_support:]
-    return model(part)

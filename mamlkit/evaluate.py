@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +18,8 @@ from torch import nn
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
 from mamlkit.backends import check_backend
 from mamlkit.errors import ConfigError
-from mamlkit.modes import StatsSnapshot, preserved_bn_stats, reset_bn_stats, restore_bn_stats
-from mamlkit.placements import PLACEMENTS, Placement, get_placement
+from mamlkit.modes import StatsSnapshot, preserved_bn_stats
+from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
 from mamlkit.progress import progress_bar
 from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler
@@ -168,59 +168,43 @@ def paired_difference(a: EvalResult, b: EvalResult) -> PairedDifference:
 
 
 def meta_test(
-    model: nn.Module,
+    model: nn.Module | MetaTrained,
     sampler: TaskSampler,
-    placement: str | Placement = "transductive",
+    placements: str | Placement | Iterable[str | Placement] = "transductive",
     n_tasks: int = 600,
     inner_steps: int = 10,
     inner_lr: float = 0.4,
+    *,
     collected_stats: StatsSnapshot | None = None,
     start: int = 0,
     progress: bool = True,
-    *,
+    on_task: Callable[[int, int], None] | None = None,
     backend: str = "higher",
-) -> EvalResult:
-    """Adapt to and evaluate ``n_tasks`` tasks from ``sampler`` under one placement.
+) -> EvalResult | dict[str, EvalResult]:
+    """Adapt to and evaluate tasks ``start .. start + n_tasks - 1`` of ``sampler`` under one or more placements.
 
-    The model is left exactly as it was: parameters, running statistics and modes.
+    One placement (a name or a ``Placement``) gives one ``EvalResult``; several (a list, or
+    ``mk.PLACEMENTS`` for all) give ``{name: EvalResult}``, measured on the same tasks. Placements with the
+    same adapt mode and statistics source share one adaptation per task (their fast weights are
+    identical), and the results equal separate runs exactly. The model is left exactly as it was:
+    parameters, running statistics and modes.
 
     Args:
-        model: a meta-trained model.
-        sampler: meta-test tasks (task ``start + i`` for ``i < n_tasks``).
-        placement: a placement name or object (see ``mamlkit.placements.PLACEMENTS``).
-        collected_stats: running statistics for placements with ``stats="collected"``.
+        model: a meta-trained model, or a ``MetaTrained`` (its model and collected statistics).
+        sampler: meta-test tasks.
+        placements: what to measure (see ``mamlkit.placements.PLACEMENTS``).
+        collected_stats: running statistics for placements with ``stats="collected"`` (taken from a
+            ``MetaTrained`` when not given).
+        progress: show a progress bar; ``on_task(done, total)`` is called after every task.
         backend: ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``): same results.
     """
-    placement = get_placement(placement)
-    results = meta_test_placements(
-        model, sampler, [placement], n_tasks, inner_steps, inner_lr, collected_stats, start, progress,
-        backend=backend,
-    )
-    return results[placement.name]
-
-
-def meta_test_placements(
-    model: nn.Module,
-    sampler: TaskSampler,
-    placements: Iterable[str | Placement] = tuple(PLACEMENTS),
-    n_tasks: int = 600,
-    inner_steps: int = 10,
-    inner_lr: float = 0.4,
-    collected_stats: StatsSnapshot | None = None,
-    start: int = 0,
-    progress: bool = True,
-    *,
-    backend: str = "higher",
-) -> dict[str, EvalResult]:
-    """Several placements on the same ``n_tasks`` tasks, adapting once per shared setting.
-
-    Placements with the same adapt mode and statistics source share one adaptation per task
-    (their fast weights are identical); results equal separate ``meta_test`` runs exactly.
-    The model is left exactly as it was: parameters, running statistics and modes.
-    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``).
-    """
     check_backend(backend)
-    chosen = [get_placement(p) for p in placements]
+    if isinstance(model, MetaTrained):
+        if collected_stats is None:
+            collected_stats = model.collected_stats
+        model = model.model
+    single = isinstance(placements, (str, Placement))
+    chosen = [get_placement(p) for p in ([placements] if single else placements)]
     if not chosen:
         raise ConfigError("no placements given")
     if n_tasks < 1:
@@ -228,7 +212,7 @@ def meta_test_placements(
     if any(p.stats == "collected" for p in chosen) and collected_stats is None:
         raise ConfigError(
             "placements with collected running statistics need collected_stats "
-            "(MetaTrained.collected_stats); use evaluate_trained with a meta-trained model"
+            "(MetaTrained.collected_stats); pass the meta-trained result itself: mk.meta_test(trained, ...)"
         )
     groups: dict[tuple[str, str], list[Placement]] = {}
     for p in chosen:
@@ -240,13 +224,10 @@ def meta_test_placements(
     indices = tuple(range(start, start + n_tasks))
     desc = f"meta-test {chosen[0].name}" if len(chosen) == 1 else f"meta-test ({len(chosen)} placements)"
     with preserved_bn_stats(model):
-        for index in progress_bar(indices, desc=desc, enabled=progress):
+        for done, index in enumerate(progress_bar(indices, desc=desc, enabled=progress), start=1):
             task = sampler.task(index).to(device)
             for (stats, _), group in groups.items():
-                if stats == "collected":
-                    restore_bn_stats(model, collected_stats)
-                else:
-                    reset_bn_stats(model)
+                prepare_stats(model, stats, collected_stats)  # before the copy is made: it copies the buffers
                 begin = time.perf_counter()
                 outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend)
                 share = (time.perf_counter() - begin) / len(group)
@@ -255,36 +236,18 @@ def meta_test_placements(
                     value = task_loss(out, task.query_y).item() if regression else accuracy(out, task.query_y)
                     values[p.name].append(value)
                     seconds[p.name] += share
+            if on_task is not None:
+                on_task(done, n_tasks)
     metric = "mse" if regression else "accuracy"
-    return {
+    results = {
         p.name: EvalResult(p.name, np.asarray(values[p.name]), metric, seconds[p.name], indices) for p in chosen
     }
+    return results[chosen[0].name] if single else results
 
 
 def sampler_is_regression(sampler: object) -> bool:
     """True for samplers of real-valued targets (sinusoids)."""
     return bool(getattr(sampler, "regression", False))
-
-
-def evaluate_trained(
-    trained: MetaTrained,
-    sampler: TaskSampler,
-    placements: Iterable[str | Placement] = tuple(PLACEMENTS),
-    n_tasks: int = 600,
-    inner_steps: int = 10,
-    inner_lr: float = 0.4,
-    progress: bool = True,
-    *,
-    backend: str = "higher",
-) -> dict[str, EvalResult]:
-    """Every requested placement on one meta-trained model, on the same tasks.
-
-    ``backend`` is ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``).
-    """
-    return meta_test_placements(
-        trained.model, sampler, placements, n_tasks, inner_steps, inner_lr, trained.collected_stats,
-        progress=progress, backend=backend,
-    )
 
 
 def placement_table(results: dict[str, dict[str, EvalResult]], title: str = "", n_way: int | None = None) -> Table:

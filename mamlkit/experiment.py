@@ -18,7 +18,7 @@ from mamlkit.adapt import MetaTrained, TrainConfig, meta_train
 from mamlkit.cache import cached_path, load_trained, save_trained, tensor_fingerprint
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import CacheError, ConfigError
-from mamlkit.evaluate import EvalResult, evaluate_trained, placement_table
+from mamlkit.evaluate import EvalResult, meta_test, placement_table
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, get_placement, get_train_placement
 from mamlkit.table import Table
@@ -266,8 +266,9 @@ def run_placements(
         trained = get_meta_trained(exp, training, data, progress, cache, cache_dir)
         trained_models[training] = trained
         train_seconds[training] = trained.history.seconds
-        results[training] = evaluate_trained(
-            trained, sampler, placements, exp.test_tasks, exp.test_inner_steps, exp.train.inner_lr, progress
+        results[training] = meta_test(
+            trained, sampler, list(placements), exp.test_tasks, exp.test_inner_steps, exp.train.inner_lr,
+            progress=progress,
         )
     test_seconds = sum(r.seconds for by in results.values() for r in by.values())
     return PlacementResults(exp, results, train_seconds, test_seconds, trained_models)

@@ -21,17 +21,13 @@ from pathlib import Path
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import FewShotDataset
 from mamlkit.errors import ConfigError, check_choice
-from mamlkit.evaluate import EvalResult, evaluate_trained
+from mamlkit.evaluate import EvalResult, meta_test
 from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
-from mamlkit.placements import PLACEMENTS, Placement, custom_placement
+from mamlkit.placements import PLACEMENTS, PRESENTATIONS, Placement, custom_placement
 from mamlkit.table import Table
 
 #: How the query set is presented at meta-test, with the words tables use.
-PROTOCOLS: dict[str, str] = {
-    "batch": "whole batch",
-    "one_at_a_time": "one at a time",
-    "one_class_at_a_time": "one class at a time",
-}
+PROTOCOLS: dict[str, str] = {name: PRESENTATIONS[name] for name in ("batch", "one_at_a_time", "one_class_at_a_time")}
 
 
 @dataclass(frozen=True)
@@ -178,8 +174,8 @@ def run_normalisations(
             for protocol in protocols:
                 p = method.placement(protocol)
                 placements[p.name] = p
-        evaluated = evaluate_trained(trained, sampler, list(placements.values()), exp.test_tasks,
-                                     exp.test_inner_steps, exp.train.inner_lr, progress)
+        evaluated = meta_test(trained, sampler, list(placements.values()), exp.test_tasks,
+                              exp.test_inner_steps, exp.train.inner_lr, progress=progress)
         test_seconds += sum(r.seconds for r in evaluated.values())
         for method in group:
             for protocol in protocols:

@@ -3,18 +3,38 @@
 A placement says which mode the (patched) model is in while it adapts on the support set and
 while it predicts the query set, which running statistics the model holds when eval mode reads
 them, and how the query set is presented to the model. Every entry has a one-line description
-(``python -m mamlkit placements --help`` prints them).
+(``python -m mamlkit placements --help`` prints them) and a one-clause reason for what it scores.
+
+This module is where a placement's meaning lives: ``prepare_stats`` loads the statistics it names,
+``predict_query`` presents the query set its way. The loops that adapt (``mamlkit.adapt``) and
+evaluate (``mamlkit.evaluate``) call these two and set the modes; they hold no placement logic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
 
 from mamlkit.errors import ConfigError
+from mamlkit.modes import StatsSnapshot, reset_bn_stats, restore_bn_stats
+from mamlkit.norms import uses_context
+
+if TYPE_CHECKING:
+    from mamlkit.tasks import Task
 
 MODES = ("train", "eval")
 STATS = ("untouched", "collected")
-PRESENTATIONS = ("batch", "one_at_a_time", "one_class_at_a_time", "one_at_a_time_with_support")
+
+#: How the query set can reach the model at meta-test, with the words tables, charts and widgets use.
+PRESENTATIONS: dict[str, str] = {
+    "batch": "whole batch",
+    "one_at_a_time": "one at a time",
+    "one_class_at_a_time": "one class at a time",
+    "one_at_a_time_with_support": "one at a time with support",
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,42 @@ class Placement:
         if "eval" in (self.adapt_mode, self.query_mode):
             text += f", {self.stats} stats"
         if self.presentation != "batch":
-            text += ", " + self.presentation.replace("_", " ")
+            text += ", " + PRESENTATIONS[self.presentation]
+        return text
+
+    @property
+    def reason(self) -> str:
+        """Why this placement scores what it scores, in one clause (with the notebook that shows it)."""
+        if self.query_mode == "eval":
+            if self.adapt_mode == "eval" and self.stats == "untouched":
+                return ("eval mode adapts and predicts with the statistics higher leaves in the model (0 and 1), "
+                        "which fit no task at any step size tried (notebook 13)")
+            if self.adapt_mode == "eval":
+                return ("eval mode freezes the normalisation while the inner steps move the weights: at the "
+                        "meta-training step size frozen statistics go stale, collected or not; even the task's own "
+                        "statistics at the start fail, while statistics re-estimated before every step or a much "
+                        "smaller step rescue it (notebook 13)")
+            if self.stats == "untouched":
+                return ("each support pass moves the copy's statistics only a tenth of the way from 0 and 1 towards "
+                        "the batch's (momentum 0.1), and eval mode normalises the query with that mixture "
+                        "(notebook 04)")
+            return ("the support passes pulled the collected statistics towards this task, so eval mode can work, "
+                    "but it stays below train mode; statistics re-estimated on the support set at the adapted "
+                    "weights do better (notebook 13)")
+        if self.adapt_mode == "eval":
+            return ("the weights were adapted with running statistics (eval mode) but the query is normalised "
+                    "with batch statistics: the two halves do not match (notebook 04)")
+        if self.presentation == "one_at_a_time_with_support":
+            return ("train mode, each query example normalised together with the support set (Reptile's "
+                    "protocol): no prediction depends on the other query examples, and the batch still looks like "
+                    "this task (notebook 06)")
+        if self.presentation != "batch":
+            return (f"train mode with the query {PRESENTATIONS[self.presentation]}: the batch statistics of a "
+                    "partial query differ from the whole query set's (notebook 06)")
+        text = ("train mode throughout, as in meta-training: each task is normalised with its own batch statistics "
+                "(transductive, notebook 06)")
+        if self.stats == "collected":
+            text += "; train mode never reads running statistics, so their source changes nothing here"
         return text
 
 
@@ -171,3 +226,61 @@ def describe_placements() -> str:
     lines.append("meta-test placements:")
     lines += [f"  {p.name:<26} {p.description}" for p in PLACEMENTS.values()]
     return "\n".join(lines)
+
+
+def prepare_stats(model: nn.Module, stats: str, collected: StatsSnapshot | None) -> None:
+    """Load into ``model`` the running statistics a placement names, before a patched copy is made of it.
+
+    ``"untouched"``: mean 0 and variance 1, what ``higher`` leaves in a model it meta-trains;
+    ``"collected"``: ``collected`` (``MetaTrained.collected_stats``), as if every meta-training task had
+    written its statistics back.
+    """
+    if stats == "collected":
+        if collected is None:
+            raise ConfigError("placements with collected running statistics need collected_stats "
+                              "(MetaTrained.collected_stats): pass the meta-trained result to meta_test")
+        restore_bn_stats(model, collected)
+    else:
+        reset_bn_stats(model)
+
+
+def predict_query(model: nn.Module, task: Task, presentation: str = "batch") -> torch.Tensor:
+    """Outputs for ``task``'s query set, presented to ``model`` in one of four ways.
+
+    ``"batch"``: one forward pass; ``"one_at_a_time"``: one pass per example;
+    ``"one_class_at_a_time"``: one pass per class; ``"one_at_a_time_with_support"``: one pass
+    per example with the support set prepended (Reptile's non-transductive protocol: in train
+    mode, BatchNorm normalises each query example together with the support set).
+
+    Models with a context normalisation (``metabn``, ``tasknorm_i``) always see the support set
+    in front of each presented part, with ``n_context = len(support)``, so their moments come from
+    the support set alone. Outputs are in the order of ``task.query_x``.
+    """
+    x = task.query_x
+    if presentation == "batch":
+        return _forward(model, task, x)
+    if presentation == "one_at_a_time":
+        return torch.cat([_forward(model, task, x[i : i + 1]) for i in range(x.shape[0])])
+    if presentation == "one_at_a_time_with_support":
+        return torch.cat([_forward(model, task, x[i : i + 1], with_support=True) for i in range(x.shape[0])])
+    if presentation == "one_class_at_a_time":
+        out = None
+        for label in torch.unique(task.query_y):
+            mask = task.query_y == label
+            part = _forward(model, task, x[mask])
+            if out is None:
+                out = part.new_empty((x.shape[0], *part.shape[1:]))
+            out[mask] = part
+        return out
+    raise ConfigError(f"unknown query presentation {presentation!r}")
+
+
+def _forward(model: nn.Module, task: Task, part: torch.Tensor, with_support: bool = False) -> torch.Tensor:
+    """The outputs for ``part`` of the query set, with the support set in front where needed."""
+    if uses_context(model):
+        n_support = task.support_x.shape[0]
+        return model(torch.cat([task.support_x, part]), n_context=n_support)[n_support:]
+    if with_support:
+        n_support = task.support_x.shape[0]
+        return model(torch.cat([task.support_x, part]))[n_support:]
+    return model(part)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mamlkit.evaluate import EvalResult
-from mamlkit.placements import PLACEMENTS
+from mamlkit.placements import PLACEMENTS, PRESENTATIONS
 
 
 def _save(fig: plt.Figure, path: str | Path | None) -> None:
@@ -260,7 +260,7 @@ def protocol_chart(
         means = [100 * results[m][protocol].mean if protocol in results[m] else np.nan for m in methods]
         errs = [100 * results[m][protocol].ci95 if protocol in results[m] else 0 for m in methods]
         ax.bar(x + (i - (len(protocols) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-               label=names.get(protocol, protocol.replace("_", " ")))
+               label=names.get(protocol, PRESENTATIONS.get(protocol, protocol)))
     ax.set_xticks(x, [m.replace("_", " ") for m in methods], rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("meta-test accuracy (%)")

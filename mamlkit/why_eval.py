@@ -49,7 +49,7 @@ from torch import nn
 
 from mamlkit.adapt import MetaTrained, accuracy
 from mamlkit.errors import ConfigError, check_choice
-from mamlkit.evaluate import EvalResult, PairedDifference, evaluate_trained, paired_difference
+from mamlkit.evaluate import EvalResult, PairedDifference, meta_test, paired_difference
 from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
 from mamlkit.models import Conv4
 from mamlkit.modes import StatsSnapshot
@@ -497,8 +497,8 @@ def run_why_eval(
     if remedies:
         other = get_meta_trained(exp, "query_eval", data, progress=progress, cache=cache)
         train_seconds["query_eval"] = other.history.seconds
-        measured = evaluate_trained(other, sampler, ["train_then_eval", "transductive"], exp.test_tasks,
-                                    exp.test_inner_steps, inner_lr, progress)
+        measured = meta_test(other, sampler, ["train_then_eval", "transductive"], exp.test_tasks,
+                             exp.test_inner_steps, inner_lr, progress=progress)
         for name, r in measured.items():
             r.name = f"query_eval model: {name}"
             results[r.name] = {lr_label(1.0): r}

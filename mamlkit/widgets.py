@@ -24,7 +24,7 @@ import html
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from mamlkit.adapt import MetaTrained
 from mamlkit.data import DATASETS, DataError, FewShotDataset
 from mamlkit.data.omniglot import locate_omniglot
 from mamlkit.errors import ConfigError, check_choice
-from mamlkit.evaluate import EvalResult, confidence_interval, meta_test_placements, paired_difference
+from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference
 from mamlkit.experiment import Experiment, get_meta_trained, preset
 from mamlkit.modes import batch_statistics
 from mamlkit.norms import is_batchnorm
@@ -73,10 +73,6 @@ def _check_count(kind: str, value: object, low: int, high: int, why_high: str = 
         extra = f" ({why_high})" if why_high and value > high else ""
         raise ConfigError(f"the number of {kind} must be between {low} and {high}, got {value}{extra}")
     return int(value)
-
-
-def _presentation_words(presentation: str) -> str:
-    return presentation.replace("_", " ")
 
 
 # ---------------------------------------------------------------------------------------------- playground
@@ -153,42 +149,6 @@ class PlaygroundRun:
         return self.seconds / max(1, self.result.n)
 
 
-def _reason(p: Placement) -> str:
-    """Why a placement scores what it scores, in one clause (with the notebook that shows it)."""
-    if p.query_mode == "eval":
-        if p.adapt_mode == "eval" and p.stats == "untouched":
-            return ("eval mode adapts and predicts with the statistics higher leaves in the model (0 and 1), which "
-                    "fit no task at any step size tried (notebook 13)")
-        if p.adapt_mode == "eval":
-            return ("eval mode freezes the normalisation while the inner steps move the weights: at the meta-training "
-                    "step size frozen statistics go stale, collected or not; even the task's own statistics at the "
-                    "start fail, while statistics re-estimated before every step or a much smaller step rescue it "
-                    "(notebook 13)")
-        if p.stats == "untouched":
-            return ("each support pass moves the copy's statistics only a tenth of the way from 0 and 1 towards the "
-                    "batch's (momentum 0.1), and eval mode normalises the query with that mixture (notebook 04)")
-        return ("the support passes pulled the collected statistics towards this task, so eval mode can work, but it "
-                "stays below train mode; statistics re-estimated on the support set at the adapted weights do better "
-                "(notebook 13)")
-    if p.adapt_mode == "eval":
-        return ("the weights were adapted with running statistics (eval mode) but the query is normalised "
-                "with batch statistics: the two halves do not match (notebook 04)")
-    if "with_support" in p.presentation:
-        return ("train mode, each query example normalised together with the support set (Reptile's protocol): "
-                "no prediction depends on the other query examples, and the batch still looks like this task "
-                "(notebook 06)")
-    if p.presentation in ("one_at_a_time", "one_class_at_a_time"):
-        return (f"train mode with the query {_presentation_words(p.presentation)}: the batch statistics of a "
-                "partial query differ from the whole query set's (notebook 06)")
-    if p.presentation != "batch":
-        return f"train mode with the query presented {_presentation_words(p.presentation)} (notebook 06)"
-    text = ("train mode throughout, as in meta-training: each task is normalised with its own batch statistics "
-            "(transductive, notebook 06)")
-    if p.stats == "collected":
-        text += "; train mode never reads running statistics, so their source changes nothing here"
-    return text
-
-
 def _on_shared_tasks(a: EvalResult, b: EvalResult) -> tuple[EvalResult, EvalResult]:
     """Both results restricted to the tasks they were both measured on (in ``a``'s order), for pairing."""
     b_values = dict(zip(b.task_indices, b.values))
@@ -214,7 +174,7 @@ def placement_verdict(
         level = f"above chance ({100 * chance:.0f}%), but not by much"
     else:
         level = "well above chance"
-    line = f"{placement.label}: {mean:.1f} ± {half:.1f}% over {result.n} tasks, {level}: {_reason(placement)}."
+    line = f"{placement.label}: {mean:.1f} ± {half:.1f}% over {result.n} tasks, {level}: {placement.reason}."
     shared = [r for r in previous if len(_on_shared_tasks(result, r.result)[0].values) >= 2]
     if shared:
         best = max(shared, key=lambda r: r.result.mean)
@@ -296,7 +256,7 @@ class PlacementPlayground(_Shown):
                                      style=style, layout=layout)
         self.stats = W.Dropdown(options=list(STATS), value="untouched", description="running statistics",
                                 style=style, layout=layout)
-        self.presentation = W.Dropdown(options=[(_presentation_words(p), p) for p in PRESENTATIONS], value="batch",
+        self.presentation = W.Dropdown(options=[(words, p) for p, words in PRESENTATIONS.items()], value="batch",
                                        description="query presented", style=style, layout=layout)
         datasets = list(DATASETS)
         self.dataset = W.Dropdown(options=datasets, value=self.exp.dataset if self.exp.dataset in datasets else
@@ -453,20 +413,16 @@ class PlacementPlayground(_Shown):
         self.progress.max = n_tasks
         self.progress.value = 0
         self.status.value = _status_html(f"Meta-testing {placement.label} on {n_tasks} tasks ...", "busy")
-        chunk = max(1, n_tasks // 20)
-        values: list[np.ndarray] = []
         begin = time.perf_counter()
-        for start in range(0, n_tasks, chunk):
-            size = min(chunk, n_tasks - start)
-            part = meta_test_placements(
-                setup.trained.model, setup.sampler, [placement], size, setup.exp.test_inner_steps,
-                setup.exp.train.inner_lr, setup.trained.collected_stats, start=start, progress=False,
-            )[placement.name]
-            values.append(part.values)
-            self.progress.value = start + size
+        result = meta_test(setup.trained, setup.sampler, placement, n_tasks, setup.exp.test_inner_steps,
+                           setup.exp.train.inner_lr, progress=False, on_task=self._moved)
         seconds = time.perf_counter() - begin
-        result = EvalResult(placement.label, np.concatenate(values), part.metric, seconds, tuple(range(n_tasks)))
-        return result, seconds
+        return replace(result, name=placement.label, seconds=seconds), seconds
+
+    def _moved(self, done: int, total: int) -> None:
+        """Move the progress bar about twenty times over a run (every task would flood the front end)."""
+        if done == total or done % max(1, total // 20) == 0:
+            self.progress.value = done
 
     def _draw(self) -> None:
         runs = self.results

@@ -126,10 +126,10 @@ def make_task():
     return mk.TaskSampler(make_split(seed=9, name="test"), 5, 1, 3, seed=1).task(0)
 
 
-def test_evaluate_trained_gives_the_same_results_with_both_backends(trained_models):
+def test_meta_test_of_every_placement_gives_the_same_results_with_both_backends(trained_models):
     trained = trained_models["bn"]
     sampler = mk.TaskSampler(make_split(seed=9, name="test"), 5, 1, 3, seed=1)
-    results = {b: mk.evaluate_trained(trained, sampler, n_tasks=2, inner_steps=1, progress=False, backend=b)
+    results = {b: mk.meta_test(trained, sampler, mk.PLACEMENTS, n_tasks=2, inner_steps=1, progress=False, backend=b)
                for b in BACKENDS}
     assert set(results["torch.func"]) == set(mk.PLACEMENTS)
     for name in mk.PLACEMENTS:
@@ -147,7 +147,7 @@ def test_an_unknown_backend_is_refused_clearly(trained_models):
                               backend="jax"),
         lambda: mk.adapt_and_predict(trained.model, sampler.task(0), "transductive", backend="jax"),
         lambda: mk.meta_test(trained.model, sampler, n_tasks=1, progress=False, backend="jax"),
-        lambda: mk.evaluate_trained(trained, sampler, n_tasks=1, progress=False, backend="jax"),
+        lambda: mk.meta_test(trained, sampler, mk.PLACEMENTS, n_tasks=1, progress=False, backend="jax"),
     ]
     for call in calls:
         with pytest.raises(mk.ConfigError, match="unknown backend 'jax'; choose one of: higher, torch.func"):

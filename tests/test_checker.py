@@ -68,7 +68,7 @@ def test_mamlkit_meta_training_and_a_torch_func_loop_report_nothing():
             trained = mk.meta_train(model, sampler, mk.TrainConfig(iterations=1, meta_batch=2, inner_steps=1),
                                     progress=False, backend=backend)
         placements = ["transductive", "eval_collected", "train_then_eval_collected", "reptile_protocol"]
-        mk.evaluate_trained(trained, sampler, placements, n_tasks=1, inner_steps=1, progress=False)
+        mk.meta_test(trained, sampler, placements, n_tasks=1, inner_steps=1, progress=False)
         outer_opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         task = sampler.task(5)
         params, buffers = dict(model.named_parameters()), clone_buffers(model)

@@ -41,7 +41,7 @@ def one_cycle(tmp_path, root):
     again = mk.get_meta_trained(exp, "standard", data, progress=False, cache_dir=tmp_path / "cache")
     assert cached_path(exp.training_config(data, "standard"), tmp_path / "cache").exists()
     assert all(torch.equal(p, q) for p, q in zip(trained.model.parameters(), again.model.parameters()))
-    mk.evaluate_trained(again, exp.test_sampler(data), ["transductive", "eval_collected"], n_tasks=2,
+    mk.meta_test(again, exp.test_sampler(data), ["transductive", "eval_collected"], n_tasks=2,
                         inner_steps=1, progress=False)
 
 

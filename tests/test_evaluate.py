@@ -47,14 +47,14 @@ def test_meta_test_of_every_placement_leaves_the_model_bit_identical(trained, te
     model.features[1].train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     modes = mk.get_modes(model)
-    results = mk.evaluate_trained(trained, test_sampler, n_tasks=3, inner_steps=2, progress=False)
+    results = mk.meta_test(trained, test_sampler, mk.PLACEMENTS, n_tasks=3, inner_steps=2, progress=False)
     assert set(results) == set(mk.PLACEMENTS)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert mk.get_modes(model) == modes
 
 
 def test_grouped_meta_test_equals_one_placement_at_a_time(trained, test_sampler):
-    together = mk.evaluate_trained(trained, test_sampler, n_tasks=4, inner_steps=2, progress=False)
+    together = mk.meta_test(trained, test_sampler, mk.PLACEMENTS, n_tasks=4, inner_steps=2, progress=False)
     for name in ("transductive", "eval_collected", "train_then_eval", "one_class_at_a_time"):
         alone = mk.meta_test(trained.model, test_sampler, name, n_tasks=4, inner_steps=2,
                              collected_stats=trained.collected_stats, progress=False)

@@ -23,7 +23,8 @@ def test_meta_test_leaves_every_kind_of_model_bit_identical(norm):
     trained = mk.meta_train(model, mk.TaskSampler(split, 5, 1, 3, seed=0), mk.TrainConfig(iterations=2, meta_batch=2),
                             progress=False)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    mk.evaluate_trained(trained, mk.TaskSampler(split, 5, 1, 3, seed=1), n_tasks=2, inner_steps=2, progress=False)
+    mk.meta_test(trained, mk.TaskSampler(split, 5, 1, 3, seed=1), mk.PLACEMENTS, n_tasks=2, inner_steps=2,
+                 progress=False)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 

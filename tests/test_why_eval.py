@@ -49,7 +49,7 @@ def test_conditions_reproduce_the_packages_higher_placements_task_by_task(setup)
     sampler = exp.test_sampler(data)
     ours = we.run_why_eval(exp, ["train", "eval_untouched", "eval_collected"], [1.0], trained=trained,
                            progress=False)
-    theirs = mk.evaluate_trained(trained, sampler, ["transductive", "eval_untouched", "eval_collected"],
+    theirs = mk.meta_test(trained, sampler, ["transductive", "eval_untouched", "eval_collected"],
                                  n_tasks=exp.test_tasks, inner_steps=exp.test_inner_steps, progress=False)
     for mine, package in [("train", "transductive"), ("eval_untouched", "eval_untouched"),
                           ("eval_collected", "eval_collected")]:
