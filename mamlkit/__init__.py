@@ -39,7 +39,19 @@ from mamlkit.evaluate import (
     t_interval,
     tasks_needed,
 )
-from mamlkit.experiment import PRESETS, Experiment, PlacementResults, get_meta_trained, preset, run_placements
+from mamlkit.experiments import (
+    NORM_METHODS,
+    PRESETS,
+    PROTOCOLS,
+    Experiment,
+    NormMethod,
+    NormResults,
+    PlacementResults,
+    get_meta_trained,
+    preset,
+    run_normalisations,
+    run_placements,
+)
 from mamlkit.models import MLP, Conv4, ModelConfig, build_model, default_device
 from mamlkit.modes import (
     batch_statistics,
@@ -58,7 +70,6 @@ from mamlkit.modes import (
     snapshot_bn_stats,
     train_mode,
 )
-from mamlkit.normalisations import NORM_METHODS, PROTOCOLS, NormMethod, NormResults, run_normalisations
 from mamlkit.norms import CONTEXT_NORMS, NORMS, make_norm, uses_context
 from mamlkit.placements import (
     PLACEMENTS,

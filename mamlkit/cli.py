@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from mamlkit.errors import ConfigError, DataError
-from mamlkit.normalisations import NORM_METHODS
+from mamlkit.experiments import NORM_METHODS
 from mamlkit.norms import NORMS
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
 
@@ -54,6 +54,13 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, default_preset: s
     parser.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
 
 
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a measuring command writes, and whether it may use the model cache and show progress bars."""
+    parser.add_argument("--out", default="results", help="folder for the charts, tables and JSON (default: results/)")
+    parser.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mamlkit",
@@ -77,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="meta-training placements (columns)")
     p.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=list(PLACEMENTS),
                    help="meta-test placements (rows)")
-    p.add_argument("--out", default="results", help="folder for the chart, table and JSON (default: results/)")
-    p.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_output_arguments(p)
     t = sub.add_parser(
         "train",
         help="meta-train (or find in the cache) the models of a preset, e.g. before a class or a notebook run",
@@ -110,9 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="several meta-training seeds: one table per seed, then one across seeds (mean ± t interval)")
     n.add_argument("--methods", nargs="+", choices=list(NORM_METHODS), default=list(NORM_METHODS),
                    help="normalisation methods (rows)")
-    n.add_argument("--out", default="results", help="folder for the chart, table and JSON (default: results/)")
-    n.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
-    n.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_output_arguments(n)
     w = sub.add_parser(
         "why-eval",
         help="separate the mechanisms behind eval mode's collapse at meta-test (statistics x step size)",
@@ -132,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inner learning rates as fractions of the meta-training one (default: 1 0.25 0.1 0.025)")
     w.add_argument("--no-remedies", action="store_true",
                    help="skip the model meta-trained with the query loss in eval mode")
-    w.add_argument("--out", default="results", help="folder for the charts, tables and JSON (default: results/)")
-    w.add_argument("--no-cache", action="store_true", help="always retrain; do not read or write the cache")
-    w.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_output_arguments(w)
     sub.add_parser("describe", help="list the placements and normalisations with one line each")
     return parser
 
@@ -146,7 +147,7 @@ def _describe_conditions() -> str:
 
 
 def _experiment(args: argparse.Namespace, default_preset: str = "full"):
-    from mamlkit.experiment import preset
+    from mamlkit.experiments import preset
 
     name = "quick" if args.quick else (args.preset or default_preset)
     changes: dict = {"dataset": args.dataset}
@@ -172,7 +173,7 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
 
 def _over_seeds(args: argparse.Namespace, stem: str, run, transpose: bool = False) -> int:
     """Run ``run(exp)`` for the experiment of ``args`` once per seed (``--seeds``) or once (``--seed``)."""
-    from mamlkit.experiment import across_seeds
+    from mamlkit.experiments import across_seeds
 
     base = _experiment(args)
     seeds = args.seeds or [None]
@@ -197,7 +198,7 @@ def _over_seeds(args: argparse.Namespace, stem: str, run, transpose: bool = Fals
 
 
 def run_placements_command(args: argparse.Namespace) -> int:
-    from mamlkit.experiment import run_placements
+    from mamlkit.experiments import run_placements
 
     if args.dataset == "omniglot" and not args.data_dir:
         raise DataError(NEEDS_DATA_DIR)
@@ -207,7 +208,7 @@ def run_placements_command(args: argparse.Namespace) -> int:
 
 
 def norms_command(args: argparse.Namespace) -> int:
-    from mamlkit.normalisations import run_normalisations
+    from mamlkit.experiments import run_normalisations
 
     if args.dataset == "omniglot" and not args.data_dir:
         raise DataError(NEEDS_DATA_DIR)
@@ -245,7 +246,7 @@ def why_eval_command(args: argparse.Namespace) -> int:
         print()
         records.append(res)
     if len(records) > 1:
-        from mamlkit.experiment import across_seeds
+        from mamlkit.experiments import across_seeds
 
         print(across_seeds(records, title=f"why-eval on {base.dataset}, {base.test_tasks} tasks per seed, "
                                           f"meta-training seeds {', '.join(map(str, args.seeds))}"))
@@ -268,7 +269,7 @@ def _report(res, out: Path, stem: str, timings: list[str], wall: float) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     from mamlkit.cache import cached_path
-    from mamlkit.experiment import get_meta_trained, preset
+    from mamlkit.experiments import get_meta_trained, preset
 
     changes: dict = {"dataset": args.dataset}
     if args.data_dir:

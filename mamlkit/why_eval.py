@@ -50,7 +50,7 @@ from torch import nn
 from mamlkit.adapt import MetaTrained, accuracy
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, PairedDifference, meta_test, paired_difference
-from mamlkit.experiment import Experiment, ResultsRecord, get_meta_trained
+from mamlkit.experiments import Experiment, ResultsRecord, get_meta_trained
 from mamlkit.models import Conv4
 from mamlkit.modes import StatsSnapshot
 from mamlkit.progress import progress_bar

@@ -40,7 +40,7 @@ from mamlkit.data import DATASETS, DataError, FewShotDataset
 from mamlkit.data.omniglot import locate_omniglot
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference
-from mamlkit.experiment import Experiment, get_meta_trained, preset
+from mamlkit.experiments import Experiment, get_meta_trained, preset
 from mamlkit.modes import batch_statistics
 from mamlkit.norms import is_batchnorm
 from mamlkit.placements import MODES, PRESENTATIONS, STATS, Placement, custom_placement

@@ -118,7 +118,7 @@ def test_t_interval_uses_student_quantiles_and_the_sample_std():
 
 def test_across_seeds_averages_seed_means_with_a_t_interval():
     from mamlkit.evaluate import t_quantile
-    from mamlkit.experiment import Experiment, ResultsRecord, across_seeds
+    from mamlkit.experiments import Experiment, ResultsRecord, across_seeds
 
     def record(seed, values):
         exp = Experiment().with_changes(train={"seed": seed})

@@ -10,7 +10,7 @@ from conftest import make_split
 import mamlkit as mk
 from mamlkit.adapt import task_loss
 from mamlkit.cli import main
-from mamlkit.normalisations import NORM_METHODS, PROTOCOLS, get_norm_method, run_normalisations
+from mamlkit.experiments import NORM_METHODS, PROTOCOLS, get_norm_method, run_normalisations
 from mamlkit.norms import SupportBatchNorm2d, TaskNormI, uses_context
 
 

@@ -108,7 +108,7 @@ def test_the_number_guard_catches_a_stale_number():
 def test_the_seed_check_changes_every_presets_meta_training_seed_and_nothing_else():
     import importlib.util
 
-    import mamlkit.experiment as experiment
+    import mamlkit.experiments as experiment
 
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("execute_notebooks", root / "tools" / "execute_notebooks.py")

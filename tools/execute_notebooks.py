@@ -27,8 +27,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-SEED_PATCH = """import mamlkit.experiment as _experiment
-_experiment.PRESETS = {{name: exp.with_changes(train={{"seed": {seed}}}) for name, exp in _experiment.PRESETS.items()}}
+SEED_PATCH = """import mamlkit.experiments as _experiments
+_experiments.PRESETS = {{n: e.with_changes(train={{"seed": {seed}}}) for n, e in _experiments.PRESETS.items()}}
 """
 
 
