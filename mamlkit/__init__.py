@@ -55,9 +55,7 @@ from mamlkit.experiments import (
 from mamlkit.models import MLP, Conv4, ModelConfig, build_model, default_device
 from mamlkit.modes import (
     batch_statistics,
-    bn_eval_mode,
     bn_stats_untouched,
-    bn_train_mode,
     eval_mode,
     get_modes,
     mode,
@@ -66,7 +64,6 @@ from mamlkit.modes import (
     reset_bn_stats,
     restore_bn_stats,
     restore_modes,
-    set_norm_mode,
     snapshot_bn_stats,
     train_mode,
 )

@@ -35,50 +35,36 @@ def restore_modes(model: nn.Module, modes: Modes) -> None:
             m.training = modes[name]
 
 
-def _set_flags(model: nn.Module, training: bool, only_norm: bool) -> None:
-    for m in model.modules():
-        if not only_norm or is_norm_layer(m):
-            m.training = training
-
-
 @contextmanager
-def mode(model: nn.Module, training: bool, only_norm: bool = False) -> Iterator[nn.Module]:
-    """Within the block, ``model`` (or just its normalisation layers) is in the given mode.
+def mode(model: nn.Module, training: bool, norm_only: bool = False) -> Iterator[nn.Module]:
+    """Within the block, ``model`` (or, with ``norm_only``, just its normalisation layers) is in the given mode.
 
     On exit every submodule gets back exactly the flag it had before, even after an exception.
     """
     before = get_modes(model)
-    _set_flags(model, training, only_norm)
+    for m in model.modules():
+        if not norm_only or is_norm_layer(m):
+            m.training = training
     try:
         yield model
     finally:
         restore_modes(model, before)
 
 
-def train_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
-    """``with train_mode(model):`` the whole model in train mode, previous modes restored after."""
-    return mode(model, True)
+def train_mode(model: nn.Module, norm_only: bool = False) -> AbstractContextManager[nn.Module]:
+    """``with train_mode(model):`` the whole model in train mode, previous modes restored after.
+
+    ``norm_only=True``: only the normalisation layers (batch statistics); Dropout and the rest keep their flags.
+    """
+    return mode(model, True, norm_only)
 
 
-def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
-    """``with eval_mode(model):`` the whole model in eval mode, previous modes restored after."""
-    return mode(model, False)
+def eval_mode(model: nn.Module, norm_only: bool = False) -> AbstractContextManager[nn.Module]:
+    """``with eval_mode(model):`` the whole model in eval mode, previous modes restored after.
 
-
-def bn_train_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
-    """Only normalisation layers in train mode (batch statistics); Dropout etc. left as they are."""
-    return mode(model, True, only_norm=True)
-
-
-def bn_eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
-    """Only normalisation layers in eval mode (running statistics); Dropout etc. left as they are."""
-    return mode(model, False, only_norm=True)
-
-
-def set_norm_mode(model: nn.Module, training: bool) -> nn.Module:
-    """Put only the normalisation layers in train (True) or eval (False) mode, for good."""
-    _set_flags(model, training, only_norm=True)
-    return model
+    ``norm_only=True``: only the normalisation layers (running statistics); Dropout and the rest keep their flags.
+    """
+    return mode(model, False, norm_only)
 
 
 StatsSnapshot = dict[str, torch.Tensor]

@@ -18,12 +18,13 @@ def mixed_modes(model):
     return mk.get_modes(model)
 
 
-@pytest.mark.parametrize("toggle", [mk.train_mode, mk.eval_mode, mk.bn_train_mode, mk.bn_eval_mode])
-def test_toggles_restore_every_flag_exactly(toggle):
+@pytest.mark.parametrize("norm_only", [False, True])
+@pytest.mark.parametrize("toggle", [mk.train_mode, mk.eval_mode])
+def test_toggles_restore_every_flag_exactly(toggle, norm_only):
     model = model_with_dropout()
     before = mixed_modes(model)
-    with toggle(model):
-        assert mk.get_modes(model) != before or toggle in ()
+    with toggle(model, norm_only=norm_only):
+        assert mk.get_modes(model) != before
     assert mk.get_modes(model) == before
 
 
@@ -38,11 +39,11 @@ def test_toggles_restore_after_an_exception():
 def test_bn_only_toggles_leave_dropout_alone():
     model = model_with_dropout()
     model.train()
-    with mk.bn_eval_mode(model):
+    with mk.eval_mode(model, norm_only=True):
         assert model.dropout.training is True
         assert all(not m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     model.eval()
-    with mk.bn_train_mode(model):
+    with mk.train_mode(model, norm_only=True):
         assert model.dropout.training is False
         assert all(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
 
