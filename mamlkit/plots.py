@@ -52,13 +52,16 @@ def placement_chart(
 
 
 def result_bars(results: list[EvalResult], chance: float | None = None, path: str | Path | None = None,
-                title: str = "") -> plt.Figure:
-    """One bar per result with its 95% interval (accuracy in %)."""
+                title: str = "", labels: list[str] | None = None) -> plt.Figure:
+    """One bar per result with its 95% interval (accuracy in %); ``labels`` (wrapped) replace the names."""
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(results)), 3.2))
     x = np.arange(len(results))
     ax.bar(x, [100 * r.mean for r in results], yerr=[100 * r.ci95 for r in results], capsize=4,
-           color=[f"C{i}" for i in range(len(results))])
-    ax.set_xticks(x, [r.name.replace("_", " ") for r in results], rotation=20, ha="right", fontsize=8)
+           color=[f"C{i % 10}" for i in range(len(results))])
+    if labels is None:
+        ax.set_xticks(x, [r.name.replace("_", " ") for r in results], rotation=20, ha="right", fontsize=8)
+    else:
+        ax.set_xticks(x, [_wrap(label) for label in labels], fontsize=7)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
     if chance is not None:
@@ -70,6 +73,19 @@ def result_bars(results: list[EvalResult], chance: float | None = None, path: st
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def _wrap(label: str, width: int = 18) -> str:
+    """``label`` broken into lines of about ``width`` characters, at spaces."""
+    lines, line = [], ""
+    for word in label.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "\n".join(lines)
 
 
 def image_grid(images, titles: list[str] | None = None, path: str | Path | None = None, size: float = 0.9):
@@ -311,6 +327,34 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
     bx.set_xlabel("inner step")
     bx.set_ylabel("std of the normalised input, first BN layer")
     bx.set_title(f"Scale drift at lr {results.inner_lr:g} (median task)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def interval_figure(r: dict, s: float = 100.0, max_tasks: int = 600, path: str | Path | None = None) -> plt.Figure:
+    """Resampled means of N tasks against the 95% interval, and the half-width against N.
+
+    ``r`` is what ``mamlkit.evaluate.interval_coverage`` returns; ``s`` scales the values (100: percent).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    left.hist(s * r["means"], bins=40, color="C0", alpha=0.75)
+    for edge in (r["mean"] - r["half_width"], r["mean"] + r["half_width"]):
+        left.axvline(s * edge, color="k", linestyle="--", linewidth=1.2)
+    left.axvline(s * r["mean"], color="C3", linewidth=1.5)
+    left.set_xlabel(f"mean of N = {r['n']} resampled tasks" + (" (%)" if s == 100 else ""))
+    left.set_ylabel("resampled means")
+    left.set_title(f"{100 * r['coverage']:.1f}% of {r['resamples']} means inside the interval", fontsize=9)
+    sizes = np.arange(1, max_tasks + 1)
+    right.plot(sizes, s * 1.96 * r["std"] / np.sqrt(sizes), "k-", label="1.96 std / sqrt(N)")
+    right.plot([r["n"]], [s * r["half_width"]], "o", color="C3", label=f"N = {r['n']}")
+    if r["measured"] <= max_tasks:
+        right.axvline(r["measured"], color="grey", linestyle=":", label=f"tasks measured ({r['measured']})")
+    right.set_xscale("log")
+    right.set_xlabel("tasks N")
+    right.set_ylabel("95% half-width" + (" (points)" if s == 100 else ""))
+    right.legend(fontsize=8)
+    right.set_title("the interval shrinks as 1/sqrt(N)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     return fig

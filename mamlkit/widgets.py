@@ -31,7 +31,6 @@ from typing import Any
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from IPython import get_ipython
 from IPython.display import display
 
@@ -39,12 +38,12 @@ from mamlkit.adapt import MetaTrained
 from mamlkit.data import DATASETS, DataError, FewShotDataset
 from mamlkit.data.omniglot import locate_omniglot
 from mamlkit.errors import ConfigError, check_choice
-from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference
+from mamlkit.evaluate import EvalResult, interval_coverage, meta_test, placement_verdict
 from mamlkit.experiments import Experiment, get_meta_trained, preset
-from mamlkit.modes import batch_statistics
+from mamlkit.modes import running_vs_batch
 from mamlkit.norms import is_batchnorm
 from mamlkit.placements import MODES, PRESENTATIONS, STATS, Placement, custom_placement
-from mamlkit.plots import bn_stats_mismatch
+from mamlkit.plots import bn_stats_mismatch, interval_figure, result_bars
 from mamlkit.tasks import TaskSampler
 
 
@@ -147,48 +146,6 @@ class PlaygroundRun:
     @property
     def seconds_per_task(self) -> float:
         return self.seconds / max(1, self.result.n)
-
-
-def _on_shared_tasks(a: EvalResult, b: EvalResult) -> tuple[EvalResult, EvalResult]:
-    """Both results restricted to the tasks they were both measured on (in ``a``'s order), for pairing."""
-    b_values = dict(zip(b.task_indices, b.values))
-    common = [i for i in a.task_indices if i in b_values]
-    a_values = dict(zip(a.task_indices, a.values))
-    return (EvalResult(a.name, np.array([a_values[i] for i in common]), a.metric, 0.0, tuple(common)),
-            EvalResult(b.name, np.array([b_values[i] for i in common]), b.metric, 0.0, tuple(common)))
-
-
-def placement_verdict(
-    placement: Placement, result: EvalResult, chance: float, previous: Sequence[PlaygroundRun] = ()
-) -> str:
-    """A one-line plain-language reading of one meta-test result.
-
-    Says whether the accuracy is near chance or well above it, why (from the placement), and, when
-    earlier runs were measured on the same tasks, how it compares with the best of them (paired
-    difference with its 95% interval, on the tasks both were measured on).
-    """
-    mean, half = 100 * result.mean, 100 * result.ci95
-    if result.mean - result.ci95 <= chance + 0.05:
-        level = f"near chance ({100 * chance:.0f}%)"
-    elif result.mean + result.ci95 < chance + 0.25:
-        level = f"above chance ({100 * chance:.0f}%), but not by much"
-    else:
-        level = "well above chance"
-    line = f"{placement.label}: {mean:.1f} ± {half:.1f}% over {result.n} tasks, {level}: {placement.reason}."
-    shared = [r for r in previous if len(_on_shared_tasks(result, r.result)[0].values) >= 2]
-    if shared:
-        best = max(shared, key=lambda r: r.result.mean)
-        mine, theirs = _on_shared_tasks(result, best.result)
-        diff = paired_difference(mine, theirs)
-        tasks = f"the same {diff.n} tasks"
-        if diff.significant:
-            word = "above" if diff.mean > 0 else "below"
-            line += (f" That is {abs(100 * diff.mean):.1f} ± {100 * diff.ci95:.1f} points {word} "
-                     f"run #{best.number} ({best.placement.label}) on {tasks}.")
-        else:
-            line += (f" No clear difference from run #{best.number} ({best.placement.label}) on {tasks} "
-                     f"({100 * diff.mean:+.1f} ± {100 * diff.ci95:.1f} points).")
-    return line
 
 
 @dataclass
@@ -328,9 +285,9 @@ class PlacementPlayground(_Shown):
         finally:
             self.run_button.disabled = False
         run = PlaygroundRun(len(self.results) + 1, placement, self.dataset.value, result, seconds)
-        run.verdict = f"Run #{run.number}. " + placement_verdict(
-            placement, result, 1 / setup.exp.n_way, [r for r in self.results if r.dataset == run.dataset]
-        )
+        earlier = [(f"run #{r.number} ({r.placement.label})", r.result) for r in self.results
+                   if r.dataset == run.dataset]
+        run.verdict = f"Run #{run.number}. " + placement_verdict(placement, result, 1 / setup.exp.n_way, earlier)
         self.results.append(run)
         self.status.value = _status_html(
             f"Run #{run.number} took {seconds:.1f} s ({1000 * run.seconds_per_task:.0f} ms per task).", "ok"
@@ -426,40 +383,14 @@ class PlacementPlayground(_Shown):
 
     def _draw(self) -> None:
         runs = self.results
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(runs)), 3.6))
-        x = np.arange(len(runs))
-        ax.bar(x, [100 * r.result.mean for r in runs], yerr=[100 * r.result.ci95 for r in runs], capsize=4,
-               color=[f"C{i % 10}" for i in range(len(runs))])
-        ax.set_xticks(x, [_wrap_label(r.label) for r in runs], fontsize=7)
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("meta-test accuracy (%)")
-        ax.axhline(100 / self.exp.n_way, color="grey", linestyle="--", linewidth=1)
-        ax.text(1.01, 100 / self.exp.n_way, "chance", color="grey", fontsize=7, va="center",
-                transform=ax.get_yaxis_transform())
-        ax.set_title("every run so far (mean with 95% interval)", fontsize=10)
-        fig.tight_layout()
-        self.figure = fig
-        _show_figure(self.chart, fig)
+        self.figure = result_bars([r.result for r in runs], chance=1 / self.exp.n_way,
+                                  labels=[r.label for r in runs], title="every run so far (mean with 95% interval)")
+        _show_figure(self.chart, self.figure)
 
     @property
     def bar_count(self) -> int:
         """Bars on the last chart (one per run)."""
         return 0 if self.figure is None else len(self.figure.axes[0].patches)
-
-
-def _wrap_label(label: str, width: int = 18) -> str:
-    words, lines, line = label.split(" "), [], ""
-    for word in words:
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    lines.append(line)
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------- BatchNorm
 
 
 class BatchNormExplorer(_Explorer):
@@ -540,29 +471,14 @@ class BatchNormExplorer(_Explorer):
         return self._show_results()
 
     def _compute(self) -> dict[str, Any]:
-        layer = self.layer.value
         model = self.trained.model
         device = next(model.parameters()).device
-        module = dict(model.named_modules())[layer]
-        task_stats = {}
+        batches = {}
         for index in range(self.n_tasks.value):
             task = self.sampler.task(index).to(device)
-            x = task.support_x if self.source.value == "support" else task.query_x
-            task_stats[f"task {index}"] = batch_statistics(model, x)
-        running: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        key = f"{layer}.running_mean"
-        if key in self.trained.collected_stats:
-            running["collected"] = (self.trained.collected_stats[key],
-                                    self.trained.collected_stats[f"{layer}.running_var"])
-        if getattr(module, "running_mean", None) is not None:
-            untouched = "untouched" if int(module.num_batches_tracked) == 0 else "the model's own"
-            running[untouched] = (module.running_mean.detach().clone(), module.running_var.detach().clone())
-        factor = {}
-        for name, (_mean, var) in running.items():
-            logs = [(stats[layer][1].cpu() / var.cpu()).log().abs().mean().item() for stats in task_stats.values()]
-            factor[name] = math.exp(sum(logs) / len(logs))
-        return {"layer": layer, "source": self.source.value, "tasks": task_stats, "running": running,
-                "factor": factor}
+            batches[f"task {index}"] = task.support_x if self.source.value == "support" else task.query_x
+        found = running_vs_batch(model, self.layer.value, batches, self.trained.collected_stats)
+        return {"layer": self.layer.value, "source": self.source.value, **found}
 
     def _draw(self) -> None:
         res = self.results
@@ -670,38 +586,13 @@ class ConfidenceExplorer(_Explorer):
         return self._show_results()
 
     def _compute(self, n: int, resamples: int) -> dict[str, Any]:
-        mean, _ = confidence_interval(self.values)
-        std = float(self.values.std())
-        half = 1.96 * std / math.sqrt(n)
-        rng = np.random.default_rng(self.seed)
-        means = rng.choice(self.values, size=(resamples, n), replace=True).mean(axis=1)
-        coverage = float(np.mean(np.abs(means - mean) <= half)) if half > 0 else 1.0
-        return {"n": n, "mean": mean, "std": std, "half_width": half, "coverage": coverage, "means": means,
-                "resamples": resamples, "measured": int(self.values.size)}
+        return interval_coverage(self.values, n, resamples, self.seed)
 
     def _draw(self) -> None:
         r = self.results
         assert r is not None
         s = self.scale
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
-        left.hist(s * r["means"], bins=40, color="C0", alpha=0.75)
-        for edge in (r["mean"] - r["half_width"], r["mean"] + r["half_width"]):
-            left.axvline(s * edge, color="k", linestyle="--", linewidth=1.2)
-        left.axvline(s * r["mean"], color="C3", linewidth=1.5)
-        left.set_xlabel(f"mean of N = {r['n']} resampled tasks" + (" (%)" if s == 100 else ""))
-        left.set_ylabel("resampled means")
-        left.set_title(f"{100 * r['coverage']:.1f}% of {r['resamples']} means inside the interval", fontsize=9)
-        sizes = np.arange(1, self.max_tasks + 1)
-        right.plot(sizes, s * 1.96 * r["std"] / np.sqrt(sizes), "k-", label="1.96 std / sqrt(N)")
-        right.plot([r["n"]], [s * r["half_width"]], "o", color="C3", label=f"N = {r['n']}")
-        if r["measured"] <= self.max_tasks:
-            right.axvline(r["measured"], color="grey", linestyle=":", label=f"tasks measured ({r['measured']})")
-        right.set_xscale("log")
-        right.set_xlabel("tasks N")
-        right.set_ylabel("95% half-width" + (" (points)" if s == 100 else ""))
-        right.legend(fontsize=8)
-        right.set_title("the interval shrinks as 1/sqrt(N)", fontsize=9)
-        fig.tight_layout()
+        fig = interval_figure(r, s, self.max_tasks)
         self.figure = fig
         unit = f" {self.unit}" if self.unit else ""
         four = 1.96 * r["std"] / math.sqrt(4 * r["n"])
