@@ -6,6 +6,14 @@ returns a ``CheckResult``: passed or not, and in plain words what is wrong, what
 and which notebook explains it. The checks never raise on a student's mistake (an exception in the
 student's code becomes feedback) and leave the global random state as it was.
 
+The checks are built on the placement checker: every call of a student's function runs inside
+``mamlkit.checker.check_maml``, and a mistake the checker knows (``MISTAKES``: an inner loop on the
+meta-parameters, no meta-gradient, a loss without a graph, train-mode BatchNorm on one example, ...)
+is reported with the checker's title, advice and lesson, whether the checker saw it happen or the
+lab's own comparison found its effect (the parameters or the running statistics changed). What only
+an exercise can tell (wrong predictions, a summed loss, a missing outer step, the return value) is
+worded here.
+
 Exercises:
 
 1. ``meta_test_task(model, task, inner_steps, inner_lr) -> logits``: adapt a copy of the model to
@@ -31,12 +39,17 @@ import torch
 from torch import nn
 
 from mamlkit.adapt import adapt_and_predict, task_loss
+from mamlkit.checker import MISTAKES, Report, check_maml
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.placements import PLACEMENTS, custom_placement
 from mamlkit.tasks import Task
 
 N_WAY = 5
+
+#: The title of the checker's ``meta_test_stats_saved`` mistake when an exercise sees the statistics written
+#: into the model but nothing is saved.
+STATS_WRITTEN = "Meta-test data was written into the model's running statistics"
 
 
 @dataclass
@@ -118,6 +131,45 @@ def _kept_random_state():
         yield
 
 
+def _watched(student_fn: Callable[..., Any], model: nn.Module, *args: Any
+             ) -> tuple[Any, Report, BaseException | None]:
+    """Run ``student_fn(model, *args)`` under ``check_maml(model)``: its result, the checker's report, and the
+    exception it raised (None if it returned). ``NotImplementedError`` is raised on."""
+    with check_maml(model) as report:
+        try:
+            return student_fn(model, *args), report, None
+        except NotImplementedError:
+            raise
+        except Exception as exc:  # the student's bug becomes feedback
+            return None, report, exc
+
+
+class _Problems:
+    """The problems of one check, in order, at most one per checker mistake (``MISTAKES``) and no repeats."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.codes: set[str] = set()
+
+    def add(self, text: str, index: int | None = None) -> None:
+        if text not in self.items:
+            self.items.insert(len(self.items) if index is None else index, text)
+
+    def mistake(self, code: str, what: str, index: int | None = None, title: str | None = None) -> None:
+        """``what`` happened, then the checker's advice for mistake ``code`` and its lesson (once per code);
+        ``title`` replaces the checker's where the exercise saw only part of the mistake."""
+        if code in self.codes:
+            return
+        self.codes.add(code)
+        m = MISTAKES[code]
+        self.add(f"{title or m.title}: {what} What to do: {m.advice} (notebook {m.notebook[:2]})", index)
+
+    def seen(self, report: Report) -> None:
+        """Every mistake the checker saw, in its own words (codes already reported are skipped)."""
+        for finding in report.findings:
+            self.mistake(finding.code, finding.message)
+
+
 def _not_done(exercise: int, name: str) -> CheckResult:
     return CheckResult(exercise, False, [
         f"{name} still raises NotImplementedError: the exercise is not done yet. Replace the `raise` line with "
@@ -132,25 +184,24 @@ def _where(exc: BaseException, student_fn: Callable[..., Any]) -> str:
     if not frames:
         return ""
     frame = frames[-1]
-    first = getattr(student_fn.__code__, "co_firstlineno", 1)
     line = (frame.line or "").strip()
-    return f"; at line {frame.lineno - first + 1} of {frame.name}" + (f": `{line}`" if line else "")
+    code = f": `{line}`" if line else ""
+    if frame.name != student_fn.__code__.co_name:  # a helper of theirs: its own line numbers mean nothing here
+        return f"; in {frame.name}{code}"
+    first = getattr(student_fn.__code__, "co_firstlineno", 1)
+    return f"; at line {frame.lineno - first + 1} of {frame.name}{code}"
 
 
-def _raised(exercise: int, name: str, exc: BaseException, student_fn: Callable[..., Any] | None = None
+def _raised(exercise: int, name: str, exc: BaseException, student_fn: Callable[..., Any], report: Report
             ) -> CheckResult:
+    """The error, where in the student's code it came from, and what the checker saw before it."""
     text = f"{type(exc).__name__}: {exc}".strip()
-    where = _where(exc, student_fn) if student_fn is not None else ""
-    problems = [f"{name} raised {text[:300]}{where}"]
-    if "does not require grad" in str(exc):
-        problems.append(
-            "That error means the loss has no graph to back-propagate: it was computed under torch.no_grad() "
-            "(or from detached tensors). .eval() does not stop gradients, no_grad does; compute the query loss "
-            "outside no_grad (notebook 02, and notebook 03 for the MAML step)."
-        )
-    elif "not supported by higher" in str(exc):
-        problems.append("higher's innerloop_ctx needs the inner optimizer you were given (inner_opt).")
-    return CheckResult(exercise, False, problems)
+    problems = _Problems()
+    problems.add(f"{name} raised {text[:300]}{_where(exc, student_fn)}")
+    problems.seen(report)
+    if "not supported by higher" in str(exc):
+        problems.add("higher's innerloop_ctx needs the inner optimizer you were given (inner_opt).")
+    return CheckResult(exercise, False, problems.items)
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -190,6 +241,18 @@ def _mode_change(before: dict[str, bool], model: nn.Module) -> str | None:
             "or restore it (mk.train_mode(model) as a context manager) — notebooks 02 and 03.")
 
 
+def _stats_moved(before: dict[str, torch.Tensor], model: nn.Module) -> str | None:
+    """What changed in the model's BatchNorm running statistics, in words (None if nothing did)."""
+    after = snapshot_bn_stats(model)
+    moved = [k for k in after if not torch.equal(before[k], after[k])]
+    if not moved:
+        return None
+    key = next((k for k in moved if k.endswith("num_batches_tracked")), moved[0])
+    return (f"your function changed the running statistics ({len(moved)} buffers, e.g. {key}: "
+            f"{_short(before[key])} -> {_short(after[key])}): a train-mode forward pass of the model itself "
+            "writes the batch's statistics into them.")
+
+
 # ---------------------------------------------------------------------------------------- exercise 1
 
 
@@ -199,23 +262,24 @@ def reference_meta_test_task(model: nn.Module, task: Task, inner_steps: int = 10
     return adapt_and_predict(model, task, "transductive", inner_steps, inner_lr)
 
 
-def _exercise_1_suspects() -> dict[str, str]:
-    """Wrong placements a student might have written, with what to tell them."""
+def _exercise_1_suspects() -> dict[str, tuple[str | None, str]]:
+    """Wrong placements a student might have written: the checker's mistake code it is (None: an exercise-only
+    diagnosis) and what to tell them."""
     eval_query = ("your predictions match a query evaluated in eval mode ({label}): eval mode normalises the "
                   "query with running statistics instead of the task's own batch statistics. The model was "
                   "meta-trained in train mode, so keep fmodel in train mode for the query too (notebook 04).")
     return {
-        "eval_untouched": eval_query,
-        "train_then_eval": eval_query,
-        "eval_train": ("your predictions match adapting in eval mode and predicting in train mode: the support "
-                       "steps then normalise with running statistics. Put fmodel in train mode before the "
-                       "support steps as well (notebook 04)."),
-        "one_at_a_time": ("your predictions match the query presented one example at a time: in train mode each "
-                          "prediction then uses the statistics of a batch of one. Predict the whole query set in "
-                          "one forward pass (notebook 06)."),
-        "one_class_at_a_time": ("your predictions match the query presented one class at a time: the batch "
-                                "statistics of one class are not the task's. Predict the whole query set in one "
-                                "forward pass (notebook 06)."),
+        "eval_untouched": (None, eval_query),
+        "train_then_eval": (None, eval_query),
+        "eval_train": (None, "your predictions match adapting in eval mode and predicting in train mode: the "
+                             "support steps then normalise with running statistics. Put fmodel in train mode before "
+                             "the support steps as well (notebook 04)."),
+        "one_at_a_time": ("train_mode_single_example",
+                          "your predictions match the query presented one example at a time: in train mode each "
+                          "prediction then uses the statistics of a batch of one."),
+        "one_class_at_a_time": (None, "your predictions match the query presented one class at a time: the batch "
+                                      "statistics of one class are not the task's. Predict the whole query set in "
+                                      "one forward pass (notebook 06)."),
     }
 
 
@@ -233,70 +297,71 @@ def check_exercise_1(student_fn: Callable[..., Any], inner_steps: int = 3, inner
 
 
 def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_lr: float) -> CheckResult:
-    problems: list[str] = []
+    problems = _Problems()
     notes: list[str] = []
+    reports: list[Report] = []
     ok_by_mode: dict[bool, bool] = {}
-    matched_by_mode: dict[bool, str] = {}
+    matched_by_mode: dict[bool, tuple[str | None, str]] = {}
     suspects = _exercise_1_suspects()
     for seed, training in ((0, True), (1, False)):
         model = small_model(seed)
         model.train(training)
         task = small_task(seed)
-        before, modes = _state(model), get_modes(model)
+        before, modes, stats = _state(model), get_modes(model), snapshot_bn_stats(model)
         params = {k for k, _ in model.named_parameters()}
-        buffers = {k for k, _ in model.named_buffers()}
         try:
-            out = student_fn(model, task, inner_steps, inner_lr)
+            out, report, exc = _watched(student_fn, model, task, inner_steps, inner_lr)
         except NotImplementedError:
             return _not_done(1, name)
-        except Exception as exc:  # the student's bug becomes feedback
-            return _raised(1, name, exc, student_fn)
+        if exc is not None:
+            return _raised(1, name, exc, student_fn, report)
+        reports.append(report)
         if _changed(before, model, params):
-            problems.append(
-                "your function changed the model's parameters: adaptation must happen on a copy. A plain "
-                "optimizer stepping model.parameters() overwrites the meta-learned initialisation; use "
-                "higher.innerloop_ctx and diffopt.step(loss) (notebook 03)."
-            )
-        elif _changed(before, model, buffers):
-            problems.append(
-                "your function changed the model's BatchNorm running statistics: a train-mode forward pass on the "
-                "model itself writes this task's statistics into it. Run the support and query passes on the "
-                "patched copy (fmodel), which has its own copies of the buffers (notebook 05)."
-            )
+            problems.mistake("inner_loop_on_meta_parameters",
+                             "your function changed the model's parameters: adaptation must happen on a copy.")
+        else:
+            moved = _stats_moved(stats, model)
+            if moved:
+                problems.mistake("meta_test_stats_saved", moved, title=STATS_WRITTEN)
         change = _mode_change(modes, model)
         if change:
-            problems.append(change)
+            problems.add(change)
         logits, shape_problem = _as_tensor(out, name, (task.query_x.shape[0], N_WAY))
         if shape_problem:
-            return CheckResult(1, False, _unique([shape_problem] + problems))
+            problems.add(shape_problem, 0)
+            return CheckResult(1, False, problems.items)
         assert logits is not None
         fresh = small_model(seed)
         fresh.train(training)
         expected = reference_meta_test_task(fresh, task, inner_steps, inner_lr)
         ok_by_mode[training] = _close(logits, expected)
         if not ok_by_mode[training]:
-            for key, text in suspects.items():
+            for key, (code, text) in suspects.items():
                 placement = PLACEMENTS[key] if key in PLACEMENTS else custom_placement("eval", "train")
                 if _close(logits, adapt_and_predict(fresh, task, placement, inner_steps, inner_lr)):
-                    matched_by_mode[training] = text.format(label=placement.label)
+                    matched_by_mode[training] = (code, text.format(label=placement.label))
                     break
         if logits.requires_grad and not notes:
             notes.append("your logits carry a gradient graph; at meta-test none is needed (torch.no_grad() around "
                          "the query pass, or track_higher_grads=False, saves memory and time).")
     if ok_by_mode[True] and not ok_by_mode[False]:
-        problems.insert(0, "your function gives the right predictions when the model arrives in train mode but "
-                           "not when it arrives in eval mode: you rely on the mode the model happens to be in. "
-                           "The patched copy takes the model's flags when innerloop_ctx opens; call "
-                           "fmodel.train() yourself (notebook 03).")
+        problems.add("your function gives the right predictions when the model arrives in train mode but "
+                     "not when it arrives in eval mode: you rely on the mode the model happens to be in. "
+                     "The patched copy takes the model's flags when innerloop_ctx opens; call "
+                     "fmodel.train() yourself (notebook 03).", 0)
     elif not all(ok_by_mode.values()):
-        matched = matched_by_mode.get(True) or matched_by_mode.get(False)
-        problems.insert(0, matched or (
-            f"your predictions differ from the reference. Check the inner loop: {inner_steps} steps (the "
-            "inner_steps argument) of SGD with learning rate inner_lr (higher.innerloop_ctx with the optimizer "
-            "torch.optim.SGD(model.parameters(), lr=inner_lr) and diffopt.step(loss on the support set)), fmodel "
-            "in train mode, and the whole query set in one forward pass (notebooks 03 and 04)."))
-    problems = _unique(problems)
-    return CheckResult(1, not problems, problems, notes)
+        code, text = matched_by_mode.get(True) or matched_by_mode.get(False) or (None, "")
+        if code is not None:
+            problems.mistake(code, text, 0)  # the matched placement says it better than the checker's finding
+        else:
+            problems.add(text or (
+                f"your predictions differ from the reference. Check the inner loop: {inner_steps} steps (the "
+                "inner_steps argument) of SGD with learning rate inner_lr (higher.innerloop_ctx with the optimizer "
+                "torch.optim.SGD(model.parameters(), lr=inner_lr) and diffopt.step(loss on the support set)), fmodel "
+                "in train mode, and the whole query set in one forward pass (notebooks 03 and 04)."), 0)
+    for report in reports:
+        problems.seen(report)
+    return CheckResult(1, not problems.items, problems.items, notes)
 
 
 # ---------------------------------------------------------------------------------------- exercise 2
@@ -322,7 +387,7 @@ def check_exercise_2(student_fn: Callable[..., Any]) -> CheckResult:
 
 
 def _check_2(student_fn: Callable[..., Any], name: str) -> CheckResult:
-    problems: list[str] = []
+    problems = _Problems()
     for seed, training in ((0, False), (1, True)):
         model = small_model(seed)
         model.train(training)
@@ -334,45 +399,35 @@ def _check_2(student_fn: Callable[..., Any], name: str) -> CheckResult:
         with torch.no_grad():
             eval_out = twin(x)
         try:
-            out = student_fn(model, x)
+            out, report, exc = _watched(student_fn, model, x)
         except NotImplementedError:
             return _not_done(2, name)
-        except Exception as exc:  # the student's bug becomes feedback
-            return _raised(2, name, exc, student_fn)
+        if exc is not None:
+            return _raised(2, name, exc, student_fn, report)
         logits, shape_problem = _as_tensor(out, name, (x.shape[0], N_WAY))
         if shape_problem:
             return CheckResult(2, False, [shape_problem])
         assert logits is not None
         if not _close(logits, expected):
             if _close(logits, eval_out):
-                text = ("your outputs are the eval-mode ones: they were normalised with the running statistics. "
-                        "The exercise asks for train mode, where each batch is normalised with its own statistics "
-                        "(notebook 02).")
+                problems.add("your outputs are the eval-mode ones: they were normalised with the running statistics. "
+                             "The exercise asks for train mode, where each batch is normalised with its own "
+                             "statistics (notebook 02).")
             else:
-                text = "your outputs are not the model's train-mode outputs for x (notebook 02)."
-            if text not in problems:
-                problems.append(text)
-        stats_after = snapshot_bn_stats(model)
-        moved = [k for k in stats_before if not torch.equal(stats_before[k], stats_after[k])]
+                problems.add("your outputs are not the model's train-mode outputs for x (notebook 02).")
+        moved = _stats_moved(stats_before, model)
         if moved:
-            key = next((k for k in moved if k.endswith("num_batches_tracked")), moved[0])
-            text = (f"your function changed the running statistics ({len(moved)} buffers, e.g. {key}: "
-                    f"{_short(stats_before[key])} -> {_short(stats_after[key])}). A train-mode forward pass "
-                    "writes the batch's statistics into them; snapshot and restore them (mk.preserved_bn_stats, "
-                    "or mk.snapshot_bn_stats / mk.restore_bn_stats) — notebook 05.")
-            if not any(p.startswith("your function changed the running statistics") for p in problems):
-                problems.append(text)
+            problems.mistake("meta_test_stats_saved", moved, title=STATS_WRITTEN)
         elif _changed(before, model, set(before)):
-            problems.append("your function changed the model's parameters; predicting must not (notebook 02).")
+            problems.add("your function changed the model's parameters; predicting must not (notebook 02).")
         change = _mode_change(modes, model)
-        if change and change not in problems:
-            problems.append(change)
+        if change:
+            problems.add(change)
         if logits.requires_grad:
-            text = ("your outputs carry a gradient graph: predictions need none, and .train()/.eval() do not "
-                    "turn gradients off. Wrap the forward pass in torch.no_grad() (notebook 02).")
-            if text not in problems:
-                problems.append(text)
-    return CheckResult(2, not problems, _unique(problems))
+            problems.add("your outputs carry a gradient graph: predictions need none, and .train()/.eval() do not "
+                         "turn gradients off. Wrap the forward pass in torch.no_grad() (notebook 02).")
+        problems.seen(report)
+    return CheckResult(2, not problems.items, problems.items)
 
 
 def _short(t: torch.Tensor) -> str:
@@ -462,11 +517,11 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
     initial = _params(model)
     inner_calls, outer_calls = _counting(inner_opt), _counting(outer_opt)
     try:
-        returned = student_fn(model, tasks, inner_opt, outer_opt, inner_steps)
+        returned, report, exc = _watched(student_fn, model, tasks, inner_opt, outer_opt, inner_steps)
     except NotImplementedError:
         return _not_done(3, name)
-    except Exception as exc:  # the student's bug becomes feedback
-        return _raised(3, name, exc, student_fn)
+    if exc is not None:
+        return _raised(3, name, exc, student_fn, report)
     after = _params(model)
 
     def reference(**switches: Any) -> tuple[list[torch.Tensor], float]:
@@ -476,33 +531,29 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
 
     expected, expected_loss = reference()
     moved = _gap(expected, initial)
-    problems: list[str] = []
+    problems = _Problems()
     if inner_calls[0]:
-        problems.append(
-            f"you called inner_opt.step() ({inner_calls[0]} times): a plain optimizer step overwrites the "
-            "meta-parameters in place and leaves no path for a meta-gradient, so that is not MAML. Inside "
-            "innerloop_ctx, adapt with diffopt.step(support loss) (notebook 03)."
-        )
+        problems.mistake("inner_loop_on_meta_parameters",
+                         f"you called inner_opt.step() ({inner_calls[0]} times): a plain optimizer step overwrites "
+                         "the meta-parameters in place and leaves no path for a meta-gradient.")
     if _gap(after, initial) == 0:
         grads = [p.grad for p in model.parameters()]
         if outer_calls[0] == 0:
-            problems.append("you never called outer_opt.step(): the meta-gradient is computed but the model is not "
-                            "updated. Call it once, after the loop over the tasks (notebook 03).")
+            problems.add("you never called outer_opt.step(): the meta-gradient is computed but the model is not "
+                         "updated. Call it once, after the loop over the tasks (notebook 03).")
         elif all(g is None or g.abs().sum().item() == 0 for g in grads):
-            problems.append(
-                "no meta-gradient reached model.parameters(), so the step changed nothing. With higher's default "
-                "copy_initial_weights=True the fast weights start as detached copies; pass "
-                "copy_initial_weights=False (notebook 03). (track_higher_grads=False also cuts the path.)"
-            )
+            finding = next((f for f in report.findings if f.code == "no_meta_gradient"), None)
+            problems.mistake("no_meta_gradient", finding.message if finding else
+                             "no meta-gradient reached model.parameters(), so the step changed nothing.")
         else:
-            problems.append("the model's parameters did not change: call outer_opt.step() after back-propagating "
-                            "the query losses, and do not zero the gradients in between (notebook 03).")
+            problems.add("the model's parameters did not change: call outer_opt.step() after back-propagating "
+                         "the query losses, and do not zero the gradients in between (notebook 03).")
     elif outer_calls[0] > 1:
-        problems.append(f"you called outer_opt.step() {outer_calls[0]} times: MAML accumulates the meta-gradient "
+        problems.add(f"you called outer_opt.step() {outer_calls[0]} times: MAML accumulates the meta-gradient "
                         "of every task in the meta-batch and steps once (call outer_opt.zero_grad() before the "
                         "loop and outer_opt.step() after it).")
     ok = _gap(after, expected) <= 1e-3 * moved + 1e-6
-    if not ok and not problems:
+    if not ok and not problems.items:
         diagnoses = [
             ({"query_mode": "eval"}, "you computed the query loss in eval mode (what some guides advise): the "
              "adapted copy then normalises the query with running statistics that its support passes moved only "
@@ -513,10 +564,10 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
         ]
         for switches, text in diagnoses:
             if _gap(after, reference(**switches)[0]) <= 1e-3 * moved + 1e-6:
-                problems.append(text)
+                problems.add(text)
                 break
         else:
-            problems.append(
+            problems.add(
                 f"your update differs from MAML's (largest difference {_gap(after, expected):.2g}; the step moves "
                 f"parameters by up to {moved:.2g}). Check: fmodel.train(); {inner_steps} diffopt.step calls on the "
                 "support loss; the query loss computed outside torch.no_grad(), divided by the number of tasks, "
@@ -528,18 +579,19 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
     except (TypeError, ValueError):
         value = None
     if value is None:
-        problems.append(f"{name} returned {type(returned).__name__}; return the mean query loss as a float "
+        problems.add(f"{name} returned {type(returned).__name__}; return the mean query loss as a float "
                         "(query_loss.item(), averaged over the tasks).")
     elif abs(value - expected_loss) > 1e-3 * max(1.0, abs(expected_loss)):
         if abs(value - expected_loss * len(tasks)) <= 1e-3 * max(1.0, abs(expected_loss * len(tasks))):
-            problems.append("you returned the sum of the query losses; return their mean.")
+            problems.add("you returned the sum of the query losses; return their mean.")
         elif abs(value - expected_loss / len(tasks)) <= 1e-3 * max(1.0, abs(expected_loss)):
-            problems.append("you returned the mean query loss divided by the number of tasks once more; "
+            problems.add("you returned the mean query loss divided by the number of tasks once more; "
                             "return the mean of the tasks' query losses.")
-        elif not problems:
-            problems.append(f"you returned {value:.4f}; the mean query loss (before the update) is "
+        elif not problems.items:
+            problems.add(f"you returned {value:.4f}; the mean query loss (before the update) is "
                             f"{expected_loss:.4f}.")
-    return CheckResult(3, not problems, problems)
+    problems.seen(report)
+    return CheckResult(3, not problems.items, problems.items)
 
 
 __all__ = [

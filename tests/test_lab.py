@@ -139,7 +139,7 @@ def crashes(model, task, inner_steps=10, inner_lr=0.4):
         (eval_query, ["eval mode", "notebook 04"]),
         (one_by_one, ["one example at a time", "notebook 06"]),
         (mode_left_alone, ["arrives in eval mode", "fmodel.train()", "notebook 03"]),
-        (plain_optimizer, ["changed the model's parameters", "diffopt.step", "notebook 03",
+        (plain_optimizer, ["changed the model's parameters", "diffopt.step", "notebook 02",
                            "changed the model's mode"]),
         (wrong_shape, ["shape (15,)", "(15, 5)"]),
         (crashes, ["crashes raised AttributeError", "logits"]),
