@@ -71,7 +71,7 @@ def main(rounds: int = 5, tasks: int = 4, table_tasks: int = 20, threads: int = 
     per_task_summary = summary(times, "higher, track_higher_grads=False", per=tasks)
 
     table = {}
-    for backend in mk.BACKENDS:
+    for backend in mk.backends.BACKENDS:
         start = time.perf_counter()
         results = mk.meta_test(trained, test, mk.PLACEMENTS, n_tasks=table_tasks, inner_steps=INNER_STEPS,
                                       inner_lr=INNER_LR, progress=False, backend=backend)

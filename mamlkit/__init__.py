@@ -1,87 +1,79 @@
 """mamlkit: where ``.train()`` and ``.eval()`` belong in MAML, shown by experiment.
 
-``import mamlkit as mk`` gives the public API used by the notebooks::
+``import mamlkit as mk`` gives the public API the notebooks use (``mk.__all__``, 37 names)::
 
     data = mk.load_dataset("glyphs")
     sampler = mk.TaskSampler(data["train"], n_way=5, k_shot=1, n_query=5, seed=0)
     model = mk.build_model(mk.ModelConfig(norm="bn"))
     trained = mk.meta_train(model, sampler, mk.TrainConfig(iterations=100))
-    result = mk.meta_test(trained.model, mk.TaskSampler(data["test"], seed=1), "transductive", n_tasks=100)
+    result = mk.meta_test(trained, mk.TaskSampler(data["test"], seed=1), "transductive", n_tasks=100)
 
-Plots and widgets are modules of their own (``mamlkit.plots``, ``mamlkit.widgets``).
+Everything else is reached through its module, in the order the data flows: ``mk.data`` (datasets),
+``mk.tasks``, ``mk.norms`` and ``mk.models``, ``mk.modes``, ``mk.placements`` (what a placement means),
+``mk.backends`` (higher or torch.func), ``mk.adapt`` (the two loops), ``mk.evaluate``, ``mk.cache`` and
+``mk.experiments``; then ``mk.checker``. Plots, widgets and the classroom lab are imported on their own
+(``from mamlkit import plots, widgets, lab``): they need matplotlib and ipywidgets.
 """
 
-from mamlkit import lab  # the classroom lab's check functions: mk.lab.check_exercise_1(...)
-from mamlkit.adapt import (
-    History,
-    MetaTrained,
-    TrainConfig,
-    accuracy,
-    adapt_and_predict,
-    adapt_and_predict_many,
-    meta_train,
-    task_loss,
+from mamlkit import (  # noqa: F401  (the modules, so that mk.<module>.<name> always works)
+    adapt,
+    backends,
+    cache,
+    checker,
+    data,
+    errors,
+    evaluate,
+    experiments,
+    models,
+    modes,
+    norms,
+    placements,
+    table,
+    tasks,
 )
-from mamlkit.backends import BACKENDS
-from mamlkit.cache import default_cache_dir
-from mamlkit.checker import MISTAKES, MAMLMistakeError, Report, check_maml
-from mamlkit.data import DATASETS, ClassSplit, FewShotDataset, load_dataset
-from mamlkit.data.omniglot import OneShotRun, load_one_shot_runs, locate_omniglot
+from mamlkit.adapt import MetaTrained, TrainConfig, accuracy, adapt_and_predict, meta_train, task_loss
+from mamlkit.checker import MISTAKES, MAMLMistakeError, check_maml
+from mamlkit.data import load_dataset
+from mamlkit.data import omniglot as _omniglot  # noqa: F401  (mk.data.omniglot)
 from mamlkit.data.sinusoid import SinusoidSampler
 from mamlkit.errors import ConfigError, DataError
-from mamlkit.evaluate import (
-    EvalResult,
-    PairedDifference,
-    confidence_interval,
-    meta_test,
-    paired_difference,
-    placement_table,
-    t_interval,
-    tasks_needed,
-)
-from mamlkit.experiments import (
-    NORM_METHODS,
-    PRESETS,
-    PROTOCOLS,
-    Experiment,
-    NormMethod,
-    NormResults,
-    PlacementResults,
-    get_meta_trained,
-    preset,
-    run_normalisations,
-    run_placements,
-)
-from mamlkit.models import MLP, Conv4, ModelConfig, build_model, default_device
+from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference, t_interval
+from mamlkit.experiments import get_meta_trained, preset, run_normalisations
+from mamlkit.models import ModelConfig, build_model
 from mamlkit.modes import (
-    batch_statistics,
     bn_stats_untouched,
     eval_mode,
     get_modes,
-    mode,
     norm_report,
     preserved_bn_stats,
-    reset_bn_stats,
     restore_bn_stats,
-    restore_modes,
     snapshot_bn_stats,
     train_mode,
 )
-from mamlkit.norms import CONTEXT_NORMS, NORMS, make_norm, uses_context
-from mamlkit.placements import (
-    PLACEMENTS,
-    TRAIN_PLACEMENTS,
-    Placement,
-    TrainPlacement,
-    custom_placement,
-    describe_placements,
-    get_placement,
-    get_train_placement,
-    predict_query,
-)
+from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS
 from mamlkit.table import Table
 from mamlkit.tasks import FixedTasks, Task, TaskSampler
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    # data and tasks
+    "load_dataset", "TaskSampler", "Task", "FixedTasks", "SinusoidSampler",
+    # the model
+    "ModelConfig", "build_model",
+    # modes and running statistics
+    "train_mode", "eval_mode", "get_modes", "preserved_bn_stats", "snapshot_bn_stats", "restore_bn_stats",
+    "bn_stats_untouched", "norm_report",
+    # placements
+    "PLACEMENTS", "TRAIN_PLACEMENTS",
+    # the two loops
+    "TrainConfig", "meta_train", "MetaTrained", "adapt_and_predict", "task_loss", "accuracy",
+    # meta-test and its statistics
+    "meta_test", "EvalResult", "confidence_interval", "t_interval", "paired_difference",
+    # experiments
+    "preset", "get_meta_trained", "run_normalisations",
+    # checking your own code
+    "check_maml", "MISTAKES", "MAMLMistakeError",
+    # errors and output
+    "ConfigError", "DataError", "Table",
+]

@@ -167,7 +167,7 @@ class PlacementPlayground(_Shown):
     Args:
         exp: the experiment (default ``mk.preset("lesson")``); its dataset is the default choice.
         trained: a meta-trained model for ``exp.dataset``, or a mapping dataset name -> model.
-        omniglot_dir: the Omniglot folder (default: ``mk.locate_omniglot()``: ``$MAMLKIT_OMNIGLOT``,
+        omniglot_dir: the Omniglot folder (default: ``mk.data.omniglot.locate_omniglot()``: ``$MAMLKIT_OMNIGLOT``,
             ``data/omniglot`` in the checkout, or ``../shared/data/omniglot`` beside it).
         n_tasks: the default number of meta-test tasks (about 50 to 90 ms each on 2 cores here).
         max_tasks: the most a live run may take; more is refused with a message.

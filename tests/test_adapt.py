@@ -129,7 +129,7 @@ def test_adapting_several_placements_at_once_equals_separate_runs():
     mk.meta_train(model, sampler, mk.TrainConfig(iterations=3, meta_batch=2), progress=False)
     task = sampler.task(5)
     group = [p for p in mk.PLACEMENTS.values() if p.adapt_mode == "train"]
-    together = mk.adapt_and_predict_many(model, task, group, inner_steps=3)
+    together = mk.adapt.adapt_and_predict_many(model, task, group, inner_steps=3)
     for p in group:
         assert torch.equal(together[p.name], mk.adapt_and_predict(model, task, p, inner_steps=3)), p.name
 
@@ -139,12 +139,13 @@ def test_predict_query_presentations_differ_only_in_train_mode():
     task = sampler.task(0)
     model.eval()
     with torch.no_grad():
-        outs = {p: mk.predict_query(model, task, p) for p in ("batch", "one_at_a_time", "one_class_at_a_time")}
+        outs = {p: mk.placements.predict_query(model, task, p)
+                for p in ("batch", "one_at_a_time", "one_class_at_a_time")}
     assert torch.allclose(outs["batch"], outs["one_at_a_time"], atol=1e-5)
     model.train()
     with torch.no_grad(), mk.preserved_bn_stats(model):
-        batch = mk.predict_query(model, task, "batch")
-        single = mk.predict_query(model, task, "one_at_a_time")
+        batch = mk.placements.predict_query(model, task, "batch")
+        single = mk.placements.predict_query(model, task, "one_at_a_time")
     assert not torch.allclose(batch, single, atol=1e-3)
 
 

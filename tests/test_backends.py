@@ -35,7 +35,7 @@ def one_task_meta_gradient(norm, placement, backend, first_order=False):
 
 
 @pytest.mark.parametrize("placement", list(mk.TRAIN_PLACEMENTS))
-@pytest.mark.parametrize("norm", list(mk.NORMS))
+@pytest.mark.parametrize("norm", list(mk.norms.NORMS))
 def test_meta_gradients_and_collected_stats_equal_across_backends(norm, placement):
     g_higher, a, model_a = one_task_meta_gradient(norm, placement, "higher")
     g_func, b, model_b = one_task_meta_gradient(norm, placement, "torch.func")
@@ -88,14 +88,14 @@ def test_the_torch_func_backend_does_not_use_higher(monkeypatch):
 def trained_models():
     """A briefly meta-trained model per normalisation, with running statistics worth reading."""
     models = {}
-    for norm in mk.NORMS:
+    for norm in mk.norms.NORMS:
         sampler, model = setup(norm)
         models[norm] = mk.meta_train(model, sampler, mk.TrainConfig(iterations=2, meta_batch=2, inner_steps=1),
                                      progress=False)
     return models
 
 
-@pytest.mark.parametrize("norm", list(mk.NORMS))
+@pytest.mark.parametrize("norm", list(mk.norms.NORMS))
 def test_meta_test_outputs_equal_across_backends_and_leave_the_model_bit_identical(norm, trained_models):
     trained = trained_models[norm]
     model = trained.model
@@ -113,7 +113,8 @@ def test_meta_test_outputs_equal_across_backends_and_leave_the_model_bit_identic
             with mk.preserved_bn_stats(model):
                 if stats == "collected":
                     mk.restore_bn_stats(model, trained.collected_stats)
-                outputs[backend].update(mk.adapt_and_predict_many(model, task, group, inner_steps=2, backend=backend))
+                outputs[backend].update(
+                    mk.adapt.adapt_and_predict_many(model, task, group, inner_steps=2, backend=backend))
             assert all(torch.equal(state[k], v) for k, v in model.state_dict().items()), backend
             assert mk.get_modes(model) == modes, backend
     assert set(outputs["torch.func"]) == set(mk.PLACEMENTS)

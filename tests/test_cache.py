@@ -18,7 +18,7 @@ def data():
 
 
 def tiny_experiment(**changes):
-    return mk.Experiment(n_query=3, train=mk.TrainConfig(iterations=3, meta_batch=2), test_tasks=4,
+    return mk.experiments.Experiment(n_query=3, train=mk.TrainConfig(iterations=3, meta_batch=2), test_tasks=4,
                          test_inner_steps=2).with_changes(**changes)
 
 

@@ -25,7 +25,7 @@ def test_interval_shrinks_as_one_over_sqrt_n():
 
 
 def test_tasks_needed():
-    assert mk.tasks_needed(std=0.15, half_width=0.012) == math.ceil((1.96 * 0.15 / 0.012) ** 2)
+    assert mk.evaluate.tasks_needed(std=0.15, half_width=0.012) == math.ceil((1.96 * 0.15 / 0.012) ** 2)
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +87,18 @@ def test_paired_difference_and_results_text():
 
 def test_placement_table_renders_in_text_html_and_markdown():
     r = {"standard": {"transductive": mk.EvalResult("transductive", np.array([0.9, 0.7]))}}
-    table = mk.placement_table(r, title="t", n_way=5)
+    table = mk.evaluate.placement_table(r, title="t", n_way=5)
     assert "80.0 ± 13.9" in str(table) and "chance is 20.0%" in str(table)
     assert "<td>80.0 ± 13.9</td>" in table._repr_html_()
     assert table.to_markdown().startswith("| meta-test placement |")
 
 
 def test_custom_placement_reuses_named_ones_and_checks_its_parts():
-    assert mk.custom_placement("eval", "eval", "collected").name == "eval_collected"
-    odd = mk.custom_placement("eval", "train", "untouched", "one_at_a_time")
+    assert mk.placements.custom_placement("eval", "eval", "collected").name == "eval_collected"
+    odd = mk.placements.custom_placement("eval", "train", "untouched", "one_at_a_time")
     assert odd.name == "custom" and odd.label == "eval/train, untouched stats, one at a time"
     with pytest.raises(mk.ConfigError, match="one_class_at_a_time"):
-        mk.custom_placement(presentation="shuffled")
+        mk.placements.custom_placement(presentation="shuffled")
 
 
 def test_t_interval_uses_student_quantiles_and_the_sample_std():

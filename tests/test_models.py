@@ -7,7 +7,7 @@ from conftest import make_split
 import mamlkit as mk
 
 
-@pytest.mark.parametrize("norm", list(mk.NORMS))
+@pytest.mark.parametrize("norm", list(mk.norms.NORMS))
 def test_every_norm_runs_in_both_modes_even_on_a_single_example(norm):
     model = mk.build_model(mk.ModelConfig(norm=norm), device="cpu")
     for training in (True, False):
@@ -16,7 +16,7 @@ def test_every_norm_runs_in_both_modes_even_on_a_single_example(norm):
         assert model(torch.rand(7, 1, 28, 28)).shape == (7, 5)
 
 
-@pytest.mark.parametrize("norm", list(mk.NORMS))
+@pytest.mark.parametrize("norm", list(mk.norms.NORMS))
 def test_meta_test_leaves_every_kind_of_model_bit_identical(norm):
     split = make_split()
     model = mk.build_model(mk.ModelConfig(norm=norm), device="cpu")

@@ -80,10 +80,10 @@ def test_reptile_protocol_is_each_query_with_the_support_in_train_mode():
     model = mk.build_model(mk.ModelConfig(norm="bn"), device="cpu")
     model.train()
     with torch.no_grad(), mk.preserved_bn_stats(model):
-        got = mk.predict_query(model, task, "one_at_a_time_with_support")
+        got = mk.placements.predict_query(model, task, "one_at_a_time_with_support")
         n = task.support_x.shape[0]
         expected = torch.stack([model(torch.cat([task.support_x, x[None]]))[n] for x in task.query_x])
-        batch = mk.predict_query(model, task, "batch")
+        batch = mk.placements.predict_query(model, task, "batch")
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, batch, atol=1e-3)
 
@@ -96,7 +96,7 @@ def test_context_norms_get_a_meta_gradient_through_higher(norm):
     with higher.innerloop_ctx(model, opt, copy_initial_weights=False) as (fmodel, diffopt):
         for _ in range(2):
             diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
-        task_loss(mk.predict_query(fmodel, task, "batch"), task.query_y).backward()
+        task_loss(mk.placements.predict_query(fmodel, task, "batch"), task.query_y).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 

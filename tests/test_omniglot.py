@@ -187,9 +187,9 @@ def test_one_shot_runs_as_meta_test_tasks(omniglot_dir: Path) -> None:
 
 def test_locate_omniglot(omniglot_dir: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("MAMLKIT_OMNIGLOT", raising=False)
-    assert mk.locate_omniglot([tmp_path / "nothing", omniglot_dir]) == omniglot_dir.resolve()
+    assert mk.data.omniglot.locate_omniglot([tmp_path / "nothing", omniglot_dir]) == omniglot_dir.resolve()
     monkeypatch.setenv("MAMLKIT_OMNIGLOT", str(omniglot_dir))
-    assert mk.locate_omniglot([tmp_path]) == omniglot_dir.resolve()  # an empty folder is skipped
+    assert mk.data.omniglot.locate_omniglot([tmp_path]) == omniglot_dir.resolve()  # an empty folder is skipped
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ def setup():
         for task in exp.train_sampler(data).batch(0, 6):
             model(torch.cat([task.support_x, task.query_x]))
     collected = snapshot_bn_stats(model)
-    mk.reset_bn_stats(model)
-    trained = mk.MetaTrained(model, collected, mk.History(), {})
+    mk.modes.reset_bn_stats(model)
+    trained = mk.MetaTrained(model, collected, mk.adapt.History(), {})
     return exp, data, trained
 
 

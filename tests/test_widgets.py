@@ -160,9 +160,9 @@ def test_verdict_reads_the_result():
     assert "run #1" in text and "on the same 3 tasks" in text, "runs of other sizes are paired on shared tasks"
     elsewhere = mk.EvalResult("d", np.array([0.2, 0.3]), task_indices=(7, 8))
     assert "run #1" not in evaluate.placement_verdict(eval_untouched, elsewhere, chance, [earlier])
-    one = mk.custom_placement("train", "train", "untouched", "one_at_a_time")
+    one = mk.placements.custom_placement("train", "train", "untouched", "one_at_a_time")
     assert "one at a time" in evaluate.placement_verdict(one, bad, chance)
-    collected = mk.custom_placement("train", "train", "collected")
+    collected = mk.placements.custom_placement("train", "train", "collected")
     assert "changes nothing" in evaluate.placement_verdict(collected, good, chance)
 
 
@@ -205,7 +205,7 @@ def test_bn_explorer_invalid_values_give_a_message(tiny):
 def test_bn_explorer_on_a_model_without_batchnorm(tiny):
     exp, data, _ = tiny
     model = mk.build_model(mk.ModelConfig(norm="instance"), device="cpu")
-    trained = mk.MetaTrained(model, {}, mk.History(), {})
+    trained = mk.MetaTrained(model, {}, mk.adapt.History(), {})
     explorer = widgets.BatchNormExplorer(trained, exp.test_sampler(data))
     assert explorer.update() is None and "no BatchNorm layer" in explorer.error
 
