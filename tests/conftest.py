@@ -12,14 +12,17 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from mamlkit.data.omniglot import OMNIGLOT_PLACES, locate_omniglot
+
 # `make test-unit` runs two pytest workers with one torch thread each (MAMLKIT_THREADS=1): on two cores
 # that is faster than one process with two threads, and the tests' own subprocesses follow suit.
 if os.environ.get("MAMLKIT_THREADS", "").isdigit():
     torch.set_num_threads(max(1, int(os.environ["MAMLKIT_THREADS"])))
 
-#: The real Omniglot subset, read (never copied) from ``../shared/data/omniglot`` beside the checkout.
-OMNIGLOT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
+#: The real Omniglot subset the tests read (never copy), found where the package looks for it
+#: (``../shared/data/omniglot`` beside the checkout on CI).
 OMNIGLOT_FILES = ("images_background_small1.zip", "images_background_small2.zip", "all_runs.zip")
+OMNIGLOT_DIR = locate_omniglot(needs=OMNIGLOT_FILES)
 
 
 def _under_ci() -> bool:
@@ -29,12 +32,8 @@ def _under_ci() -> bool:
 @pytest.fixture(scope="session")
 def omniglot_dir() -> Path:
     """The real Omniglot subset folder; skips the test where it is absent, but fails under ``CI``."""
-    missing = [name for name in OMNIGLOT_FILES if not (OMNIGLOT_DIR / name).is_file()]
-    if missing:
-        reason = (
-            f"real Omniglot subset not found: {OMNIGLOT_DIR} lacks {', '.join(missing)} "
-            f"(it lives in ../shared/data/omniglot beside the checkout)"
-        )
+    if OMNIGLOT_DIR is None:
+        reason = f"real Omniglot subset not found: no folder with {', '.join(OMNIGLOT_FILES)} in {OMNIGLOT_PLACES}"
         if _under_ci():
             pytest.fail(f"{reason}; under CI the real-data tests must run", pytrace=False)
         pytest.skip(reason)

@@ -1,4 +1,4 @@
-"""Downloads and extraction: checksums, atomic placement, malicious and corrupt archives.
+"""Downloads: checksums, atomic placement, and the whole Omniglot download path.
 
 Never touches the network: archives are built in ``tmp_path`` and fetched through ``file://`` URLs.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import zipfile
 from pathlib import Path
 from typing import Self
 
@@ -15,7 +14,7 @@ import pytest
 
 from mamlkit.data import download as dl
 from mamlkit.data import omniglot as og
-from mamlkit.data.download import download_file, md5sum, safe_extract_zip
+from mamlkit.data.download import download_file, md5sum
 from mamlkit.errors import DataError
 
 
@@ -129,113 +128,6 @@ def test_interrupted_download_removes_part_file(
     with pytest.raises(KeyboardInterrupt):
         download_file(src.as_uri(), out / "payload.bin", _md5(data), progress=False)
     assert _tree(out) == []
-
-
-# --------------------------------------------------------------------------------------------------
-# safe_extract_zip
-
-
-def _zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
-
-
-def test_extract_into_new_folder(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "a.zip", {"top/x.txt": b"x", "top/sub/y.txt": b"y"})
-    target = tmp_path / "out"
-    assert safe_extract_zip(archive, target) == target
-    assert _tree(target) == ["top", "top/sub", "top/sub/y.txt", "top/x.txt"]
-    assert (target / "top/sub/y.txt").read_bytes() == b"y"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "out"]  # no temporary folder left
-
-
-def test_extract_into_existing_folder_and_refuse_clash(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "a.zip", {"top/x.txt": b"x"})
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "other").write_text("kept")
-    safe_extract_zip(archive, target)
-    assert _tree(target) == ["other", "top", "top/x.txt"]
-    with pytest.raises(DataError, match="already exist"):
-        safe_extract_zip(archive, target)
-    assert _tree(target) == ["other", "top", "top/x.txt"]
-
-
-def _symlink_zip(path: Path) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("top/ok.txt", b"fine")
-        link = zipfile.ZipInfo("top/link")
-        link.create_system = 3
-        link.external_attr = 0o120777 << 16
-        zf.writestr(link, "/etc/passwd")
-    return path
-
-
-@pytest.mark.parametrize(
-    ("member", "reason"),
-    [
-        ("../evil.txt", "'..'"),
-        ("top/../../evil.txt", "'..'"),
-        ("/tmp/evil", "absolute"),
-        ("C:/evil.txt", "drive"),
-    ],
-)
-def test_malicious_paths_are_refused(tmp_path: Path, member: str, reason: str) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    archive = _zip(tmp_path / "evil.zip", {"top/ok.txt": b"fine", member: b"pwned"})
-    assert member in zipfile.ZipFile(archive).namelist()  # the name really is stored as is
-    before = _tree(tmp_path)
-    with pytest.raises(DataError, match="refusing") as e:
-        safe_extract_zip(archive, work / "target")
-    assert member in str(e.value) and reason in str(e.value)
-    assert _tree(tmp_path) == before  # nothing inside the target, beside it, or above it
-    assert not Path("/tmp/evil").exists() or Path("/tmp/evil").read_bytes() != b"pwned"
-
-
-def test_symlink_member_is_refused(tmp_path: Path) -> None:
-    archive = _symlink_zip(tmp_path / "link.zip")
-    before = _tree(tmp_path)
-    with pytest.raises(DataError, match="symbolic link") as e:
-        safe_extract_zip(archive, tmp_path / "target")
-    assert "top/link" in str(e.value)
-    assert _tree(tmp_path) == before
-
-
-def test_truncated_zip_is_corrupt_and_leaves_no_target(tmp_path: Path) -> None:
-    good = _zip(tmp_path / "good.zip", {f"top/f{i}.bin": bytes([i]) * 5000 for i in range(20)})
-    bad = tmp_path / "bad.zip"
-    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    before = _tree(tmp_path)
-    with pytest.raises(DataError, match="corrupt") as e:
-        safe_extract_zip(bad, tmp_path / "target")
-    assert "delete it" in str(e.value)
-    assert _tree(tmp_path) == before
-
-
-def test_crc_error_midway_leaves_nothing(tmp_path: Path) -> None:
-    """A member whose bytes were damaged fails its CRC check after others were written: all removed."""
-    members = {f"top/f{i}.bin": bytes([i]) * 1000 for i in range(5)}
-    raw = bytearray(_zip(tmp_path / "a.zip", members).read_bytes())  # stored: bytes appear verbatim
-    at = raw.find(bytes([3]) * 1000)
-    raw[at + 500] ^= 0xFF
-    bad = tmp_path / "crc.zip"
-    bad.write_bytes(bytes(raw))
-    for target in (tmp_path / "new-target", tmp_path):  # a new folder, and merging into an existing one
-        before = _tree(tmp_path)
-        with pytest.raises(DataError, match="corrupt"):
-            safe_extract_zip(bad, target)
-        assert _tree(tmp_path) == before
-
-
-def test_not_a_zip_at_all(tmp_path: Path) -> None:
-    junk = tmp_path / "junk.zip"
-    junk.write_text("<html>404 Not Found</html>")
-    with pytest.raises(DataError, match="corrupt"):
-        safe_extract_zip(junk, tmp_path / "target")
-    assert not (tmp_path / "target").exists()
 
 
 # --------------------------------------------------------------------------------------------------

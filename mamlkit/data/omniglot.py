@@ -628,18 +628,24 @@ class OneShotRun:
 _RUN_LABELS = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<run>run\d+)/class_labels\.txt$")
 
 
-def locate_omniglot(candidates: Sequence[str | Path] = ()) -> Path | None:
-    """The first folder that holds Omniglot data, or None.
+#: Where ``locate_omniglot`` looks after its candidates, in words (for messages).
+OMNIGLOT_PLACES = "$MAMLKIT_OMNIGLOT, data/omniglot in the checkout, ../shared/data/omniglot beside it"
+
+
+def locate_omniglot(candidates: Sequence[str | Path] = (), needs: Sequence[str] = ()) -> Path | None:
+    """The first folder that holds Omniglot data, or None: the one place that decides where Omniglot lives.
 
     Looks at ``candidates``, then ``$MAMLKIT_OMNIGLOT``, then ``data/omniglot`` in a source
-    checkout, then ``../shared/data/omniglot`` beside the checkout (the classroom subset).
+    checkout, then ``../shared/data/omniglot`` beside the checkout (the classroom subset). ``needs``:
+    file names the folder must also hold (e.g. ``"all_runs.zip"``).
     """
     checkout = Path(__file__).resolve().parents[2]
     places = [*candidates, os.environ.get("MAMLKIT_OMNIGLOT") or None, checkout / "data" / "omniglot",
               checkout.parent / "shared" / "data" / "omniglot"]
     for place in places:
-        if place and Path(place).expanduser().is_dir() and find_omniglot_sets(Path(place).expanduser()):
-            return Path(place).expanduser().resolve()
+        folder = Path(place).expanduser() if place else None
+        if folder and folder.is_dir() and find_omniglot_sets(folder) and all((folder / n).is_file() for n in needs):
+            return folder.resolve()
     return None
 
 
