@@ -54,6 +54,14 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, default_preset: s
     parser.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
 
 
+def _add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    """One meta-training seed, or several with a table across them."""
+    parser.add_argument("--seed", type=int, help="meta-training seed (weights and tasks)")
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="several meta-training seeds: one table per seed, then one across seeds "
+                        "(mean ± t interval)")
+
+
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a measuring command writes, and whether it may use the model cache and show progress bars."""
     parser.add_argument("--out", default="results", help="folder for the charts, tables and JSON (default: results/)")
@@ -77,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_experiment_arguments(p, "full")
     p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn)")
-    p.add_argument("--seed", type=int, help="meta-training seed (weights and tasks)")
-    p.add_argument("--seeds", type=int, nargs="+",
-                   help="several meta-training seeds: one table per seed, then one across seeds (mean ± t interval)")
+    _add_seed_arguments(p)
     p.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
                    help="meta-training placements (columns)")
     p.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=list(PLACEMENTS),
@@ -110,9 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on the same tasks; print the table with 95% intervals and write a chart, Markdown and JSON.",
     )
     _add_experiment_arguments(n, "full")
-    n.add_argument("--seed", type=int, help="meta-training seed")
-    n.add_argument("--seeds", type=int, nargs="+",
-                   help="several meta-training seeds: one table per seed, then one across seeds (mean ± t interval)")
+    _add_seed_arguments(n)
     n.add_argument("--methods", nargs="+", choices=list(NORM_METHODS), default=list(NORM_METHODS),
                    help="normalisation methods (rows)")
     _add_output_arguments(n)
