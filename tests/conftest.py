@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import mamlkit as mk
 from mamlkit.data.omniglot import OMNIGLOT_PLACES, locate_omniglot
 
 # `make test-unit` runs two pytest workers with one torch thread each (MAMLKIT_THREADS=1): on two cores
@@ -140,3 +141,10 @@ def make_split(n_classes: int = 12, n_examples: int = 8, size: int = 28, seed: i
 @pytest.fixture
 def tiny_split():
     return make_split()
+
+
+def sampler_and_model(seed: int = 0, norm: str = "bn", hidden: int = 8, n_query: int = 3):
+    """A 5-way 1-shot sampler on a small synthetic split and a fresh Conv4 on CPU (the same for the same arguments)."""
+    sampler = mk.TaskSampler(make_split(seed=seed), n_way=5, k_shot=1, n_query=n_query, seed=seed)
+    model = mk.build_model(mk.ModelConfig(norm=norm, hidden=hidden), seed=seed, device="cpu")
+    return sampler, model

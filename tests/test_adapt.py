@@ -3,17 +3,14 @@
 import higher
 import pytest
 import torch
-from conftest import make_split
+from conftest import sampler_and_model
 
 import mamlkit as mk
 from mamlkit.adapt import task_loss
 
 
 def setup(seed=0, norm="bn"):
-    split = make_split(seed=seed)
-    sampler = mk.TaskSampler(split, n_way=5, k_shot=1, n_query=3, seed=seed)
-    model = mk.build_model(mk.ModelConfig(norm=norm), seed=seed, device="cpu")
-    return sampler, model
+    return sampler_and_model(seed, norm, hidden=32)
 
 
 def query_loss_through_higher(model, task, copy_initial_weights):
@@ -132,21 +129,6 @@ def test_adapting_several_placements_at_once_equals_separate_runs():
     together = mk.adapt.adapt_and_predict_many(model, task, group, inner_steps=3)
     for p in group:
         assert torch.equal(together[p.name], mk.adapt_and_predict(model, task, p, inner_steps=3)), p.name
-
-
-def test_predict_query_presentations_differ_only_in_train_mode():
-    sampler, model = setup()
-    task = sampler.task(0)
-    model.eval()
-    with torch.no_grad():
-        outs = {p: mk.placements.predict_query(model, task, p)
-                for p in ("batch", "one_at_a_time", "one_class_at_a_time")}
-    assert torch.allclose(outs["batch"], outs["one_at_a_time"], atol=1e-5)
-    model.train()
-    with torch.no_grad(), mk.preserved_bn_stats(model):
-        batch = mk.placements.predict_query(model, task, "batch")
-        single = mk.placements.predict_query(model, task, "one_at_a_time")
-    assert not torch.allclose(batch, single, atol=1e-3)
 
 
 def test_bad_train_config_is_refused_clearly():

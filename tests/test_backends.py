@@ -6,7 +6,7 @@ import higher
 import numpy as np
 import pytest
 import torch
-from conftest import make_split
+from conftest import make_split, sampler_and_model
 from torch.func import functional_call
 
 import mamlkit as mk
@@ -17,9 +17,7 @@ BACKENDS = ("higher", "torch.func")
 
 
 def setup(norm="bn", seed=0):
-    sampler = mk.TaskSampler(make_split(seed=seed), n_way=5, k_shot=1, n_query=3, seed=seed)
-    model = mk.build_model(mk.ModelConfig(norm=norm, hidden=8), seed=seed, device="cpu")
-    return sampler, model
+    return sampler_and_model(seed, norm)
 
 
 def flat_grad(model):

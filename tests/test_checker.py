@@ -3,7 +3,7 @@
 import higher
 import pytest
 import torch
-from conftest import make_split
+from conftest import sampler_and_model
 from torch.func import functional_call
 from torch.nn.modules.module import _global_forward_pre_hooks
 from torch.optim.optimizer import _global_optimizer_pre_hooks
@@ -15,9 +15,7 @@ from mamlkit.checker import MISTAKES, MAMLMistakeError, check_maml
 
 
 def setup(seed=0):
-    sampler = mk.TaskSampler(make_split(seed=seed), n_way=5, k_shot=1, n_query=2, seed=seed)
-    model = mk.build_model(mk.ModelConfig(norm="bn", hidden=8), seed=seed, device="cpu")
-    return sampler, model
+    return sampler_and_model(seed, n_query=2)
 
 
 def maml_step(model, tasks, outer_opt, copy_initial_weights=False, inner_steps=1):

@@ -93,14 +93,6 @@ def test_placement_table_renders_in_text_html_and_markdown():
     assert table.to_markdown().startswith("| meta-test placement |")
 
 
-def test_custom_placement_reuses_named_ones_and_checks_its_parts():
-    assert mk.placements.custom_placement("eval", "eval", "collected").name == "eval_collected"
-    odd = mk.placements.custom_placement("eval", "train", "untouched", "one_at_a_time")
-    assert odd.name == "custom" and odd.label == "eval/train, untouched stats, one at a time"
-    with pytest.raises(mk.ConfigError, match="one_class_at_a_time"):
-        mk.placements.custom_placement(presentation="shuffled")
-
-
 def test_t_interval_uses_student_quantiles_and_the_sample_std():
     from mamlkit.evaluate import t_quantile
 
@@ -114,21 +106,3 @@ def test_t_interval_uses_student_quantiles_and_the_sample_std():
     assert half > mk.confidence_interval(values)[1]     # wider than the normal, population-std interval
     with pytest.raises(ValueError):
         mk.t_interval([0.5])
-
-
-def test_across_seeds_averages_seed_means_with_a_t_interval():
-    from mamlkit.evaluate import t_quantile
-    from mamlkit.experiments import Experiment, ResultsRecord, across_seeds
-
-    def record(seed, values):
-        exp = Experiment().with_changes(train={"seed": seed})
-        result = mk.EvalResult("x", np.asarray(values), task_indices=(0, 1))
-        return ResultsRecord(exp, {"row": {"col": result}}, {}, 0.0)
-
-    records = [record(0, [0.6, 0.8]), record(1, [0.5, 0.5]), record(2, [0.9, 0.7])]
-    table = across_seeds(records)
-    means = np.array([70.0, 50.0, 80.0])
-    half = t_quantile(0.95, 2) * means.std(ddof=1) / math.sqrt(3)
-    assert table.rows[0] == ["row", f"{means.mean():.1f} ± {half:.1f} (70.0 / 50.0 / 80.0)"]
-    with pytest.raises(mk.ConfigError):
-        across_seeds(records[:1])

@@ -1,6 +1,5 @@
 """Non-transductive normalisation: MetaBN, TaskNorm-I, Reptile's protocol, and the protocol table."""
 
-import json
 
 import higher
 import pytest
@@ -9,8 +8,6 @@ from conftest import make_split
 
 import mamlkit as mk
 from mamlkit.adapt import task_loss
-from mamlkit.cli import main
-from mamlkit.experiments import NORM_METHODS, PROTOCOLS, get_norm_method, run_normalisations
 from mamlkit.norms import SupportBatchNorm2d, TaskNormI, uses_context
 
 
@@ -75,19 +72,6 @@ def test_context_norm_query_predictions_do_not_depend_on_the_other_queries(norm)
         assert torch.allclose(out, outs["transductive"], atol=1e-5), name
 
 
-def test_reptile_protocol_is_each_query_with_the_support_in_train_mode():
-    task = a_task()
-    model = mk.build_model(mk.ModelConfig(norm="bn"), device="cpu")
-    model.train()
-    with torch.no_grad(), mk.preserved_bn_stats(model):
-        got = mk.placements.predict_query(model, task, "one_at_a_time_with_support")
-        n = task.support_x.shape[0]
-        expected = torch.stack([model(torch.cat([task.support_x, x[None]]))[n] for x in task.query_x])
-        batch = mk.placements.predict_query(model, task, "batch")
-    assert torch.allclose(got, expected, atol=1e-6)
-    assert not torch.allclose(got, batch, atol=1e-3)
-
-
 @pytest.mark.parametrize("norm", ["metabn", "tasknorm_i"])
 def test_context_norms_get_a_meta_gradient_through_higher(norm):
     task = a_task()
@@ -108,39 +92,3 @@ def test_meta_training_a_tasknorm_model_moves_its_blending_weights():
     layer = model.features[1]
     assert isinstance(layer, TaskNormI)
     assert layer.scale.abs().sum() > 0 and layer.offset.abs().sum() > 0
-
-
-def test_every_method_has_a_placement_for_every_protocol():
-    for method in NORM_METHODS.values():
-        for protocol in PROTOCOLS:
-            p = method.placement(protocol)
-            assert p.adapt_mode == p.query_mode == method.mode
-            if method.with_support:
-                assert p.presentation == "one_at_a_time_with_support"
-            else:
-                assert p.presentation == protocol
-    with pytest.raises(mk.ConfigError, match="transductive_bn"):
-        get_norm_method("batchnorm")
-    with pytest.raises(mk.ConfigError, match="one_at_a_time"):
-        NORM_METHODS["metabn"].placement("two_at_a_time")
-
-
-def test_run_normalisations_table_shape_and_stability(tmp_path):
-    exp = mk.preset("quick", train={"iterations": 2, "meta_batch": 2}, test_tasks=3, test_inner_steps=2)
-    res = run_normalisations(exp, ["transductive_bn", "metabn", "conventional_bn"], progress=False)
-    assert set(res.results) == {"transductive_bn", "metabn", "conventional_bn"}
-    assert all(set(by) == set(PROTOCOLS) for by in res.results.values())
-    assert res.spread("metabn") < 1e-9  # identical under every protocol, by construction
-    assert res.spread("conventional_bn") < 1e-9  # eval mode: each example on its own
-    assert set(res.train_seconds) == {"bn", "metabn"}
-    text = str(res.table())
-    assert "one class at a time" in text and "metabn" in text
-    saved = json.loads(res.save_json(tmp_path / "n.json").read_text())
-    assert len(saved["results"]["metabn"]["batch"]["values"]) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.json"]  # written whole, no partial file left
-
-
-def test_norms_command_reports_bad_method_names(capsys):
-    with pytest.raises(SystemExit):
-        main(["norms", "--methods", "batchnorm"])
-    assert "invalid choice" in capsys.readouterr().err
