@@ -30,6 +30,16 @@ def test_the_public_api_is_the_written_list():
     from_star: dict = {}
     exec("from mamlkit import *", from_star)
     assert set(from_star) - {"__builtins__"} == PUBLIC
+    assert f"gives {len(PUBLIC)} names" in (ROOT / "README.md").read_text()
+    assert f"``mk.__all__``, {len(PUBLIC)} names" in mk.__doc__
+
+
+def test_the_package_imports_have_no_cycle():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "import_graph.py")], capture_output=True, text=True)
+    assert done.returncode == 0 and "no cycle" in done.stdout, done.stdout
 
 
 def test_every_mk_name_in_the_notebooks_and_docs_exists():
