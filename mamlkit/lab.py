@@ -222,11 +222,6 @@ def _as_tensor(out: object, name: str, shape: tuple[int, ...]) -> tuple[torch.Te
     return out, None
 
 
-def _unique(items: list[str]) -> list[str]:
-    """The items without repeats, in order (both calls of a check may find the same problem)."""
-    return list(dict.fromkeys(items))
-
-
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4) -> bool:
     return torch.allclose(a.detach().float(), b.detach().float(), atol=atol, rtol=1e-4)
 

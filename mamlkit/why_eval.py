@@ -32,6 +32,12 @@ Every condition is run at the meta-training inner learning rate and at smaller o
 (``conv4_forward``): the same arithmetic as ``torch.nn.BatchNorm2d`` in either mode, with the
 statistics chosen explicitly; ``tests/test_why_eval.py`` checks it against the package's ``higher``
 placements on the same tasks.
+
+Why this experiment has its own inner loop, and does not go through ``mamlkit.backends.adapted`` like every
+other loop: its conditions choose the statistics before every step (re-estimated, detached, pooled), which
+BatchNorm's two modes cannot express. Where a condition is a placement (``batch`` is ``transductive``;
+``untouched`` and ``collected`` are ``eval_untouched`` and ``eval_collected``), the test above requires the
+same per-task results as ``mk.meta_test``.
 """
 
 from __future__ import annotations
