@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 test-unit: setup
-	MAMLKIT_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests --ignore=tests/browser
+	MAMLKIT_THREADS=$(TEST_THREADS) MAMLKIT_LANES=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests --ignore=tests/browser
 
 # The lesson models are trained once by mamlkit and cached (`make models`), then every notebook runs,
 # each in one piece on one of the $(JOBS) workers (--dist loadfile), with one torch thread per kernel.

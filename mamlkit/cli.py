@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mamlkit.errors import ConfigError, DataError
 from mamlkit.experiments import NORM_METHODS
+from mamlkit.lanes import default_lanes
 from mamlkit.norms import NORMS
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
 
@@ -62,6 +63,14 @@ def _add_seed_arguments(parser: argparse.ArgumentParser) -> None:
                         "(mean ± t interval)")
 
 
+def _add_lanes_argument(parser: argparse.ArgumentParser) -> None:
+    """How many worker processes share the work (results do not depend on it)."""
+    parser.add_argument("--lanes", type=_positive, default=None,
+                        help="worker processes with one torch thread each for meta-training and meta-test "
+                        "(default: $MAMLKIT_LANES, else the usable cores, at most 2); the results equal one "
+                        "process at one thread")
+
+
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a measuring command writes, and whether it may use the model cache and show progress bars."""
     parser.add_argument("--out", default="results", help="folder for the charts, tables and JSON (default: results/)")
@@ -86,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_arguments(p, "full")
     p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn)")
     _add_seed_arguments(p)
+    _add_lanes_argument(p)
     p.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
                    help="meta-training placements (columns)")
     p.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=list(PLACEMENTS),
@@ -117,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_experiment_arguments(n, "full")
     _add_seed_arguments(n)
+    _add_lanes_argument(n)
     n.add_argument("--methods", nargs="+", choices=list(NORM_METHODS), default=list(NORM_METHODS),
                    help="normalisation methods (rows)")
     _add_output_arguments(n)
@@ -206,8 +217,9 @@ def run_placements_command(args: argparse.Namespace) -> int:
 
     if args.dataset == "omniglot" and not args.data_dir:
         raise DataError(NEEDS_DATA_DIR)
+    lanes = args.lanes or default_lanes()
     return _over_seeds(args, "placements", lambda exp: run_placements(
-        exp, args.trainings, args.placements, progress=not args.no_progress, cache=not args.no_cache),
+        exp, args.trainings, args.placements, progress=not args.no_progress, cache=not args.no_cache, lanes=lanes),
         transpose=True)
 
 
@@ -217,8 +229,9 @@ def norms_command(args: argparse.Namespace) -> int:
     if args.dataset == "omniglot" and not args.data_dir:
         raise DataError(NEEDS_DATA_DIR)
     args.norm = None
+    lanes = args.lanes or default_lanes()
     return _over_seeds(args, "norms", lambda exp: run_normalisations(
-        exp, args.methods, progress=not args.no_progress, cache=not args.no_cache))
+        exp, args.methods, progress=not args.no_progress, cache=not args.no_cache, lanes=lanes))
 
 
 def why_eval_command(args: argparse.Namespace) -> int:

@@ -18,9 +18,10 @@ from torch import nn
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
 from mamlkit.backends import check_backend
 from mamlkit.errors import ConfigError
+from mamlkit.lanes import run_in_lanes
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats
 from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
-from mamlkit.progress import progress_bar
+from mamlkit.progress import progress_counter
 from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler
 
@@ -241,6 +242,7 @@ def meta_test(
     progress: bool = True,
     on_task: Callable[[int, int], None] | None = None,
     backend: str = "higher",
+    lanes: int | None = None,
 ) -> EvalResult | dict[str, EvalResult]:
     """Adapt to and evaluate tasks ``start .. start + n_tasks - 1`` of ``sampler`` under one or more placements.
 
@@ -258,6 +260,8 @@ def meta_test(
             ``MetaTrained`` when not given).
         progress: show a progress bar; ``on_task(done, total)`` is called after every task.
         backend: ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``): same results.
+        lanes: worker processes with one torch thread each that share the tasks (``mamlkit.lanes``; None or 1:
+            this process). The results equal one process at one torch thread exactly, in any number of lanes.
     """
     check_backend(backend)
     if isinstance(model, MetaTrained):
@@ -278,14 +282,67 @@ def meta_test(
     groups: dict[tuple[str, str], list[Placement]] = {}
     for p in chosen:
         groups.setdefault((p.stats, p.adapt_mode), []).append(p)
-    device = next(model.parameters()).device
-    values: dict[str, list[float]] = {p.name: [] for p in chosen}
-    seconds = dict.fromkeys(values, 0.0)
     regression = sampler_is_regression(sampler)
     indices = tuple(range(start, start + n_tasks))
     desc = f"meta-test {chosen[0].name}" if len(chosen) == 1 else f"meta-test ({len(chosen)} placements)"
+    bar = progress_counter(n_tasks, desc, progress)
+    done = 0
+
+    def moved(count: int) -> None:
+        nonlocal done
+        done += count
+        bar.update(count)
+        if on_task is not None:
+            on_task(done, n_tasks)
+
+    lanes = lanes or 1
+    try:
+        if lanes > 1 and n_tasks > 1 and next(model.parameters()).device.type == "cpu":
+            # about ten pieces per lane, so that the bar moves; each piece is a run of consecutive tasks
+            size = max(1, math.ceil(n_tasks / (10 * lanes)))
+            pieces = [indices[i : i + size] for i in range(0, n_tasks, size)]
+            parts = run_in_lanes(_lane_setup, (model, sampler, groups, inner_steps, inner_lr, collected_stats, backend),
+                                 _lane_work, pieces, lanes, on_done=lambda i: moved(len(pieces[i])))
+        else:
+            parts = [_test_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend,
+                                 lambda: moved(1))]
+    finally:
+        bar.close()
+    values: dict[str, list[float]] = {p.name: [] for p in chosen}
+    seconds = dict.fromkeys(values, 0.0)
+    for part_values, part_seconds in parts:
+        for name in values:
+            values[name] += part_values[name]
+            seconds[name] += part_seconds[name]
+    metric = "mse" if regression else "accuracy"
+    results = {
+        p.name: EvalResult(p.name, np.asarray(values[p.name]), metric, seconds[p.name], indices) for p in chosen
+    }
+    return results[chosen[0].name] if single else results
+
+
+def _test_tasks(
+    model: nn.Module,
+    sampler: TaskSampler,
+    groups: dict[tuple[str, str], list[Placement]],
+    indices: Sequence[int],
+    inner_steps: int,
+    inner_lr: float,
+    collected_stats: StatsSnapshot | None,
+    backend: str,
+    after_task: Callable[[], None] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per-task values and seconds of every placement in ``groups`` on tasks ``indices`` (the loop of ``meta_test``).
+
+    Placements that share a statistics source and an adapt mode share one adaptation per task. The model
+    is left exactly as it was.
+    """
+    device = next(model.parameters()).device
+    regression = sampler_is_regression(sampler)
+    values: dict[str, list[float]] = {p.name: [] for group in groups.values() for p in group}
+    seconds = dict.fromkeys(values, 0.0)
     with preserved_bn_stats(model):
-        for done, index in enumerate(progress_bar(indices, desc=desc, enabled=progress), start=1):
+        for index in indices:
             task = sampler.task(index).to(device)
             for (stats, _), group in groups.items():
                 prepare_stats(model, stats, collected_stats)  # before the copy is made: it copies the buffers
@@ -297,13 +354,19 @@ def meta_test(
                     value = task_loss(out, task.query_y).item() if regression else accuracy(out, task.query_y)
                     values[p.name].append(value)
                     seconds[p.name] += share
-            if on_task is not None:
-                on_task(done, n_tasks)
-    metric = "mse" if regression else "accuracy"
-    results = {
-        p.name: EvalResult(p.name, np.asarray(values[p.name]), metric, seconds[p.name], indices) for p in chosen
-    }
-    return results[chosen[0].name] if single else results
+            if after_task is not None:
+                after_task()
+    return values, seconds
+
+
+def _lane_setup(*state: object) -> tuple:
+    """What each lane keeps: its own copy of the model, the sampler and the settings (see ``run_in_lanes``)."""
+    return state
+
+
+def _lane_work(state: tuple, indices: Sequence[int]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    model, sampler, groups, inner_steps, inner_lr, collected_stats, backend = state
+    return _test_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend)
 
 
 def sampler_is_regression(sampler: object) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from mamlkit.cache import cached_path, load_trained, save_trained, tensor_finger
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import CacheError, ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
+from mamlkit.lanes import run_in_lanes
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.placements import (
     PLACEMENTS,
@@ -169,6 +170,34 @@ def get_meta_trained(
     return trained
 
 
+def get_meta_trained_many(
+    exp: Experiment,
+    placements: Sequence[str],
+    data: FewShotDataset,
+    progress: bool = True,
+    cache: bool = True,
+    cache_dir: Path | None = None,
+    lanes: int | None = None,
+) -> dict[str, MetaTrained]:
+    """``get_meta_trained`` for several meta-training placements; the ones not in the cache are meta-trained
+    side by side in ``lanes`` worker processes (one torch thread each), the others loaded here."""
+    missing = [p for p in placements if not (cache and cached_path(exp.training_config(data, p), cache_dir).exists())]
+    trained: dict[str, MetaTrained] = {}
+    if lanes and lanes > 1 and len(missing) > 1:
+        done = run_in_lanes(_training_lane, (exp, data, cache, cache_dir), _train_in_lane, missing, lanes)
+        trained.update(zip(missing, done))
+    return {p: trained.get(p) or get_meta_trained(exp, p, data, progress, cache, cache_dir) for p in placements}
+
+
+def _training_lane(*state: object) -> tuple:
+    return state
+
+
+def _train_in_lane(state: tuple, placement: str) -> MetaTrained:
+    exp, data, cache, cache_dir = state
+    return get_meta_trained(exp, placement, data, False, cache, cache_dir)
+
+
 @dataclass
 class ResultsRecord:
     """What every experiment's results hold: the experiment, ``results[row][column]`` measured on the same
@@ -272,22 +301,25 @@ def run_placements(
     progress: bool = True,
     cache: bool = True,
     cache_dir: Path | None = None,
+    lanes: int | None = None,
 ) -> PlacementResults:
-    """Meta-train (or load) one model per training placement and meta-test every placement on it."""
+    """Meta-train (or load) one model per training placement and meta-test every placement on it.
+
+    ``lanes``: worker processes with one torch thread each (``mamlkit.lanes``) for the meta-trainings the
+    cache does not hold and for the meta-test tasks; the results equal one process at one thread.
+    """
     trainings = [get_train_placement(t).name for t in trainings]
     placements = [get_placement(p).name for p in placements]
     data = exp.load_data()
     sampler = exp.test_sampler(data)
     results: dict[str, dict[str, EvalResult]] = {}
     train_seconds: dict[str, float] = {}
-    trained_models: dict[str, MetaTrained] = {}
-    for training in trainings:
-        trained = get_meta_trained(exp, training, data, progress, cache, cache_dir)
-        trained_models[training] = trained
+    trained_models = get_meta_trained_many(exp, trainings, data, progress, cache, cache_dir, lanes)
+    for training, trained in trained_models.items():
         train_seconds[training] = trained.history.seconds
         results[training] = meta_test(
             trained, sampler, list(placements), exp.test_tasks, exp.test_inner_steps, exp.train.inner_lr,
-            progress=progress,
+            progress=progress, lanes=lanes,
         )
     test_seconds = sum(r.seconds for by in results.values() for r in by.values())
     return PlacementResults(exp, results, train_seconds, test_seconds, trained_models)
@@ -412,13 +444,15 @@ def run_normalisations(
     cache: bool = True,
     cache_dir: Path | None = None,
     data: FewShotDataset | None = None,
+    lanes: int | None = None,
 ) -> NormResults:
     """Meta-train (or load) one model per normalisation and meta-test each method under each protocol.
 
     Every model is meta-trained with ``exp`` (only the normalisation layer changes) under the
     standard placement (train mode throughout). All methods and protocols use the same meta-test
     tasks, so differences can be compared task by task. ``data`` saves loading the dataset again;
-    the models stay available in ``NormResults.trained`` (by normalisation layer).
+    the models stay available in ``NormResults.trained`` (by normalisation layer). ``lanes``: worker
+    processes for the meta-test tasks (see ``run_placements``).
     """
     chosen = [get_norm_method(m) for m in methods]
     protocols = [check_choice("protocol", p, PROTOCOLS) for p in protocols]
@@ -444,7 +478,7 @@ def run_normalisations(
                 p = method.placement(protocol)
                 placements[p.name] = p
         evaluated = meta_test(trained, sampler, list(placements.values()), exp.test_tasks,
-                              exp.test_inner_steps, exp.train.inner_lr, progress=progress)
+                              exp.test_inner_steps, exp.train.inner_lr, progress=progress, lanes=lanes)
         test_seconds += sum(r.seconds for r in evaluated.values())
         for method in group:
             for protocol in protocols:

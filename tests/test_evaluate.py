@@ -61,6 +61,20 @@ def test_grouped_meta_test_equals_one_placement_at_a_time(trained, test_sampler)
         assert np.array_equal(alone.values, together[name].values), name
 
 
+def test_meta_test_in_two_lanes_equals_one_process_bit_for_bit(trained, test_sampler):
+    """The tasks split over two worker processes (one torch thread each) give exactly the values of one
+    process at one thread (the tests run at MAMLKIT_THREADS=1), in task order; on_task counts every task."""
+    torch.set_num_threads(1)
+    here = mk.meta_test(trained, test_sampler, mk.PLACEMENTS, n_tasks=5, inner_steps=2, progress=False)
+    seen = []
+    lanes = mk.meta_test(trained, test_sampler, mk.PLACEMENTS, n_tasks=5, inner_steps=2, progress=False, lanes=2,
+                         on_task=lambda done, total: seen.append((done, total)))
+    for name in mk.PLACEMENTS:
+        assert np.array_equal(here[name].values, lanes[name].values), name
+        assert lanes[name].task_indices == tuple(range(5))
+    assert seen[-1] == (5, 5) and len(seen) >= 2
+
+
 def test_collected_placement_needs_collected_stats(trained, test_sampler):
     with pytest.raises(mk.ConfigError, match="collected_stats"):
         mk.meta_test(trained.model, test_sampler, "eval_collected", n_tasks=2, progress=False)

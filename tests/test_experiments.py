@@ -63,3 +63,22 @@ def test_across_seeds_averages_seed_means_with_a_t_interval():
     assert table.rows[0] == ["row", f"{means.mean():.1f} ± {half:.1f} (70.0 / 50.0 / 80.0)"]
     with pytest.raises(mk.ConfigError):
         across_seeds(records[:1])
+
+
+def test_trainings_in_two_lanes_equal_trainings_here(tmp_path):
+    """Meta-trainings the cache does not hold run side by side in worker processes: same weights as here."""
+    import torch
+
+    from mamlkit.experiments import get_meta_trained_many
+
+    torch.set_num_threads(1)
+    exp = mk.preset("quick", train={"iterations": 2, "meta_batch": 2})
+    data = mk.load_dataset("glyphs")
+    here = get_meta_trained_many(exp, ["standard", "query_eval"], data, progress=False, cache=False)
+    lanes = get_meta_trained_many(exp, ["standard", "query_eval"], data, progress=False, cache=True,
+                                  cache_dir=tmp_path, lanes=2)
+    assert len(list(tmp_path.glob("*.pt"))) == 2, "each lane writes its model to the cache"
+    for name in here:
+        a, b = here[name].model.state_dict(), lanes[name].model.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+        assert here[name].history.loss == lanes[name].history.loss

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from mamlkit.errors import DataError
+from mamlkit.progress import progress_counter
 
 __all__ = ["download_file", "md5sum"]
 
@@ -38,26 +39,6 @@ def md5sum(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _progress_bar(total: int | None, desc: str, enabled: bool):
-    """A tqdm byte counter if tqdm is installed and progress is wanted, else a do-nothing object."""
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # pragma: no cover - tqdm is optional
-            pass
-        else:
-            return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
-
-    class _NoBar:
-        def update(self, n: int) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    return _NoBar()
 
 
 def download_file(
@@ -118,7 +99,8 @@ def download_file(
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
                 length = response.headers.get("Content-Length")
-                bar = _progress_bar(int(length) if length and length.isdigit() else None, dest.name, progress)
+                total = int(length) if length and length.isdigit() else None
+                bar = progress_counter(total, dest.name, progress, unit="B")
                 try:
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         out.write(chunk)
