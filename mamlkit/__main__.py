@@ -4,4 +4,5 @@ import sys
 
 from mamlkit.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes (mamlkit.lanes) import this module without running the CLI
+    sys.exit(main())

@@ -7,6 +7,7 @@ It shrinks as ``1 / sqrt(N)``: four times the tasks halve it.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -359,9 +360,14 @@ def _test_tasks(
     return values, seconds
 
 
-def _lane_setup(*state: object) -> tuple:
-    """What each lane keeps: its own copy of the model, the sampler and the settings (see ``run_in_lanes``)."""
-    return state
+def _lane_setup(model: nn.Module, *rest: object) -> tuple:
+    """What each lane keeps: a private copy of the model, the sampler and the settings (see ``run_in_lanes``).
+
+    The copy matters: tensors sent to a worker process arrive in memory shared with the other workers, and
+    each task writes the statistics it needs into the model's buffers (``prepare_stats``); two lanes writing
+    into one set of buffers would mix their tasks' statistics.
+    """
+    return (copy.deepcopy(model), *rest)
 
 
 def _lane_work(state: tuple, indices: Sequence[int]) -> tuple[dict[str, list[float]], dict[str, float]]:

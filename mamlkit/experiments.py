@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from mamlkit.adapt import MetaTrained, TrainConfig, meta_train
+from mamlkit.adapt import History, MetaTrained, TrainConfig, meta_train
 from mamlkit.cache import cached_path, load_trained, save_trained, tensor_fingerprint
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import CacheError, ConfigError, check_choice
@@ -185,7 +185,12 @@ def get_meta_trained_many(
     trained: dict[str, MetaTrained] = {}
     if lanes and lanes > 1 and len(missing) > 1:
         done = run_in_lanes(_training_lane, (exp, data, cache, cache_dir), _train_in_lane, missing, lanes)
-        trained.update(zip(missing, done))
+        for placement, (state, collected, history, config) in zip(missing, done):
+            # copied into memory of this process: what a worker sends back lives in memory shared with it
+            model = build_model(exp.model_config(), seed=exp.train.seed)
+            model.load_state_dict(state)
+            collected = {k: v.clone() for k, v in collected.items()}
+            trained[placement] = MetaTrained(model, collected, History(**history), config)
     return {p: trained.get(p) or get_meta_trained(exp, p, data, progress, cache, cache_dir) for p in placements}
 
 
@@ -193,9 +198,10 @@ def _training_lane(*state: object) -> tuple:
     return state
 
 
-def _train_in_lane(state: tuple, placement: str) -> MetaTrained:
+def _train_in_lane(state: tuple, placement: str) -> tuple:
     exp, data, cache, cache_dir = state
-    return get_meta_trained(exp, placement, data, False, cache, cache_dir)
+    trained = get_meta_trained(exp, placement, data, False, cache, cache_dir)
+    return trained.model.state_dict(), trained.collected_stats, trained.history.as_dict(), trained.config
 
 
 @dataclass

@@ -2,16 +2,24 @@
 
 On a 2-core laptop two processes with one torch thread each finish independent work about twice as fast as
 one process, and faster than one process with two threads (small convolutions do not split well over
-threads). ``run_in_lanes`` forks ``lanes`` worker processes (as torch's own ``DataLoader`` workers are made
-on Linux: each sets one torch thread; ``fork`` needs no ``if __name__ == "__main__"`` guard in a user's
-script and works inside Jupyter), gives each the same starting state once (``setup(*setup_args)``, inherited,
-not copied through a pipe), then hands out the jobs and returns their results in the order of the jobs,
-whatever order they finish in. Where ``fork`` does not exist (Windows) the jobs run here, one after another.
+threads). ``run_in_lanes`` starts ``lanes`` fresh worker processes (``spawn``), each with one torch thread,
+gives each the same starting state once (``setup(*setup_args)``), then hands out the jobs and returns their
+results in the order of the jobs, whatever order they finish in.
 
-Results do not depend on the number of lanes when every job is independent of the others and each worker
-uses one torch thread, which is what the callers guarantee: a meta-test task starts from the model's
-statistics restored for it and draws no random numbers (no Dropout at meta-test), and a meta-training seeds
-torch itself. They equal a run in one process at one torch thread (``MAMLKIT_THREADS=1``), bit for bit.
+Fresh processes (``spawn``), not forks of this one, so that a worker inherits no thread pool or allocator
+state; a script that uses lanes needs the usual ``if __name__ == "__main__":`` guard (notebooks and
+``python -m mamlkit`` need nothing).
+
+Results do not depend on the number of lanes when the jobs are independent and each worker uses one torch
+thread: a meta-test task starts from the statistics prepared for it and draws no random numbers (no Dropout
+at meta-test), and a meta-training seeds torch itself. They equal a run in one process at one torch thread
+(``MAMLKIT_THREADS=1``) bit for bit (tests, and the README's full glyphs table: 16 cells x 600 tasks).
+
+One trap, found the hard way: tensors sent to or from a worker arrive in memory shared between processes
+(torch's pickling for multiprocessing). A worker that writes into such a tensor (a meta-test writes each
+task's statistics into the model's buffers) writes into every other worker's copy too, and the results
+change from run to run. So each lane works on a private copy (``copy.deepcopy``), and models sent back are
+copied into this process's memory before use.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from mamlkit.errors import ConfigError
@@ -65,20 +74,27 @@ def run_in_lanes(
     if lanes < 1:
         raise ConfigError(f"lanes must be at least 1, got {lanes}")
     results: list[Any] = [None] * len(jobs)
-    if lanes == 1 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if lanes == 1 or len(jobs) < 2:
         state = setup(*setup_args)
         for i, job in enumerate(jobs):
             results[i] = work(state, job)
             if on_done is not None:
                 on_done(i)
         return results
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(min(lanes, len(jobs)), mp_context=context, initializer=_start,
-                             initargs=(setup, setup_args)) as pool:
-        futures = {pool.submit(_do, work, job): i for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if on_done is not None:
-                on_done(i)
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(min(lanes, len(jobs)), mp_context=context, initializer=_start,
+                                 initargs=(setup, setup_args)) as pool:
+            futures = {pool.submit(_do, work, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                if on_done is not None:
+                    on_done(i)
+    except BrokenProcessPool as exc:
+        raise ConfigError(
+            "a lane's worker process stopped before it could start its work. In a script, put the code that "
+            "uses lanes under `if __name__ == \"__main__\":` (worker processes import the script), or use "
+            "lanes=1"
+        ) from exc
     return results

@@ -66,7 +66,9 @@ def test_across_seeds_averages_seed_means_with_a_t_interval():
 
 
 def test_trainings_in_two_lanes_equal_trainings_here(tmp_path):
-    """Meta-trainings the cache does not hold run side by side in worker processes: same weights as here."""
+    """Meta-trainings the cache does not hold run side by side in worker processes: same weights as here,
+    and meta-testing them in lanes afterwards gives what one process gives (no memory shared with a worker)."""
+    import numpy as np
     import torch
 
     from mamlkit.experiments import get_meta_trained_many
@@ -78,7 +80,11 @@ def test_trainings_in_two_lanes_equal_trainings_here(tmp_path):
     lanes = get_meta_trained_many(exp, ["standard", "query_eval"], data, progress=False, cache=True,
                                   cache_dir=tmp_path, lanes=2)
     assert len(list(tmp_path.glob("*.pt"))) == 2, "each lane writes its model to the cache"
+    test = exp.test_sampler(data)
     for name in here:
         a, b = here[name].model.state_dict(), lanes[name].model.state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
         assert here[name].history.loss == lanes[name].history.loss
+        one = mk.meta_test(here[name], test, mk.PLACEMENTS, n_tasks=6, inner_steps=2, progress=False)
+        two = mk.meta_test(lanes[name], test, mk.PLACEMENTS, n_tasks=6, inner_steps=2, progress=False, lanes=2)
+        assert all(np.array_equal(one[p].values, two[p].values) for p in one), name
