@@ -275,6 +275,9 @@ def meta_test(
         raise ConfigError("no placements given")
     if n_tasks < 1:
         raise ConfigError(f"n_tasks must be at least 1, got {n_tasks}")
+    lanes = 1 if lanes is None else lanes
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ConfigError(f"lanes must be a whole number of at least 1 (or None: this process), got {lanes!r}")
     if any(p.stats == "collected" for p in chosen) and collected_stats is None:
         raise ConfigError(
             "placements with collected running statistics need collected_stats "
@@ -296,7 +299,6 @@ def meta_test(
         if on_task is not None:
             on_task(done, n_tasks)
 
-    lanes = lanes or 1
     try:
         if lanes > 1 and n_tasks > 1 and next(model.parameters()).device.type == "cpu":
             # about ten pieces per lane, so that the bar moves; each piece is a run of consecutive tasks

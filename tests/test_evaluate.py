@@ -73,6 +73,9 @@ def test_meta_test_in_two_lanes_equals_one_process_bit_for_bit(trained, test_sam
         assert np.array_equal(here[name].values, lanes[name].values), name
         assert lanes[name].task_indices == tuple(range(5))
     assert seen[-1] == (5, 5) and len(seen) >= 2
+    for bad in (0, -2, 1.5):
+        with pytest.raises(mk.ConfigError, match="lanes must be"):
+            mk.meta_test(trained, test_sampler, "transductive", n_tasks=2, progress=False, lanes=bad)
 
 
 def test_collected_placement_needs_collected_stats(trained, test_sampler):
