@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 
+import flop_floor
+import lanes
 import meta_test_time
 import notebook_times
 import step_time
 from common import ROOT, record, recorded
 
-BENCHMARKS = {"step_time": step_time, "meta_test_time": meta_test_time, "notebooks": notebook_times}
+BENCHMARKS = {"step_time": step_time, "meta_test_time": meta_test_time, "flop_floor": flop_floor, "lanes": lanes,
+              "notebooks": notebook_times}
 
 
 def machine_line(result: dict) -> str:
@@ -133,6 +136,85 @@ def endurance_section(result: dict | None) -> list[str]:
     return lines
 
 
+def flop_floor_section(result: dict | None) -> list[str]:
+    lines = ["## Meta-test against its compute floor", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/run_all.py --run flop_floor`.", ""]
+    s = result["settings"]
+    lines += [
+        machine_line(result), "",
+        f"One meta-test task ({s['dataset']}, {s['n_way']}-way {s['k_shot']}-shot, {s['n_query']} queries per "
+        f"class, {s['model']}, {s['inner_steps']} inner steps in train mode, the query predicted in train mode) "
+        f"pushes {s['inner_steps']} x {s['n_way'] * s['k_shot']} support images forward and backward through "
+        f"every layer and {s['n_way'] * s['n_query']} query images forward. The floor of each layer is its "
+        "time per example at its best, measured in the same run on a dense large batch of the same layer shape "
+        f"(best of batches {', '.join(map(str, s['batches']))}), times the examples one task pushes through it.",
+        "",
+        "| layer | forward µs / example | backward µs / example | floor ms / task |",
+        "| --- | --- | --- | --- |",
+    ]
+    for p in result["parts"]:
+        lines.append(f"| {p['layer']} | {p['forward_us_per_example']:.2f} | {p['backward_us_per_example']:.2f} | "
+                     f"{p['floor_ms_per_task']:.2f} |")
+    lines += ["", f"**Floor: {1e3 * result['floor_s_per_task']:.1f} ms per task.** Measured "
+              f"(`mk.meta_test(model, tasks, \"transductive\")`, {s['rounds']} rounds of {s['tasks_per_round']} "
+              "tasks, medians):", "",
+              "| backend | ms / task | ratio to the floor |", "| --- | --- | --- |"]
+    for backend, t in result["measured_s_per_task"].items():
+        lines.append(f"| {backend} | {1e3 * t:.1f} | {result['ratio_to_floor'][backend]:.2f} |")
+    lines += ["", "Profile of the measured run (torch.profiler, self CPU time):", "",
+              "| op | self time | calls |", "| --- | --- | --- |"]
+    for op in result["profile_top_ops"]:
+        lines.append(f"| `{op['op']}` | {op['self_percent']:.1f}% | {op['calls']} |")
+    pool = next(p for p in result["parts"] if p["layer"].startswith("maxpool 1"))
+    conv = next(p for p in result["parts"] if p["layer"].startswith("conv 2"))
+    lines += ["", f"The floor takes each op as PyTorch implements it for this layout (NCHW): the first max-pool "
+              f"costs {pool['forward_us_per_example']:.0f} µs per example forward even at its best batch, more than "
+              f"the convolution after it ({conv['forward_us_per_example']:.0f} µs, "
+              f"{conv.get('forward_gflop_per_s', 0):.0f} GFLOP/s). In channels_last the same pooling takes "
+              f"{result['maxpool_1_channels_last_forward_us_per_example']:.0f} µs per example, the layout "
+              "conversion included (measured in the same run), "
+              "but the convolutions then take other kernels and the adapted logits no longer match "
+              "NCHW's to the last digit, which would change every recorded table; "
+              "mamlkit keeps NCHW so that results stay bit-identical.", ""]
+    return lines
+
+
+def lanes_section(result: dict | None) -> list[str]:
+    lines = ["## Both cores: lanes", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/run_all.py --run lanes`.", ""]
+    s = result["settings"]
+    lines += [
+        machine_line(result), "",
+        f"The placement table of {s['dataset']} ({s['trainings']} meta-trainings of {s['iterations']} "
+        f"meta-iterations, then {s['tasks']} tasks x {s['placements']} placements on each model), nothing cached, "
+        "run by `mk.experiments.run_placements` in one process and in 2 lanes (`lanes=2`: worker processes with "
+        "one torch thread each; meta-trainings side by side, then the meta-test tasks split between the lanes).",
+        "",
+        "| layout | meta-training s | meta-test s | total s |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, t in result["small_table"].items():
+        lines.append(f"| {name} | {t['meta_train_s']:.1f} | {t['meta_test_s']:.1f} | {t['total_s']:.1f} |")
+    lines.append("")
+    for name, parts in result["speedup_of_2_lanes"].items():
+        lines.append(f"2 lanes against {name}: meta-training {parts['meta_train_s']:.2f}x, meta-test "
+                     f"{parts['meta_test_s']:.2f}x, total {parts['total_s']:.2f}x faster.")
+    same = "identical" if result["identical"] else "NOT identical"
+    lines += ["", f"Per-task results of 2 lanes and of one process at one thread: {same}. One process at 2 threads "
+              "gives other last digits in meta-training (a different summation order), so its models differ "
+              "slightly; the README says so.", ""]
+    if "full_table" in result:
+        f = result["full_table"]
+        same = "identical" if f["same_as_seed0_record"] else "NOT identical"
+        lines += [f"**The README's full table** (`python -m mamlkit placements --dataset glyphs --no-cache`: 300 "
+                  f"meta-iterations, 600 tasks x 8 placements, 2 meta-trainings) from scratch in 2 lanes: "
+                  f"**{f['wall_s']:.0f} s**; every per-task result {same} to the seed-0 record in "
+                  "`data/records/seeds-glyphs.json`.", ""]
+    return lines
+
+
 def write_report() -> str:
     lines = [
         "# Benchmarks",
@@ -145,6 +227,8 @@ def write_report() -> str:
     ]
     lines += step_time_section(recorded("step_time"))
     lines += meta_test_section(recorded("meta_test_time"))
+    lines += flop_floor_section(recorded("flop_floor"))
+    lines += lanes_section(recorded("lanes"))
     lines += notebooks_section(recorded("notebooks"))
     lines += endurance_section(recorded("endurance"))
     text = "\n".join(lines).rstrip() + "\n"
@@ -160,7 +244,12 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.run:
         module = BENCHMARKS[name]
-        result = module.main([]) if name == "notebooks" else module.main(threads=args.threads)
+        if name == "notebooks":
+            result = module.main([])
+        elif name == "lanes":
+            result = module.main(full=True)
+        else:
+            result = module.main(threads=args.threads)
         if args.note:
             result["note"] = args.note
             record(name, result)
