@@ -28,6 +28,7 @@ from mamlkit import (  # noqa: F401  (the modules, so that mk.<module>.<name> al
     modes,
     norms,
     placements,
+    predictions,
     table,
     tasks,
 )

@@ -1,0 +1,107 @@
+"""Predict, then measure: a student's guesses, committed before a measurement and compared after it.
+
+A lesson asks for a guess in a cell of its own::
+
+    my_guess = {"transductive": ..., "eval_collected": ...}     # meta-test accuracy in %
+    guess = predictions.commit(my_guess)
+
+``commit`` refuses a guess that is still ``...`` (or out of range) with a message that says what to
+write, so that running the notebook top to bottom stops before the measurement until the student has
+guessed. After the measurement, ``compare(guess, results)`` shows each guess beside the measured
+mean and its 95% interval, and how far off it was.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mamlkit.errors import ConfigError
+from mamlkit.evaluate import EvalResult
+
+
+class GuessMissing(ConfigError):
+    """A guess was not written yet (it is still ``...``), or is not a number in range."""
+
+
+def commit(guesses: Mapping[str, object], low: float = 0.0, high: float = 100.0) -> dict[str, float]:
+    """The guesses as numbers, once every one is written; raises ``GuessMissing`` with what to do otherwise."""
+    missing = [name for name, value in guesses.items() if value is None or value is Ellipsis]
+    if missing:
+        raise GuessMissing(
+            f"Write your guess first: replace the ... for {', '.join(missing)} with a number between {low:g} and "
+            f"{high:g}, run that cell again, and only then measure."
+        )
+    committed: dict[str, float] = {}
+    for name, value in guesses.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise GuessMissing(f"your guess for {name} is {value!r}; write a number between {low:g} and {high:g}.")
+        committed[name] = float(value)
+    return committed
+
+
+@dataclass(frozen=True)
+class GuessRow:
+    """One guess beside its measurement (percentages)."""
+
+    name: str
+    guess: float
+    measured: float
+    ci95: float
+
+    @property
+    def off_by(self) -> float:
+        """Measured minus guessed, in percentage points."""
+        return self.measured - self.guess
+
+    @property
+    def inside(self) -> bool:
+        """Whether the guess lies inside the measurement's 95% interval."""
+        return abs(self.off_by) <= self.ci95
+
+
+@dataclass(frozen=True)
+class GuessReport:
+    """Every guess against its measurement; shows as a table in a notebook."""
+
+    rows: tuple[GuessRow, ...]
+
+    @property
+    def furthest(self) -> GuessRow:
+        """The guess furthest from its measurement."""
+        return max(self.rows, key=lambda r: abs(r.off_by))
+
+    def summary(self) -> str:
+        inside = sum(r.inside for r in self.rows)
+        far = self.furthest
+        return (f"{inside} of {len(self.rows)} guesses inside the 95% interval; furthest off: {far.name} "
+                f"(guessed {far.guess:.0f}%, measured {far.measured:.1f}%, {far.off_by:+.1f} points).")
+
+    def __repr__(self) -> str:
+        lines = [f"{'':<28} {'your guess':>10} {'measured':>16} {'off by':>8}"]
+        for r in self.rows:
+            lines.append(f"{r.name:<28} {r.guess:>9.0f}% {r.measured:>8.1f} ± {r.ci95:<4.1f}% {r.off_by:>+7.1f}")
+        return "\n".join(lines + [self.summary()])
+
+    def _repr_html_(self) -> str:
+        body = "".join(
+            f"<tr><td><code>{html.escape(r.name)}</code></td><td>{r.guess:.0f}%</td>"
+            f"<td>{r.measured:.1f} ± {r.ci95:.1f}%</td><td>{r.off_by:+.1f}</td>"
+            f"<td>{'inside the interval' if r.inside else ''}</td></tr>"
+            for r in self.rows
+        )
+        return ("<table><tr><th>placement</th><th>your guess</th><th>measured (95% CI)</th><th>off by (points)</th>"
+                f"<th></th></tr>{body}</table><p>{html.escape(self.summary())}</p>")
+
+
+def compare(guesses: Mapping[str, float], results: Mapping[str, EvalResult]) -> GuessReport:
+    """Each committed guess (in %) beside the measured mean and 95% interval of the result of that name."""
+    unknown = [name for name in guesses if name not in results]
+    if unknown:
+        raise ConfigError(f"no measurement named {', '.join(unknown)}; measured: {', '.join(results)}")
+    rows = tuple(
+        GuessRow(name, float(guess), 100 * results[name].mean, 100 * results[name].ci95)
+        for name, guess in guesses.items()
+    )
+    return GuessReport(rows)
