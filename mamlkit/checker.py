@@ -39,6 +39,9 @@ The mistakes it reports (``MISTAKES``), and when:
   ``torch.save(model)``) with BatchNorm running statistics that train-mode passes of the model
   itself changed inside the block.
 - ``train_mode_single_example`` (06): a BatchNorm layer runs in train mode on a batch of one.
+- ``track_running_stats_flipped`` (14): a BatchNorm layer runs in eval mode with
+  ``track_running_stats`` set to False after it was built (its running buffers still exist), so it
+  normalises with those stored statistics, not with the batch's.
 
 To avoid false alarms, a finding needs evidence that something went wrong, not just a suspicious pattern:
 a forward pass under ``torch.no_grad()`` is fine (that is how meta-test predicts) and is only
@@ -150,6 +153,15 @@ MISTAKES: dict[str, Mistake] = {
             "transductive), prepend the support set to each example (Reptile's protocol), or use a "
             "normalisation from the support set (norm='metabn' or 'tasknorm_i').",
             "06_transductive_or_not",
+        ),
+        Mistake(
+            "track_running_stats_flipped",
+            "Eval-mode BatchNorm read its stored running statistics although track_running_stats was set to False",
+            "Setting layer.track_running_stats = False on a layer that was built with running statistics only "
+            "stops their updates in train mode; eval mode still normalises with the stored buffers. For batch "
+            "statistics keep the layer in train mode (fmodel.train()), build it with "
+            "BatchNorm2d(..., track_running_stats=False), or set its running_mean and running_var to None.",
+            "14_answers_checked",
         ),
     ]
 }
@@ -453,6 +465,7 @@ class MAMLChecker:
         """``eval_untouched_stats``: a BatchNorm layer (of the model or of a patched copy) runs in eval
         mode while its running statistics were never updated (``num_batches_tracked == 0``).
         ``train_mode_single_example``: a BatchNorm layer runs in train mode on a batch of one example.
+        ``track_running_stats_flipped``: eval mode with the flag cleared but the buffers still there.
         Also notes train-mode passes that write into the model's own running statistics."""
         tracks = module.track_running_stats and module.running_mean is not None
         where = "the model" if original else "higher's patched copy"
@@ -461,6 +474,12 @@ class MAMLChecker:
                 "eval_untouched_stats",
                 f"BatchNorm layer '{name}' of {where} normalised a batch in eval mode with running statistics "
                 "that were never updated (num_batches_tracked = 0: mean 0, variance 1).",
+            )
+        if not module.training and not module.track_running_stats and module.running_mean is not None:
+            self.report.add(
+                "track_running_stats_flipped",
+                f"BatchNorm layer '{name}' of {where} ran in eval mode with track_running_stats=False but with its "
+                "running buffers still in place, so it normalised with the stored statistics, not the batch's.",
             )
         if module.training and args and isinstance(args[0], torch.Tensor) and args[0].shape[0] == 1:
             self.report.add(

@@ -261,3 +261,25 @@ def test_everything_is_put_back_after_the_block_even_after_an_error():
     assert len(_global_optimizer_pre_hooks) == optimizer_hooks
     assert len(_global_forward_pre_hooks) == module_hooks
     assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def _bn_layers(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def test_a_flipped_track_running_stats_in_eval_mode_is_reported_and_its_correct_variants_are_not():
+    sampler, model = setup()
+    for layer in _bn_layers(model):
+        layer.track_running_stats = False
+    with check_maml(model) as report:
+        meta_test_task(model, sampler.task(0), training=False)
+    assert report.codes == ["track_running_stats_flipped"]
+    assert "'features.1'" in report.findings[0].message and report.findings[0].notebook == "14_answers_checked"
+    with check_maml(model) as report:                           # train mode: batch statistics, as meant
+        meta_test_task(model, sampler.task(0), training=True)
+    assert report.ok, str(report)
+    for layer in _bn_layers(model):
+        layer.running_mean = layer.running_var = None          # eval mode with batch statistics
+    with check_maml(model) as report:
+        meta_test_task(model, sampler.task(0), training=False)
+    assert report.ok, str(report)
