@@ -80,7 +80,8 @@ browser-deps:
 		exit 1; \
 	fi
 
-# The student copy of the classroom lab (solutions replaced by stubs) and the instructor guide, under build/.
+# The student edition of every lesson with exercises (nbgrader generate_assignment: solutions replaced by stubs,
+# guesses blanked) and the instructor guide with every solution, under build/.
 student-copy: setup
 	$(BIN)/python tools/make_student_copy.py
 

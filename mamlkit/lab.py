@@ -63,7 +63,7 @@ class CheckResult:
         notes: remarks that do not fail the check.
     """
 
-    exercise: int
+    exercise: int | str
     passed: bool
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -170,7 +170,7 @@ class _Problems:
             self.mistake(finding.code, finding.message)
 
 
-def _not_done(exercise: int, name: str) -> CheckResult:
+def _not_done(exercise: int | str, name: str) -> CheckResult:
     return CheckResult(exercise, False, [
         f"{name} still raises NotImplementedError: the exercise is not done yet. Replace the `raise` line with "
         "your code (the instructions are in the cell above it), run that cell, then this check again."
@@ -192,7 +192,7 @@ def _where(exc: BaseException, student_fn: Callable[..., Any]) -> str:
     return f"; at line {frame.lineno - first + 1} of {frame.name}{code}"
 
 
-def _raised(exercise: int, name: str, exc: BaseException, student_fn: Callable[..., Any], report: Report
+def _raised(exercise: int | str, name: str, exc: BaseException, student_fn: Callable[..., Any], report: Report
             ) -> CheckResult:
     """The error, where in the student's code it came from, and what the checker saw before it."""
     text = f"{type(exc).__name__}: {exc}".strip()

@@ -1,16 +1,13 @@
-"""The classroom lab: its check functions, its notebook's form, and the student copy tool.
+"""The classroom lab: its check functions and its notebook's form (the student edition: test_student_edition.py).
 
-The check functions must pass on the committed lab's solutions, fail on common mistakes with
-feedback that names the mistake and the notebook to reread, and fail on the student copy's stubs
-(run in-process, no kernel needed). The student copy must hold no solution code.
+The check functions must pass on the committed lab's solutions and fail on common mistakes with
+feedback that names the mistake and the notebook to reread (run in-process, no kernel needed).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import higher
@@ -49,7 +46,7 @@ def functions_of(cells) -> dict[int, object]:
         exec(compile(cell.source, "<lab cell>", "exec"), ns)
         fns = [v for k, v in ns.items() if k not in namespace() and inspect.isfunction(v)]
         assert len(fns) == 1, f"one function per exercise cell, got {[f.__name__ for f in fns]}"
-        found[tool.exercise_number(cell)] = fns[0]
+        found[exercise_number(cell)] = fns[0]
     return found
 
 
@@ -61,15 +58,13 @@ def notebook():
     return nbformat.read(LAB, as_version=4)
 
 
-@pytest.fixture(scope="module")
-def student(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab-build")
-    student_path, guide_path = tool.make(LAB, out)
-    return nbformat.read(student_path, as_version=4), guide_path
-
-
 def solution_cells(nb):
-    return [c for c in nb.cells if c.cell_type == "code" and "solution" in tool.tags(c)]
+    return [c for c in nb.cells if c.cell_type == "code" and tool.is_solution(c)]
+
+
+def exercise_number(cell) -> int:
+    """The N of a cell's ``exercise-N`` tag."""
+    return int(next(t for t in tool.tags(cell) if t.startswith("exercise-")).split("-")[1])
 
 
 # ------------------------------------------------------------------------------------------ the checks
@@ -278,7 +273,7 @@ def test_checks_leave_the_random_state_alone(notebook):
 
 def test_lab_has_three_tagged_exercises_the_widgets_and_an_instructor_cell(notebook):
     cells = solution_cells(notebook)
-    assert [tool.exercise_number(c) for c in cells] == [1, 2, 3]
+    assert [exercise_number(c) for c in cells] == [1, 2, 3]
     code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
     for name in ("PlacementPlayground", "BatchNormExplorer", "ConfidenceExplorer",
                  "check_exercise_1", "check_exercise_2", "check_exercise_3"):
@@ -287,87 +282,4 @@ def test_lab_has_three_tagged_exercises_the_widgets_and_an_instructor_cell(noteb
     assert len(instructor) == 1 and "check_1.passed" in instructor[0].source
     for cell in cells:                                   # each exercise is followed by its check
         after = notebook.cells[notebook.cells.index(cell) + 1]
-        assert f"check_exercise_{tool.exercise_number(cell)}(" in after.source
-
-
-# ----------------------------------------------------------------------------------------- student copy
-
-
-def test_student_copy_holds_no_solution_code(notebook, student):
-    student_nb, _ = student
-    student_code = "\n".join(c.source for c in student_nb.cells if c.cell_type == "code")
-    for cell in solution_cells(notebook):
-        body = [line.strip() for line in cell.source.splitlines()]
-        for line in body:
-            if not line or line.startswith(("def ", '"""', "#")):
-                continue
-            assert line not in student_code, f"solution code left in the student copy: {line!r}"
-    assert not any("instructor" in tool.tags(c) for c in student_nb.cells)
-    assert len(student_nb.cells) == len(notebook.cells) - 1
-
-
-def test_student_copy_is_cleared_and_keeps_everything_else(notebook, student):
-    student_nb, _ = student
-    for cell in student_nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
-    kept = [c.source for c in notebook.cells if not ({"solution", "instructor"} & set(tool.tags(c)))]
-    assert kept == [c.source for c in student_nb.cells if "exercise" not in tool.tags(c)]
-    nbformat.validate(student_nb)
-
-
-def test_checks_fail_on_the_student_stubs_with_a_helpful_message(student):
-    student_nb, _ = student
-    stubs = [c for c in student_nb.cells if "exercise" in tool.tags(c)]
-    assert len(stubs) == 3
-    for number, fn in functions_of(stubs).items():
-        with pytest.raises(NotImplementedError, match=f"Exercise {number}"):
-            fn(*[None] * fn.__code__.co_argcount)
-        result = CHECKS[number](fn)
-        assert not result.passed
-        assert f"Exercise {number}: not yet" in result.message
-        assert "NotImplementedError" in result.message and "Replace the `raise` line" in result.message
-
-
-def test_instructor_guide_has_real_content_and_the_solutions(notebook, student):
-    _, guide_path = student
-    text = guide_path.read_text()
-    for heading in ("Timing plan", "Expected answers", "Common mistakes", "Before class"):
-        assert heading in text, f"missing section {heading!r}"
-    for cell in solution_cells(notebook):
-        assert cell.source.strip() in text, "the appendix holds every solution cell as it is in the lab"
-    assert len(text) > 4000
-
-
-def test_stub_source_keeps_signature_docstring_and_imports():
-    source = (
-        "# Exercise 7: a demo\n"
-        "import math\n"
-        "@staticmethod\n"
-        "def area(r,\n"
-        "         scale=1.0):\n"
-        '    """Area of a circle."""\n'
-        "    return scale * math.pi * r ** 2\n"
-        "CONSTANT = 3\n"
-        "def other():\n"
-        "    return CONSTANT\n"
-    )
-    stub = tool.stub_source(source, 7)
-    assert stub.startswith("# Exercise 7: a demo\nimport math\n")
-    assert "@staticmethod\ndef area(r,\n         scale=1.0):\n    \"\"\"Area of a circle.\"\"\"" in stub
-    assert "math.pi" not in stub and "CONSTANT" not in stub
-    assert stub.count('raise NotImplementedError("Exercise 7: write ') == 2
-    compile(stub, "<stub>", "exec")
-
-
-def test_make_student_copy_command(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_copy.py"), "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert (tmp_path / "student" / "09_classroom_lab.ipynb").is_file()
-    assert (tmp_path / "instructor" / "instructor_guide.md").is_file()
-    assert "student copy:" in out.stdout
-    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_copy.py"), "--lab",
-                          str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)], capture_output=True, text=True,
-                         timeout=120)
-    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+        assert f"check_exercise_{exercise_number(cell)}(" in after.source

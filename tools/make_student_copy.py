@@ -1,16 +1,20 @@
-"""Make the student copy of the classroom lab and the instructor guide (``make student-copy``).
+"""Make the student edition of every lesson with exercises, and the instructor guide (``make student-copy``).
 
-Usage: python tools/make_student_copy.py [--lab notebooks/09_classroom_lab.ipynb] [--out build]
+Usage: python tools/make_student_copy.py [--notebooks notebooks] [--out build]
 
-Writes:
-- ``build/student/09_classroom_lab.ipynb``: outputs cleared; every cell tagged ``solution`` has each
-  function's body replaced by ``raise NotImplementedError("Exercise N: ...")`` (signature and
-  docstring kept, imports kept, everything else dropped); cells tagged ``instructor`` removed.
-- ``build/instructor/instructor_guide.md``: ``docs/instructor_guide.md`` followed by the solution
-  cells of the lab, as they are in the committed notebook.
+The committed notebooks are the instructor (reading) edition: they hold the solutions, so that ``make test``
+runs and checks them. Exercise cells are in nbgrader's format: a solution cell has nbgrader metadata
+``solution: true`` and its answer between ``### BEGIN SOLUTION`` and ``### END SOLUTION``; the check cell after
+it is an autograded cell (``grade: true``, one point) that asserts the check passed.
 
-The committed lab keeps its solutions so that ``make test`` executes and checks them; this tool is
-the only way the exercises are made blank.
+For every notebook that has such cells, this tool runs ``nbgrader generate_assignment`` (in a temporary
+course folder) and writes the release version to ``build/student/``: outputs cleared, every solution region
+replaced by ``raise NotImplementedError()``, check cells locked. Two things nbgrader does not do are done
+before it runs: cells tagged ``instructor`` are dropped, and in cells tagged ``guess`` the numbers of the
+``my_guess`` dict are replaced by ``...`` (so the measurement refuses to run until the student has guessed).
+
+Also written: ``build/student/README.md`` (how to install mamlkit without the solved notebooks) and
+``build/instructor/instructor_guide.md`` (``docs/instructor_guide.md`` plus every solution cell).
 """
 
 from __future__ import annotations
@@ -18,128 +22,148 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import re
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = ROOT / "notebooks" / "09_classroom_lab.ipynb"
+NOTEBOOKS = ROOT / "notebooks"
 GUIDE = ROOT / "docs" / "instructor_guide.md"
-SOLUTION_TAG = "solution"
 INSTRUCTOR_TAG = "instructor"
+GUESS_TAG = "guess"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+STUDENT_README = """# Student edition
+
+These notebooks are the exercises' edition of the mamlkit lessons: each exercise cell says
+`raise NotImplementedError()` where your code goes, and the cell after it checks your answer.
+
+Install the package alone (no solved notebooks come with it), from the wheel your instructor gives you:
+
+    pip install -c constraints.txt mamlkit-0.1.0-py3-none-any.whl
+
+(an instructor builds it with `pip wheel --no-deps -w dist .` in the repository; the wheel holds the `mamlkit`
+package only). Then open the notebooks with `jupyter lab`.
+"""
 
 
 def tags(cell: dict) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
-def exercise_number(cell: dict) -> int:
-    """The N of a cell's ``exercise-N`` tag."""
-    for tag in tags(cell):
-        match = re.fullmatch(r"exercise-(\d+)", tag)
-        if match:
-            return int(match.group(1))
-    raise ValueError(f"a solution cell has no exercise-N tag: {cell['source'][:80]!r}")
+def is_solution(cell: dict) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
 
 
-def stub_source(source: str, exercise: int) -> str:
-    """The solution cell's source with every top-level function's body replaced by a stub.
+def has_exercises(nb: nbformat.NotebookNode) -> bool:
+    return any(is_solution(c) for c in nb.cells)
 
-    Kept: leading comment lines, imports, each function's decorators, signature and docstring.
-    Dropped: everything else (function bodies, other statements), so no solution code remains.
-    """
+
+def blank_guesses(source: str) -> str:
+    """``source`` with the values of its ``my_guess = {...}`` dict replaced by ``...``."""
     tree = ast.parse(source)
-    lines = source.splitlines()
-    out: list[str] = []
-    for line in lines:  # the cell's leading comments, e.g. "# Exercise 1: write meta_test_task"
-        if not line.startswith("#"):
-            break
-        out.append(line)
-    functions = 0
     for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            out.append(ast.get_source_segment(source, node) or "")
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            functions += 1
-            first = min([d.lineno for d in node.decorator_list] + [node.lineno])
-            body = node.body
-            has_doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                       and isinstance(body[0].value.value, str))
-            keep_until = body[0].end_lineno if has_doc else body[0].lineno - 1
-            header = lines[first - 1 : keep_until]
-            indent = re.match(r"\s*", lines[body[0].lineno - 1]).group(0) or "    "
-            if out and out[-1].strip() and not out[-1].startswith("#"):
-                out.append("")
-            out += header
-            out.append(f"{indent}# Your code here: replace the line below (the instructions are in the cell above).")
-            out.append(f'{indent}raise NotImplementedError("Exercise {exercise}: write {node.name}")')
-    if not functions:
-        raise ValueError(f"solution cell of exercise {exercise} defines no function to stub")
-    return "\n".join(out).strip("\n") + "\n"
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                and any(isinstance(t, ast.Name) and t.id == "my_guess" for t in node.targets)):
+            lines = source.splitlines(keepends=True)
+            for value in sorted(node.value.values, key=lambda v: (v.lineno, v.col_offset), reverse=True):
+                line = lines[value.lineno - 1]
+                lines[value.lineno - 1] = line[: value.col_offset] + "..." + line[value.end_col_offset:]
+            return "".join(lines)
+    raise ValueError("a cell tagged 'guess' has no my_guess = {...} dict")
 
 
-def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student copy of a lab notebook (a new notebook; ``nb`` is not changed)."""
-    student = copy.deepcopy(nb)
+def prepared(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook nbgrader is given: instructor cells dropped, guesses blanked (``nb`` is not changed)."""
+    nb = copy.deepcopy(nb)
     cells = []
-    for cell in student.cells:
+    for cell in nb.cells:
         if INSTRUCTOR_TAG in tags(cell):
             continue
-        cell.metadata.pop("execution", None)
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-            if SOLUTION_TAG in tags(cell):
-                cell.source = stub_source(cell.source, exercise_number(cell))
-                cell.metadata["tags"] = [t for t in tags(cell) if t != SOLUTION_TAG] + ["exercise"]
+        if GUESS_TAG in tags(cell):
+            cell.source = blank_guesses(cell.source)
         cells.append(cell)
-    student.cells = cells
-    student.metadata.pop("widgets", None)
-    return student
+    nb.cells = cells
+    nb.metadata.pop("widgets", None)
+    return nb
 
 
-def solutions(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
-    """``(exercise, source)`` of every solution cell, in order."""
-    return [(exercise_number(c), c.source) for c in nb.cells if c.cell_type == "code" and SOLUTION_TAG in tags(c)]
+def tool_env() -> dict[str, str]:
+    """The environment for nbgrader: it runs ``alembic`` from the same environment as this Python."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
 
 
-def instructor_guide(nb: nbformat.NotebookNode, guide: str) -> str:
-    """The committed guide followed by the lab's solution cells, so the two never drift apart."""
-    parts = [guide.rstrip("\n"), "", "## Appendix: the reference solutions, as in the committed lab", "",
-             "Generated by `tools/make_student_copy.py` from the cells tagged `solution` in "
-             "`notebooks/09_classroom_lab.ipynb`.", ""]
-    for exercise, source in solutions(nb):
-        parts += [f"### Exercise {exercise}", "", "```python", source.rstrip("\n"), "```", ""]
+def generate(sources: list[Path], course: Path) -> dict[str, Path]:
+    """``nbgrader generate_assignment`` for each notebook, one assignment each, in course folder ``course``."""
+    released = {}
+    for path in sources:
+        name = path.stem
+        folder = course / "source" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(prepared(nbformat.read(path, as_version=4)), folder / path.name)
+        result = subprocess.run(
+            [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
+             f"--CourseDirectory.root={course}", "--log-level=WARN"],
+            capture_output=True, text=True, timeout=300, env=tool_env(),
+        )
+        out = course / "release" / name / path.name
+        if result.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"nbgrader generate_assignment failed for {path.name}:\n{result.stderr[-2000:]}")
+        released[path.name] = out
+    return released
+
+
+def solutions(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """``(grade_id, source)`` of every solution cell, in order."""
+    return [(c.metadata["nbgrader"]["grade_id"], c.source) for c in nb.cells if is_solution(c)]
+
+
+def instructor_guide(notebooks: list[Path], guide: str) -> str:
+    """The committed guide followed by every notebook's solution cells, so the two never drift apart."""
+    parts = [guide.rstrip("\n"), "", "## Appendix: the reference solutions, as in the committed notebooks", "",
+             "Generated by `tools/make_student_copy.py` from the nbgrader solution cells of the notebooks.", ""]
+    for path in notebooks:
+        for grade_id, source in solutions(nbformat.read(path, as_version=4)):
+            parts += [f"### {path.stem}: {grade_id}", "", "```python", source.rstrip("\n"), "```", ""]
     return "\n".join(parts)
 
 
-def make(lab: Path = LAB, out: Path = ROOT / "build", guide: Path = GUIDE) -> tuple[Path, Path]:
-    """Write the student copy and the instructor guide under ``out``; returns their paths."""
-    nb = nbformat.read(lab, as_version=4)
-    if not solutions(nb):
-        raise ValueError(f"{lab} has no cell tagged '{SOLUTION_TAG}': nothing to turn into exercises")
-    student_path = out / "student" / lab.name
-    guide_path = out / "instructor" / "instructor_guide.md"
-    student_path.parent.mkdir(parents=True, exist_ok=True)
+def make(notebooks: Path = NOTEBOOKS, out: Path = ROOT / "build", guide: Path = GUIDE) -> tuple[list[Path], Path]:
+    """Write the student edition and the instructor guide under ``out``; returns their paths."""
+    sources = sorted(p for p in notebooks.glob("[0-9][0-9]_*.ipynb") if has_exercises(nbformat.read(p, as_version=4)))
+    if not sources:
+        raise ValueError(f"no notebook in {notebooks} has nbgrader solution cells: nothing to turn into exercises")
+    student_dir, guide_path = out / "student", out / "instructor" / "instructor_guide.md"
+    with tempfile.TemporaryDirectory() as course:
+        released = generate(sources, Path(course))
+        if student_dir.exists():
+            shutil.rmtree(student_dir)
+        student_dir.mkdir(parents=True)
+        written = [Path(shutil.copy(path, student_dir / name)) for name, path in released.items()]
+    (student_dir / "README.md").write_text(STUDENT_README)
     guide_path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(student_notebook(nb), student_path)
-    guide_path.write_text(instructor_guide(nb, guide.read_text()))
-    return student_path, guide_path
+    guide_path.write_text(instructor_guide(sources, guide.read_text()))
+    return written, guide_path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lab", type=Path, default=LAB, help="the lab notebook with its solutions")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="the folder of committed notebooks")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="folder for student/ and instructor/")
     args = parser.parse_args(argv)
     try:
-        student_path, guide_path = make(args.lab, args.out)
-    except (OSError, ValueError, SyntaxError) as exc:
+        written, guide_path = make(args.notebooks, args.out)
+    except (OSError, ValueError, SyntaxError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"student copy:     {student_path}")
+    print(f"student edition:  {len(written)} notebooks in {written[0].parent}")
     print(f"instructor guide: {guide_path}")
     return 0
 

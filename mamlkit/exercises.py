@@ -1,0 +1,500 @@
+"""Checks for the exercises of the lesson notebooks (the classroom lab's are in ``mamlkit.lab``).
+
+Each exercise asks for a few lines of PyTorch or ``higher``, not of mamlkit's API. Its check runs the
+student's function on a small Conv4 (8 channels, BatchNorm) and a synthetic task, compares the result with a
+reference, and returns a ``CheckResult`` that says what is wrong and which notebook explains it. Calls that
+take a model run under ``check_maml``, so a mistake the checker knows is worded from ``MISTAKES``. A check
+never raises on a student's mistake and leaves the global random state as it was.
+
+========  ==============================  ========================================================================
+exercise  function to write               what it practises
+========  ==============================  ========================================================================
+02.1      ``eval_mode_gradients``         eval mode does not turn gradients off
+03.1      ``meta_gradient``               a second-order meta-gradient with ``higher``
+04.1      ``write_back``                  what "writing each task's statistics back" means
+05.1      ``functional_predict``          train-mode predictions with ``functional_call`` that leave no trace
+06.1      ``reptile_predict``             each query example normalised together with the support set
+07.1      ``interval``                    the 95% confidence interval of a meta-test
+10.1      ``support_normalise``           normalising with the support set's statistics (MetaBN)
+12.1      ``sgd_step``                    one differentiable inner step with ``torch.func.functional_call``
+========  ==============================  ========================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import higher
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from mamlkit.checker import Report
+from mamlkit.lab import (
+    CheckResult,
+    _as_tensor,
+    _close,
+    _kept_random_state,
+    _mode_change,
+    _not_done,
+    _Problems,
+    _raised,
+    _stats_moved,
+    _watched,
+    small_model,
+    small_task,
+)
+from mamlkit.modes import get_modes, snapshot_bn_stats
+
+
+def _keeps_random_state(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    """Run ``check`` with the caller's torch random state saved and restored (the small models seed torch)."""
+
+    @functools.wraps(check)
+    def wrapped(*args: Any, **kwargs: Any) -> CheckResult:
+        with _kept_random_state():
+            return check(*args, **kwargs)
+
+    return wrapped
+
+
+def _call(label: str, name: str, student_fn: Callable[..., Any], model: nn.Module, *args: Any
+          ) -> tuple[Any, Report | None, CheckResult | None]:
+    """Run the student's function under the checker: (its result, the report, None) or (None, None, feedback)."""
+    try:
+        with _kept_random_state():
+            out, report, exc = _watched(student_fn, model, *args)
+    except NotImplementedError:
+        return None, None, _not_done(label, name)
+    if exc is not None:
+        return None, None, _raised(label, name, exc, student_fn, report)
+    return out, report, None
+
+
+def _plain_call(label: str, name: str, student_fn: Callable[..., Any], *args: Any) -> tuple[Any, CheckResult | None]:
+    """Run a function that takes no model: (its result, None) or (None, feedback)."""
+    try:
+        with _kept_random_state():
+            return student_fn(*args), None
+    except NotImplementedError:
+        return None, _not_done(label, name)
+    except Exception as exc:  # the student's bug becomes feedback
+        return None, _raised(label, name, exc, student_fn, Report())
+
+
+def _result(label: str, problems: _Problems, report: Report | None = None) -> CheckResult:
+    if report is not None:
+        problems.seen(report)
+    return CheckResult(label, not problems.items, problems.items)
+
+
+def _tensors(out: object, name: str, like: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, str | None]:
+    """``out`` as a list of tensors shaped like ``like`` (one per parameter), or what is wrong with it."""
+    if isinstance(out, torch.Tensor) or not isinstance(out, (list, tuple)):
+        return None, (f"{name} returned {type(out).__name__}; return a list with one gradient tensor per parameter, "
+                      "in the order of model.parameters()")
+    if len(out) != len(like):
+        return None, f"{name} returned {len(out)} tensors; the model has {len(like)} parameters"
+    if any(g is None for g in out):
+        return list(out), None
+    if any(not isinstance(g, torch.Tensor) or g.shape != p.shape for g, p in zip(out, like)):
+        return None, (f"{name} returned tensors that are not shaped like the parameters, in the order of "
+                      "model.parameters()")
+    return list(out), None
+
+
+def _gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max((x.detach() - y.detach()).abs().max().item() for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------------------- 02.1: eval_mode_gradients
+
+
+def reference_eval_mode_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """The gradients of the cross-entropy loss computed in eval mode (on a copy: the model is not touched)."""
+    net = copy.deepcopy(model).eval()
+    return list(torch.autograd.grad(F.cross_entropy(net(x), y), list(net.parameters())))
+
+
+@_keeps_random_state
+def check_eval_mode_gradients(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 02.1: ``eval_mode_gradients(model, x, y)`` returns the gradients (one tensor per parameter) of
+    the cross-entropy loss of ``model(x)`` computed in eval mode, and leaves the model's mode as it was."""
+    label, name = "02.1", getattr(student_fn, "__name__", "eval_mode_gradients")
+    model, task = small_model(0), small_task(0)
+    model.train()
+    modes, stats = get_modes(model), snapshot_bn_stats(model)
+    out, report, feedback = _call(label, name, student_fn, model, task.support_x, task.support_y)
+    if feedback:
+        if "does not require grad" in " ".join(feedback.problems):
+            feedback.problems.append(
+                "Eval mode does not turn gradients off: only torch.no_grad() does. Compute the loss with gradients "
+                "enabled, in eval mode (notebook 02).")
+        return feedback
+    problems = _Problems()
+    grads, wrong = _tensors(out, name, list(model.parameters()))
+    if wrong:
+        problems.add(wrong)
+    elif any(g is None for g in grads):
+        problems.add("some gradients are None: differentiate the loss with respect to every parameter, "
+                     "e.g. torch.autograd.grad(loss, list(model.parameters())).")
+    else:
+        expected = reference_eval_mode_gradients(model, task.support_x, task.support_y)
+        if _gap(grads, expected) > 1e-5:
+            train_mode = copy.deepcopy(model).train()
+            in_train = torch.autograd.grad(F.cross_entropy(train_mode(task.support_x), task.support_y),
+                                           list(train_mode.parameters()))
+            if _gap(grads, list(in_train)) <= 1e-5:
+                problems.add("these are the gradients of the loss computed in train mode (batch statistics). Put "
+                             "the model in eval mode before the forward pass: the mode that counts is the one of "
+                             "the forward pass, not of backward() (notebook 02).")
+            else:
+                problems.add(f"the gradients differ from the eval-mode ones (largest difference "
+                             f"{_gap(grads, expected):.2g}); use F.cross_entropy(model(x), y) in eval mode.")
+    if (text := _mode_change(modes, model)) is not None:
+        problems.add(text)
+    if (text := _stats_moved(stats, model)) is not None:
+        problems.add(text + " Eval mode does not write them: only train-mode passes do (notebook 02).")
+    return _result(label, problems, report)
+
+
+# -------------------------------------------------------------------------------------- 03.1: meta_gradient
+
+
+def reference_meta_gradient(model: nn.Module, task: Any, inner_steps: int, inner_lr: float) -> list[torch.Tensor]:
+    """Second-order MAML: the gradient of the query loss after ``inner_steps`` SGD steps on the support set."""
+    inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
+    with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False) as (fmodel, diffopt):
+        fmodel.train()
+        for _ in range(inner_steps):
+            diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+        loss = F.cross_entropy(fmodel(task.query_x), task.query_y)
+        return list(torch.autograd.grad(loss, list(model.parameters())))
+
+
+def _first_order_gradient(model: nn.Module, task: Any, inner_steps: int, inner_lr: float) -> list[torch.Tensor]:
+    inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
+    with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False, track_higher_grads=False) as (
+        fmodel, diffopt
+    ):
+        fmodel.train()
+        for _ in range(inner_steps):
+            diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+        loss = F.cross_entropy(fmodel(task.query_x), task.query_y)
+        return list(torch.autograd.grad(loss, list(fmodel.parameters())))
+
+
+@_keeps_random_state
+def check_meta_gradient(student_fn: Callable[..., Any], inner_steps: int = 2, inner_lr: float = 0.4) -> CheckResult:
+    """Exercise 03.1: ``meta_gradient(model, task, inner_steps, inner_lr)`` returns the second-order MAML
+    meta-gradient of one task's query loss (one tensor per parameter), written with ``higher``, and leaves the
+    model's parameters as they were."""
+    label, name = "03.1", getattr(student_fn, "__name__", "meta_gradient")
+    model, task = small_model(1), small_task(1)
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
+    out, report, feedback = _call(label, name, student_fn, model, task, inner_steps, inner_lr)
+    if feedback:
+        return feedback
+    problems = _Problems()
+    if any(not torch.equal(a, p) for a, p in zip(before, model.parameters())):
+        problems.mistake("inner_loop_on_meta_parameters", "the model's parameters changed during your function.")
+    check_model = small_model(1).train()
+    expected = reference_meta_gradient(check_model, task, inner_steps, inner_lr)
+    grads, wrong = _tensors(out, name, expected)
+    if wrong:
+        problems.add(wrong)
+    elif any(g is None for g in grads) or all(float(g.abs().sum()) == 0 for g in grads):
+        problems.mistake("no_meta_gradient", "your gradients are None or zero for the model's parameters.",
+                         title="The query loss did not reach the meta-parameters")
+    elif _gap(grads, expected) > 1e-4:
+        first = _first_order_gradient(small_model(1).train(), task, inner_steps, inner_lr)
+        if _gap(grads, first) <= 1e-4:
+            problems.add("these are first-order gradients (the inner steps were not differentiated through). Keep "
+                         "higher's default track_higher_grads=True for the second-order meta-gradient (notebook 03).")
+        else:
+            problems.add(f"your meta-gradient differs from MAML's (largest difference {_gap(grads, expected):.2g}). "
+                         f"Check: copy_initial_weights=False, train mode, {inner_steps} diffopt.step calls on the "
+                         "support loss, then the query loss of the adapted copy (notebook 03).")
+    return _result(label, problems, report)
+
+
+# ----------------------------------------------------------------------------------------- 04.1: write_back
+
+
+@_keeps_random_state
+def check_write_back(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 04.1: ``write_back(model, fmodel)`` copies the running statistics (the buffers) of ``higher``'s
+    patched copy ``fmodel`` into ``model``, in place, and changes nothing else."""
+    label, name = "04.1", getattr(student_fn, "__name__", "write_back")
+    model, task = small_model(2, warm_stats=False), small_task(2)
+    params = [p.detach().clone() for p in model.parameters()]
+    inner_opt = torch.optim.SGD(model.parameters(), lr=0.4)
+    with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False) as (fmodel, diffopt):
+        fmodel.train()
+        for _ in range(2):
+            diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+        expected = {k: v.detach().clone() for k, v in fmodel.named_buffers()}
+        try:
+            with _kept_random_state():
+                student_fn(model, fmodel)
+        except NotImplementedError:
+            return _not_done(label, name)
+        except Exception as exc:
+            return _raised(label, name, exc, student_fn, Report())
+    problems = _Problems()
+    held = dict(model.named_buffers())
+    missing = [k for k, v in expected.items() if not torch.equal(held[k], v)]
+    if missing:
+        untouched = all(float(held[k].abs().sum()) == 0 for k in missing if k.endswith("running_mean"))
+        hint = (" The model still holds 0 and 1: copy into its buffers in place (buffer.copy_(...))."
+                if untouched else "")
+        problems.add(f"{len(missing)} of the model's buffers differ from the patched copy's (e.g. {missing[0]}).{hint} "
+                     "fmodel.named_buffers() and model.named_buffers() use the same names (notebook 04).")
+    if any(not torch.equal(a, p) for a, p in zip(params, model.parameters())):
+        problems.add("the model's parameters changed: write back the buffers only; the parameters are the "
+                     "meta-parameters, which only the outer optimiser updates (notebook 04).")
+    if any(b.requires_grad for b in model.buffers()):
+        problems.add("a buffer of the model now requires grad: copy under torch.no_grad() (or .detach() the values).")
+    return _result(label, problems)
+
+
+# ------------------------------------------------------------------------------ 05.1: functional_predict
+
+
+@_keeps_random_state
+def check_functional_predict(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 05.1: ``functional_predict(model, x)`` returns train-mode (batch-statistics) predictions for
+    ``x`` through ``torch.func.functional_call``, without gradients, and leaves the model bit-identical (modes,
+    parameters and running statistics)."""
+    label, name = "05.1", getattr(student_fn, "__name__", "functional_predict")
+    model, task = small_model(3), small_task(3)
+    model.eval()
+    modes, stats = get_modes(model), snapshot_bn_stats(model)
+    x = task.query_x
+    out, report, feedback = _call(label, name, student_fn, model, x)
+    if feedback:
+        return feedback
+    problems = _Problems()
+    logits, wrong = _as_tensor(out, name, (x.shape[0], 5))
+    if wrong:
+        problems.add(wrong)
+    else:
+        with torch.no_grad():
+            reference = copy.deepcopy(model).train()(x)
+            in_eval = copy.deepcopy(model).eval()(x)
+        if _close(logits, in_eval) and not _close(logits, reference):
+            problems.add("these are eval-mode predictions (running statistics). Train mode is what the model was "
+                         "meta-trained with: put it in train mode for the call, and back afterwards (notebook 05).")
+        elif not _close(logits, reference):
+            problems.add("the predictions differ from train-mode predictions with the model's own weights.")
+        if logits.requires_grad:
+            problems.add("the predictions carry a graph: predict under torch.no_grad().")
+    moved = _stats_moved(stats, model)
+    if moved is not None:
+        problems.mistake("meta_test_stats_saved", moved + " functional_call wrote into the model's own buffers.",
+                         title="Meta-test data was written into the model's running statistics")
+    if (text := _mode_change(modes, model)) is not None:
+        problems.add(text)
+    return _result(label, problems, report)
+
+
+# --------------------------------------------------------------------------------- 06.1: reptile_predict
+
+
+def reference_reptile_predict(fmodel: nn.Module, support_x: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
+    """Each query example normalised together with the support set, in train mode (Reptile's protocol)."""
+    n = support_x.shape[0]
+    with torch.no_grad():
+        return torch.cat([fmodel(torch.cat([support_x, query_x[i:i + 1]]))[n:] for i in range(query_x.shape[0])])
+
+
+@_keeps_random_state
+def check_reptile_predict(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 06.1: ``reptile_predict(fmodel, support_x, query_x)`` returns, for every query example in order,
+    the train-mode prediction of a forward pass on the support set with that one example appended."""
+    label, name = "06.1", getattr(student_fn, "__name__", "reptile_predict")
+    model, task = small_model(4), small_task(4)
+    model.train()
+    out, report, feedback = _call(label, name, student_fn, model, task.support_x, task.query_x)
+    if feedback:
+        return feedback
+    problems = _Problems()
+    logits, wrong = _as_tensor(out, name, (task.query_x.shape[0], 5))
+    if wrong:
+        problems.add(wrong)
+    else:
+        probe = copy.deepcopy(model)
+        expected = reference_reptile_predict(probe, task.support_x, task.query_x)
+        with torch.no_grad():
+            whole = probe(task.query_x)
+            alone = torch.cat([probe(task.query_x[i:i + 1]) for i in range(task.query_x.shape[0])])
+        if _close(logits, whole):
+            problems.add("these are the predictions of the whole query set in one batch (transductive): each "
+                         "example's statistics include the other queries. Append one query example at a time to "
+                         "the support set (notebook 06).")
+        elif _close(logits, alone):
+            problems.mistake("train_mode_single_example", "each query example was normalised alone.")
+        elif not _close(logits, expected):
+            problems.add("the predictions differ from Reptile's protocol: for each query example, one forward pass "
+                         "on torch.cat([support_x, that example]), keeping the last row (notebook 06).")
+    return _result(label, problems, report)
+
+
+# ---------------------------------------------------------------------------------------- 07.1: interval
+
+
+@_keeps_random_state
+def check_interval(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 07.1: ``interval(accuracies)`` returns ``(mean, half_width)``: the mean of the per-task
+    accuracies and the half-width of their 95% confidence interval, 1.96 standard deviations over sqrt(N)."""
+    label, name = "07.1", getattr(student_fn, "__name__", "interval")
+    values = np.random.default_rng(7).binomial(25, 0.6, size=400) / 25
+    out, feedback = _plain_call(label, name, student_fn, values.copy())
+    if feedback:
+        return feedback
+    problems = _Problems()
+    try:
+        mean, half = (float(v) for v in out)
+    except (TypeError, ValueError):
+        return CheckResult(label, False, [f"{name} returned {out!r}; return two numbers: (mean, half_width)"])
+    n, std = len(values), float(np.std(values))
+    expected = 1.96 * std / math.sqrt(n)
+    if abs(mean - values.mean()) > 1e-9:
+        problems.add(f"the mean is {mean:.4f}; the mean of the accuracies is {values.mean():.4f}.")
+    if abs(half - expected) > 0.01 * expected:
+        if abs(half - 1.96 * std / n) < 0.01 * expected:
+            problems.add("you divided by N; the standard error divides the standard deviation by sqrt(N) "
+                         "(notebook 07).")
+        elif abs(half - std / math.sqrt(n)) < 0.01 * expected:
+            problems.add("that is one standard error; the 95% interval's half-width is 1.96 of them (notebook 07).")
+        elif abs(half - 1.96 * std) < 0.01 * 1.96 * std:
+            problems.add("that is 1.96 standard deviations of one task; the interval of the mean shrinks as "
+                         "1/sqrt(N) (notebook 07).")
+        else:
+            problems.add(f"the half-width is {half:.4f}; 1.96 * std / sqrt(N) is {expected:.4f}.")
+    return _result(label, problems)
+
+
+# ------------------------------------------------------------------------------- 10.1: support_normalise
+
+
+def reference_support_normalise(h: torch.Tensor, n_support: int, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise every row of ``h`` (N, C, H, W) with the per-channel mean and (biased) variance of its first
+    ``n_support`` rows: the support set's statistics, as MetaBN does."""
+    support = h[:n_support]
+    mean = support.mean(dim=(0, 2, 3), keepdim=True)
+    var = support.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    return (h - mean) / torch.sqrt(var + eps)
+
+
+@_keeps_random_state
+def check_support_normalise(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 10.1: ``support_normalise(h, n_support, eps)`` normalises all rows of ``h`` with the statistics of
+    its first ``n_support`` rows (per channel), so that no query example affects another's normalisation."""
+    label, name = "10.1", getattr(student_fn, "__name__", "support_normalise")
+    g = torch.Generator().manual_seed(10)
+    h = torch.randn(8, 3, 4, 4, generator=g) * 2 + 1
+    h[5:] += 3.0                                             # the queries look different from the support set
+    out, feedback = _plain_call(label, name, student_fn, h.clone(), 5, 1e-5)
+    if feedback:
+        return feedback
+    problems = _Problems()
+    got, wrong = _as_tensor(out, name, tuple(h.shape))
+    if wrong:
+        problems.add(wrong.replace("query scores (logits)", "normalised features"))
+        return _result(label, problems)
+    expected = reference_support_normalise(h, 5)
+    whole = F.batch_norm(h, None, None, training=True, eps=1e-5)
+    unbiased = (h - h[:5].mean((0, 2, 3), keepdim=True)) / torch.sqrt(h[:5].var((0, 2, 3), keepdim=True) + 1e-5)
+    if torch.allclose(got, expected, atol=1e-5):
+        pass
+    elif torch.allclose(got, whole, atol=1e-5):
+        problems.add("these are the whole batch's statistics (train-mode BatchNorm): the queries change each "
+                     "other's normalisation. Use only the first n_support rows (notebook 10).")
+    elif torch.allclose(got, unbiased, atol=1e-5):
+        problems.add("use the biased variance (unbiased=False), as BatchNorm normalises with.")
+    else:
+        problems.add("the result differs from (h - mean) / sqrt(var + eps) with the per-channel mean and variance of "
+                     "h[:n_support] over dimensions (0, 2, 3).")
+    return _result(label, problems)
+
+
+# ------------------------------------------------------------------------------------------ 12.1: sgd_step
+
+
+def reference_sgd_step(model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                       task: Any, inner_lr: float) -> dict[str, torch.Tensor]:
+    """One differentiable SGD step on the support loss with ``functional_call`` (second order)."""
+    loss = F.cross_entropy(functional_call(model, (params, buffers), (task.support_x,)), task.support_y)
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+    return {k: p - inner_lr * g for (k, p), g in zip(params.items(), grads)}
+
+
+def _through_step(step: Callable[..., Any], task: Any) -> tuple[Any, list[torch.Tensor] | None]:
+    """The step's new parameters and the meta-gradient of the query loss through them."""
+    model = small_model(5).train()
+    params = dict(model.named_parameters())
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    new = step(model, params, buffers, task, 0.4)
+    if not isinstance(new, dict) or set(new) != set(params):
+        return new, None
+    loss = F.cross_entropy(functional_call(model, (new, buffers), (task.query_x,)), task.query_y)
+    if not loss.requires_grad:
+        return new, None
+    return new, list(torch.autograd.grad(loss, list(params.values()), allow_unused=True))
+
+
+@_keeps_random_state
+def check_sgd_step(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 12.1: ``sgd_step(model, params, buffers, task, inner_lr)`` returns the dict of parameters after
+    one SGD step on the support loss, computed with ``torch.func.functional_call`` and differentiable, so that
+    a query loss at the new parameters back-propagates into ``params`` with second-order terms."""
+    label, name = "12.1", getattr(student_fn, "__name__", "sgd_step")
+    task = small_task(5)
+    try:
+        with _kept_random_state():
+            new, meta = _through_step(student_fn, task)
+    except NotImplementedError:
+        return _not_done(label, name)
+    except Exception as exc:
+        return _raised(label, name, exc, student_fn, Report())
+    problems = _Problems()
+    _, expected = _through_step(reference_sgd_step, task)
+    if not isinstance(new, dict):
+        problems.add(f"{name} returned {type(new).__name__}; return a dict with the same names as params.")
+    elif meta is None:
+        problems.add("a query loss at your new parameters does not reach params: build them from params with "
+                     "torch.autograd.grad(...) and p - inner_lr * g, without .detach() or torch.no_grad().")
+    elif any(g is None for g in meta):
+        problems.add("some new parameters do not depend on params.")
+    else:
+        gap = _gap(meta, expected)
+        if gap > 1e-4:
+            problems.add(f"the meta-gradient through your step differs from MAML's (largest difference {gap:.2g}). "
+                         "If your new parameters match but the meta-gradient does not, pass create_graph=True to "
+                         "torch.autograd.grad: without it the step is first-order (notebook 12).")
+    return _result(label, problems)
+
+
+__all__ = [
+    "check_eval_mode_gradients",
+    "check_functional_predict",
+    "check_interval",
+    "check_meta_gradient",
+    "check_reptile_predict",
+    "check_sgd_step",
+    "check_support_normalise",
+    "check_write_back",
+    "reference_eval_mode_gradients",
+    "reference_meta_gradient",
+    "reference_reptile_predict",
+    "reference_sgd_step",
+    "reference_support_normalise",
+]

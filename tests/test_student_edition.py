@@ -1,0 +1,181 @@
+"""The student edition (nbgrader) holds no solutions, its checks fail helpfully on the stubs, and nbgrader's
+autograding scores a correct and a wrong submission as it should."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("make_student_copy", ROOT / "tools" / "make_student_copy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = load_tool()
+WITH_EXERCISES = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
+                        if tool.has_exercises(nbformat.read(p, as_version=4)))
+
+
+def solution_lines(source: str) -> list[str]:
+    """The lines between the solution markers of a cell."""
+    inside, lines = False, []
+    for line in source.splitlines():
+        if tool.BEGIN in line:
+            inside = True
+        elif tool.END in line:
+            inside = False
+        elif inside and line.strip():
+            lines.append(line.strip())
+    return lines
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    written, guide = tool.make(NOTEBOOKS, out)
+    return {p.name: nbformat.read(p, as_version=4) for p in written}, guide, out
+
+
+def test_every_lesson_from_02_to_12_has_an_exercise_and_a_graded_check():
+    names = {p.name[:2] for p in WITH_EXERCISES}
+    assert {"02", "03", "04", "05", "06", "07", "09", "10", "12"} <= names
+    for path in WITH_EXERCISES:
+        nb = nbformat.read(path, as_version=4)
+        graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        solutions = [c for c in nb.cells if tool.is_solution(c)]
+        assert graded and len(graded) == len(solutions), path.name
+        for cell in solutions:
+            assert tool.BEGIN in cell.source and tool.END in cell.source, path.name
+        assert any("Extension" in c.source for c in nb.cells if c.cell_type == "markdown"), path.name
+
+
+def test_the_student_edition_holds_no_solution(edition):
+    notebooks, _, out = edition
+    assert set(notebooks) == {p.name for p in WITH_EXERCISES}
+    for path in WITH_EXERCISES:
+        committed = nbformat.read(path, as_version=4)
+        student = notebooks[path.name]
+        by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in student.cells if "nbgrader" in c.metadata}
+        for cell in committed.cells:
+            if tool.is_solution(cell):
+                stub = by_id[cell.metadata["nbgrader"]["grade_id"]].source
+                assert "raise NotImplementedError()" in stub
+                for line in solution_lines(cell.source):
+                    assert line not in stub, f"{path.name}: solution line left: {line!r}"
+        kept = [c.source for c in committed.cells if not ({"instructor", "guess"} & set(tool.tags(c)))
+                and not tool.is_solution(c)]
+        assert kept == [c.source for c in student.cells if not tool.is_solution(c) and "guess" not in tool.tags(c)]
+        assert all(c.outputs == [] for c in student.cells if c.cell_type == "code"), path.name
+        assert not any(tool.INSTRUCTOR_TAG in tool.tags(c) for c in student.cells)
+    raw = "\n".join(p.read_text() for p in (out / "student").glob("*.ipynb"))
+    assert "BEGIN SOLUTION" not in raw and "END SOLUTION" not in raw
+    assert "pip install" in (out / "student" / "README.md").read_text()
+
+
+def test_guesses_are_blank_in_the_student_edition(edition):
+    notebooks, _, _ = edition
+    guess_cells = [c for nb in notebooks.values() for c in nb.cells if tool.GUESS_TAG in tool.tags(c)]
+    assert len(guess_cells) >= 2
+    from mamlkit import predictions
+
+    for cell in guess_cells:
+        assert re.search(r":\s*\d", cell.source.split("my_guess")[1].split("}")[0]) is None, cell.source
+        ns: dict = {}
+        with pytest.raises(predictions.GuessMissing, match="Write your guess first"):
+            exec(cell.source, ns)
+
+
+def test_every_check_fails_on_its_stub_with_a_helpful_message(edition):
+    notebooks, _, _ = edition
+    import mamlkit as mk
+    from mamlkit import exercises, lab
+
+    for name, nb in notebooks.items():
+        cells = nb.cells
+        for i, cell in enumerate(cells):
+            if not tool.is_solution(cell):
+                continue
+            ns = {"mk": mk, "lab": lab, "exercises": exercises}
+            exec("import torch, higher\nimport torch.nn.functional as F\n" + cell.source, ns)
+            check = cells[i + 1].source
+            call = re.search(r"(?:exercises|lab)\.(check_\w+)\((\w+)\)", check)
+            assert call, f"{name}: no check call after the solution cell"
+            module = exercises if "exercises." in call.group(0) else lab
+            result = getattr(module, call.group(1))(ns[call.group(2)])
+            assert not result.passed, name
+            assert "NotImplementedError" in result.message and "Replace the `raise` line" in result.message
+
+
+def test_instructor_guide_has_every_solution(edition):
+    _, guide, _ = edition
+    text = guide.read_text()
+    for heading in ("Timing plan", "Expected answers", "Common mistakes", "Before class"):
+        assert heading in text
+    for path in WITH_EXERCISES:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if tool.is_solution(cell):
+                assert cell.source.strip() in text
+
+
+def test_nbgrader_autogrades_a_correct_and_a_wrong_submission(tmp_path):
+    """Release notebook 02, submit it twice (the solution; an answer computed in train mode), autograde."""
+    source = NOTEBOOKS / "02_train_eval_basics.ipynb"
+    tool.generate([source], tmp_path)
+    released = nbformat.read(tmp_path / "release" / source.stem / source.name, as_version=4)
+    committed = nbformat.read(source, as_version=4)
+    solution = next(c for c in committed.cells if tool.is_solution(c))
+    answers = {
+        "correct": solution.source,
+        "wrong": solution.source.replace("model.eval()\n", "model.train()\n"),
+    }
+    for student, answer in answers.items():
+        nb = json.loads(json.dumps(released))
+        nb = nbformat.from_dict(nb)
+        for cell in nb.cells:
+            if tool.is_solution(cell):
+                cell.source = answer
+        folder = tmp_path / "submitted" / student / source.stem
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / source.name)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "autograde", source.stem, "--create", "--force",
+         f"--CourseDirectory.root={tmp_path}", "--log-level=WARN"],
+        capture_output=True, text=True, timeout=600, env=tool.tool_env(), cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
+        scores = {s: gradebook.find_submission(source.stem, s).score for s in answers}
+        maximum = gradebook.find_submission(source.stem, "correct").max_score
+    assert maximum == 1 and scores == {"correct": 1, "wrong": 0}, scores
+
+
+def test_make_student_copy_command(tmp_path):
+    one = tmp_path / "notebooks"
+    one.mkdir()
+    shutil.copy(NOTEBOOKS / "07_confidence_intervals.ipynb", one)             # one lesson keeps it quick
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_copy.py"), "--notebooks", str(one),
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "student edition:" in out.stdout and (tmp_path / "instructor" / "instructor_guide.md").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student_copy.py"), "--notebooks", str(empty),
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+    shutil.rmtree(tmp_path / "student")
