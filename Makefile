@@ -94,8 +94,8 @@ notebooks: setup
 # (17 minutes the first time, measured on 2 cores beside another job, most of it meta-training the lesson
 # models of both seeds).
 SEED_CHECKED = notebooks/04_batchnorm_placements.ipynb notebooks/06_transductive_or_not.ipynb \
-	notebooks/10_normalisation_without_transduction.ipynb notebooks/11_real_omniglot.ipynb notebooks/13_why_eval_fails.ipynb \
-	notebooks/14_answers_checked.ipynb
+	notebooks/09_normalisation_without_transduction.ipynb notebooks/10_real_omniglot.ipynb notebooks/12_why_eval_fails.ipynb \
+	notebooks/13_answers_checked.ipynb
 seed-check: setup
 	$(BIN)/python tools/execute_notebooks.py --train-seed 1 $(SEED_CHECKED)
 	$(BIN)/python tools/execute_notebooks.py --train-seed 2 $(SEED_CHECKED)

@@ -39,7 +39,7 @@ The mistakes it reports (``MISTAKES``), and when:
   ``torch.save(model)``) with BatchNorm running statistics that train-mode passes of the model
   itself changed inside the block.
 - ``train_mode_single_example`` (06): a BatchNorm layer runs in train mode on a batch of one.
-- ``track_running_stats_flipped`` (14): a BatchNorm layer runs in eval mode with
+- ``track_running_stats_flipped`` (13): a BatchNorm layer runs in eval mode with
   ``track_running_stats`` set to False after it was built (its running buffers still exist), so it
   normalises with those stored statistics, not with the batch's.
 
@@ -99,7 +99,7 @@ MISTAKES: dict[str, Mistake] = {
             "does; mk.meta_test's 'transductive' placement). Eval mode normalises with running statistics, "
             "and higher never updates the model's own: its patched copies get copies of the buffers, so "
             "after meta-training they are still mean 0, variance 1, which fit no task: about chance at any inner "
-            "step size (notebook 13 also shows why better statistics alone do not rescue eval mode).",
+            "step size (notebook 12 also shows why better statistics alone do not rescue eval mode).",
             "04_batchnorm_placements",
         ),
         Mistake(
@@ -161,7 +161,7 @@ MISTAKES: dict[str, Mistake] = {
             "stops their updates in train mode; eval mode still normalises with the stored buffers. For batch "
             "statistics keep the layer in train mode (fmodel.train()), build it with "
             "BatchNorm2d(..., track_running_stats=False), or set its running_mean and running_var to None.",
-            "14_answers_checked",
+            "13_answers_checked",
         ),
     ]
 }

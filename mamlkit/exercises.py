@@ -15,8 +15,8 @@ exercise  function to write               what it practises
 05.1      ``functional_predict``          train-mode predictions with ``functional_call`` that leave no trace
 06.1      ``reptile_predict``             each query example normalised together with the support set
 07.1      ``interval``                    the 95% confidence interval of a meta-test
-10.1      ``support_normalise``           normalising with the support set's statistics (MetaBN)
-12.1      ``sgd_step``                    one differentiable inner step with ``torch.func.functional_call``
+09.1      ``support_normalise``           normalising with the support set's statistics (MetaBN)
+11.1      ``sgd_step``                    one differentiable inner step with ``torch.func.functional_call``
 ========  ==============================  ========================================================================
 """
 
@@ -382,7 +382,7 @@ def check_interval(student_fn: Callable[..., Any]) -> CheckResult:
     return _result(label, problems)
 
 
-# ------------------------------------------------------------------------------- 10.1: support_normalise
+# ------------------------------------------------------------------------------- 09.1: support_normalise
 
 
 def reference_support_normalise(h: torch.Tensor, n_support: int, eps: float = 1e-5) -> torch.Tensor:
@@ -396,9 +396,9 @@ def reference_support_normalise(h: torch.Tensor, n_support: int, eps: float = 1e
 
 @_keeps_random_state
 def check_support_normalise(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise 10.1: ``support_normalise(h, n_support, eps)`` normalises all rows of ``h`` with the statistics of
+    """Exercise 09.1: ``support_normalise(h, n_support, eps)`` normalises all rows of ``h`` with the statistics of
     its first ``n_support`` rows (per channel), so that no query example affects another's normalisation."""
-    label, name = "10.1", getattr(student_fn, "__name__", "support_normalise")
+    label, name = "09.1", getattr(student_fn, "__name__", "support_normalise")
     g = torch.Generator().manual_seed(10)
     h = torch.randn(8, 3, 4, 4, generator=g) * 2 + 1
     h[5:] += 3.0                                             # the queries look different from the support set
@@ -417,7 +417,7 @@ def check_support_normalise(student_fn: Callable[..., Any]) -> CheckResult:
         pass
     elif torch.allclose(got, whole, atol=1e-5):
         problems.add("these are the whole batch's statistics (train-mode BatchNorm): the queries change each "
-                     "other's normalisation. Use only the first n_support rows (notebook 10).")
+                     "other's normalisation. Use only the first n_support rows (notebook 09).")
     elif torch.allclose(got, unbiased, atol=1e-5):
         problems.add("use the biased variance (unbiased=False), as BatchNorm normalises with.")
     else:
@@ -426,7 +426,7 @@ def check_support_normalise(student_fn: Callable[..., Any]) -> CheckResult:
     return _result(label, problems)
 
 
-# ------------------------------------------------------------------------------------------ 12.1: sgd_step
+# ------------------------------------------------------------------------------------------ 11.1: sgd_step
 
 
 def reference_sgd_step(model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
@@ -453,10 +453,10 @@ def _through_step(step: Callable[..., Any], task: Any) -> tuple[Any, list[torch.
 
 @_keeps_random_state
 def check_sgd_step(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise 12.1: ``sgd_step(model, params, buffers, task, inner_lr)`` returns the dict of parameters after
+    """Exercise 11.1: ``sgd_step(model, params, buffers, task, inner_lr)`` returns the dict of parameters after
     one SGD step on the support loss, computed with ``torch.func.functional_call`` and differentiable, so that
     a query loss at the new parameters back-propagates into ``params`` with second-order terms."""
-    label, name = "12.1", getattr(student_fn, "__name__", "sgd_step")
+    label, name = "11.1", getattr(student_fn, "__name__", "sgd_step")
     task = small_task(5)
     try:
         with _kept_random_state():
@@ -479,7 +479,7 @@ def check_sgd_step(student_fn: Callable[..., Any]) -> CheckResult:
         if gap > 1e-4:
             problems.add(f"the meta-gradient through your step differs from MAML's (largest difference {gap:.2g}). "
                          "If your new parameters match but the meta-gradient does not, pass create_graph=True to "
-                         "torch.autograd.grad: without it the step is first-order (notebook 12).")
+                         "torch.autograd.grad: without it the step is first-order (notebook 11).")
     return _result(label, problems)
 
 

@@ -1,4 +1,4 @@
-"""Checks for the classroom lab (``notebooks/09_classroom_lab.ipynb``).
+"""Checks for the classroom lab (``notebooks/08_classroom_lab.ipynb``).
 
 Each ``check_exercise_N(student_fn)`` runs a student's function on small synthetic tasks with a
 small Conv4 (8 channels, BatchNorm), compares it with a reference written with ``mamlkit``, and

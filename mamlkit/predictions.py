@@ -73,35 +73,43 @@ class GuessReport:
         return max(self.rows, key=lambda r: abs(r.off_by))
 
     def summary(self) -> str:
-        inside = sum(r.inside for r in self.rows)
         far = self.furthest
-        return (f"{inside} of {len(self.rows)} guesses inside the 95% interval; furthest off: {far.name} "
-                f"(guessed {far.guess:.0f}%, measured {far.measured:.1f}%, {far.off_by:+.1f} points).")
+        head = ""
+        if any(r.ci95 for r in self.rows):
+            head = f"{sum(r.inside for r in self.rows)} of {len(self.rows)} guesses inside the 95% interval; "
+        return (f"{head}furthest off: {far.name} "
+                f"(guessed {far.guess:g}, measured {far.measured:.1f}, {far.off_by:+.1f}).")
 
     def __repr__(self) -> str:
-        lines = [f"{'':<28} {'your guess':>10} {'measured':>16} {'off by':>8}"]
+        width = max(28, *(len(r.name) + 1 for r in self.rows))
+        lines = [f"{'':<{width}} {'your guess':>10} {'measured':>16} {'off by':>8}"]
         for r in self.rows:
-            lines.append(f"{r.name:<28} {r.guess:>9.0f}% {r.measured:>8.1f} ± {r.ci95:<4.1f}% {r.off_by:>+7.1f}")
+            measured = f"{r.measured:>8.1f} ± {r.ci95:<4.1f}" if r.ci95 else f"{r.measured:>15.1f}"
+            lines.append(f"{r.name:<{width}} {r.guess:>10.1f} {measured} {r.off_by:>+7.1f}")
         return "\n".join(lines + [self.summary()])
 
     def _repr_html_(self) -> str:
         body = "".join(
-            f"<tr><td><code>{html.escape(r.name)}</code></td><td>{r.guess:.0f}%</td>"
-            f"<td>{r.measured:.1f} ± {r.ci95:.1f}%</td><td>{r.off_by:+.1f}</td>"
+            f"<tr><td><code>{html.escape(r.name)}</code></td><td>{r.guess:g}</td>"
+            f"<td>{r.measured:.1f}{f' ± {r.ci95:.1f}' if r.ci95 else ''}</td><td>{r.off_by:+.1f}</td>"
             f"<td>{'inside the interval' if r.inside else ''}</td></tr>"
             for r in self.rows
         )
-        return ("<table><tr><th>placement</th><th>your guess</th><th>measured (95% CI)</th><th>off by (points)</th>"
+        return ("<table><tr><th>what</th><th>your guess</th><th>measured (95% CI)</th><th>off by</th>"
                 f"<th></th></tr>{body}</table><p>{html.escape(self.summary())}</p>")
 
 
-def compare(guesses: Mapping[str, float], results: Mapping[str, EvalResult]) -> GuessReport:
-    """Each committed guess (in %) beside the measured mean and 95% interval of the result of that name."""
+def compare(guesses: Mapping[str, float], results: Mapping[str, EvalResult | float]) -> GuessReport:
+    """Each committed guess beside the measurement of that name: an ``EvalResult`` (its mean and 95% interval,
+    in %) or a plain number, already in the guess's unit (no interval)."""
     unknown = [name for name in guesses if name not in results]
     if unknown:
         raise ConfigError(f"no measurement named {', '.join(unknown)}; measured: {', '.join(results)}")
-    rows = tuple(
-        GuessRow(name, float(guess), 100 * results[name].mean, 100 * results[name].ci95)
-        for name, guess in guesses.items()
-    )
-    return GuessReport(rows)
+    rows = []
+    for name, guess in guesses.items():
+        measured = results[name]
+        if isinstance(measured, EvalResult):
+            rows.append(GuessRow(name, float(guess), 100 * measured.mean, 100 * measured.ci95))
+        else:
+            rows.append(GuessRow(name, float(guess), float(measured), 0.0))
+    return GuessReport(tuple(rows))

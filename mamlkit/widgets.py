@@ -492,7 +492,7 @@ class BatchNormExplorer(_Explorer):
                 f"{res['layer']}, {len(res['tasks'])} tasks ({res['source']} sets): typical factor between a task's "
                 f"variance and the " + "; ".join(parts) + ". Eval mode normalises every task with the black "
                 "lines, at the initial weights; train mode uses the task's own at the current weights (why a "
-                "mismatch is not the whole story: notebook 13)."
+                "mismatch is not the whole story: notebook 12)."
             )
         else:
             self.summary_text = (f"{res['layer']} keeps no running statistics: it normalises with batch statistics "

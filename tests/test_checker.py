@@ -274,7 +274,7 @@ def test_a_flipped_track_running_stats_in_eval_mode_is_reported_and_its_correct_
     with check_maml(model) as report:
         meta_test_task(model, sampler.task(0), training=False)
     assert report.codes == ["track_running_stats_flipped"]
-    assert "'features.1'" in report.findings[0].message and report.findings[0].notebook == "14_answers_checked"
+    assert "'features.1'" in report.findings[0].message and report.findings[0].notebook == "13_answers_checked"
     with check_maml(model) as report:                           # train mode: batch statistics, as meant
         meta_test_task(model, sampler.task(0), training=True)
     assert report.ok, str(report)

@@ -166,9 +166,9 @@ def test_07_interval():
     assert_feedback(ex.check_interval(lambda v: np.mean(v)), "return two numbers")
 
 
-# 10.1 -----------------------------------------------------------------------------------------------------
+# 09.1 -----------------------------------------------------------------------------------------------------
 
-def test_10_support_normalise():
+def test_09_support_normalise():
     def answer(h, n, eps):
         s = h[:n]
         return (h - s.mean((0, 2, 3), keepdim=True)) / torch.sqrt(s.var((0, 2, 3), unbiased=False, keepdim=True) + eps)
@@ -183,7 +183,7 @@ def test_10_support_normalise():
     assert_feedback(unbiased, "biased variance")
 
 
-# 12.1 -----------------------------------------------------------------------------------------------------
+# 11.1 -----------------------------------------------------------------------------------------------------
 
 def sgd_step(model, params, buffers, task, inner_lr, create_graph=True):
     loss = F.cross_entropy(functional_call(model, (params, buffers), (task.support_x,)), task.support_y)
@@ -191,7 +191,7 @@ def sgd_step(model, params, buffers, task, inner_lr, create_graph=True):
     return {k: p - inner_lr * g for (k, p), g in zip(params.items(), grads)}
 
 
-def test_12_sgd_step():
+def test_11_sgd_step():
     assert ex.check_sgd_step(sgd_step).passed
     assert_feedback(ex.check_sgd_step(lambda *a: sgd_step(*a, create_graph=False)), "create_graph=True")
 

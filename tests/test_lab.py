@@ -20,7 +20,7 @@ import mamlkit as mk
 from mamlkit import lab
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = ROOT / "notebooks" / "09_classroom_lab.ipynb"
+LAB = ROOT / "notebooks" / "08_classroom_lab.ipynb"
 
 
 def load_tool():

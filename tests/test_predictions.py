@@ -40,3 +40,10 @@ def test_compare_puts_each_guess_beside_its_measurement():
 def test_compare_names_an_unknown_placement():
     with pytest.raises(mk.ConfigError, match="no measurement named nope"):
         predictions.compare({"nope": 50}, {"transductive": result("transductive", [0.5])})
+
+
+def test_compare_takes_plain_numbers_too():
+    report = predictions.compare({"half-width at 25 tasks": 5, "at 300": 2},
+                                 {"half-width at 25 tasks": 7.5, "at 300": 2.1})
+    assert report.furthest.name == "half-width at 25 tasks" and report.furthest.off_by == pytest.approx(2.5)
+    assert "inside" not in report.summary() and "7.5" in repr(report)

@@ -1,7 +1,7 @@
 """The classroom lab in a real browser: JupyterLab served locally, driven by headless Chromium.
 
 Starts ``jupyter lab`` on 127.0.0.1 (a free port, a random token) with a temporary root folder
-holding a copy of ``notebooks/09_classroom_lab.ipynb``, opens it in ``/usr/bin/chromium`` through
+holding a copy of ``notebooks/08_classroom_lab.ipynb``, opens it in ``/usr/bin/chromium`` through
 Playwright (no browser download), runs every cell, then uses the placement playground as a student
 would: changes the query mode in its dropdown, clicks Run, and checks that the verdict and the chart
 show the new run. Screenshots go to pytest's temporary folder and to ``build/browser/``.
@@ -29,7 +29,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = ROOT / "notebooks" / "09_classroom_lab.ipynb"
+LAB = ROOT / "notebooks" / "08_classroom_lab.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 CACHE = ROOT / "data" / "cache"
 SCREENSHOTS = ROOT / "build" / "browser"
@@ -187,6 +187,8 @@ def test_lab_runs_and_the_playground_answers_a_click(jupyter_lab, tmp_path):
             text = page.locator(".jp-Notebook").inner_text()
             assert "Traceback (most recent call last)" not in text, "a cell failed in the browser"
             assert "all three exercises pass" in text
+            assert "Exercise 1: passed" in text                # an exercise check, rendered in the browser
+            assert "furthest off" in text                      # predict, then measure: the guesses beside the runs
 
             playground = page.locator(".mamlkit-playground")
             playground.scroll_into_view_if_needed()
