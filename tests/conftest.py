@@ -125,6 +125,17 @@ def _isolated_cache(tmp_path_factory):
         os.environ["MAMLKIT_CACHE"] = before
 
 
+def load_tool(name: str):
+    """A script of ``tools/`` (e.g. ``make_student_copy``) imported as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_split(n_classes: int = 12, n_examples: int = 8, size: int = 28, seed: int = 0, name: str = "train"):
     """A small easy synthetic split: each class is a random prototype plus noise."""
     import torch

@@ -6,7 +6,6 @@ feedback that names the mistake and the notebook to reread (run in-process, no k
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_tool
 
 import mamlkit as mk
 from mamlkit import lab
@@ -23,14 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "notebooks" / "08_classroom_lab.ipynb"
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("make_student_copy", ROOT / "tools" / "make_student_copy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool("make_student_copy")
 
 
 def namespace() -> dict:

@@ -3,7 +3,6 @@ autograding scores a correct and a wrong submission as it should."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -13,19 +12,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("make_student_copy", ROOT / "tools" / "make_student_copy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool("make_student_copy")
 WITH_EXERCISES = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")
                         if tool.has_exercises(nbformat.read(p, as_version=4)))
 
