@@ -33,6 +33,7 @@ test: setup lint test-unit test-notebooks test-browser
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/vermin --no-tips --violations -t=3.10- mamlkit tools benchmarks tests
 
 test-unit: setup
 	MAMLKIT_THREADS=$(TEST_THREADS) MAMLKIT_LANES=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests --ignore=tests/browser

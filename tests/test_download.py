@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Self
 
 import pytest
 
@@ -117,7 +116,7 @@ def test_interrupted_download_removes_part_file(
                 raise KeyboardInterrupt
             return data[:n]
 
-        def __enter__(self) -> Self:
+        def __enter__(self) -> Interrupting:
             return self
 
         def __exit__(self, *exc: object) -> None:

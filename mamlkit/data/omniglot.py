@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 import torch
@@ -195,7 +194,7 @@ class _Reader:
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> _Reader:
         if self.source.kind == "zip":
             try:
                 self._zip = zipfile.ZipFile(self.source.path)
