@@ -252,9 +252,12 @@ def check_write_back(student_fn: Callable[..., Any]) -> CheckResult:
     held = dict(model.named_buffers())
     missing = [k for k, v in expected.items() if not torch.equal(held[k], v)]
     if missing:
-        untouched = all(float(held[k].abs().sum()) == 0 for k in missing if k.endswith("running_mean"))
-        hint = (" The model still holds 0 and 1: copy into its buffers in place (buffer.copy_(...))."
-                if untouched else "")
+        means = [k for k in missing if k.endswith("running_mean")]
+        hint = ""
+        if means and all(float(held[k].abs().sum()) == 0 for k in means):
+            hint = " The model still holds 0 and 1: copy into its buffers in place (buffer.copy_(...))."
+        elif not means and all(k.endswith("num_batches_tracked") for k in missing):
+            hint = " The means and variances are right; num_batches_tracked is a buffer too: copy it as well."
         problems.add(f"{len(missing)} of the model's buffers differ from the patched copy's (e.g. {missing[0]}).{hint} "
                      "fmodel.named_buffers() and model.named_buffers() use the same names (notebook 04).")
     if any(not torch.equal(a, p) for a, p in zip(params, model.parameters())):

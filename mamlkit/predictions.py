@@ -14,6 +14,7 @@ mean and its 95% interval, and how far off it was.
 from __future__ import annotations
 
 import html
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ def commit(guesses: Mapping[str, object], low: float = 0.0, high: float = 100.0)
         )
     committed: dict[str, float] = {}
     for name, value in guesses.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= float(value) <= high:
             raise GuessMissing(f"your guess for {name} is {value!r}; write a number between {low:g} and {high:g}.")
         committed[name] = float(value)
     return committed
@@ -43,12 +44,13 @@ def commit(guesses: Mapping[str, object], low: float = 0.0, high: float = 100.0)
 
 @dataclass(frozen=True)
 class GuessRow:
-    """One guess beside its measurement (percentages)."""
+    """One guess beside its measurement (percentages); ``has_interval`` is False for a plain number."""
 
     name: str
     guess: float
     measured: float
     ci95: float
+    has_interval: bool = True
 
     @property
     def off_by(self) -> float:
@@ -57,8 +59,8 @@ class GuessRow:
 
     @property
     def inside(self) -> bool:
-        """Whether the guess lies inside the measurement's 95% interval."""
-        return abs(self.off_by) <= self.ci95
+        """Whether the guess lies inside the measurement's 95% interval (False for a plain number)."""
+        return self.has_interval and abs(self.off_by) <= self.ci95
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ class GuessReport:
 
     def summary(self) -> str:
         far = self.furthest
+        with_interval = [r for r in self.rows if r.has_interval]
         head = ""
-        if any(r.ci95 for r in self.rows):
-            head = f"{sum(r.inside for r in self.rows)} of {len(self.rows)} guesses inside the 95% interval; "
+        if with_interval:
+            what = "guesses" if len(with_interval) == len(self.rows) else "guesses of a measurement with an interval"
+            head = f"{sum(r.inside for r in with_interval)} of {len(with_interval)} {what} inside the 95% interval; "
         return (f"{head}furthest off: {far.name} "
                 f"(guessed {far.guess:g}, measured {far.measured:.1f}, {far.off_by:+.1f}).")
 
@@ -84,14 +88,14 @@ class GuessReport:
         width = max(28, *(len(r.name) + 1 for r in self.rows))
         lines = [f"{'':<{width}} {'your guess':>10} {'measured':>16} {'off by':>8}"]
         for r in self.rows:
-            measured = f"{r.measured:>8.1f} ± {r.ci95:<4.1f}" if r.ci95 else f"{r.measured:>15.1f}"
+            measured = f"{r.measured:>8.1f} ± {r.ci95:<4.1f}" if r.has_interval else f"{r.measured:>15.1f}"
             lines.append(f"{r.name:<{width}} {r.guess:>10.1f} {measured} {r.off_by:>+7.1f}")
         return "\n".join(lines + [self.summary()])
 
     def _repr_html_(self) -> str:
         body = "".join(
             f"<tr><td><code>{html.escape(r.name)}</code></td><td>{r.guess:g}</td>"
-            f"<td>{r.measured:.1f}{f' ± {r.ci95:.1f}' if r.ci95 else ''}</td><td>{r.off_by:+.1f}</td>"
+            f"<td>{r.measured:.1f}{f' ± {r.ci95:.1f}' if r.has_interval else ''}</td><td>{r.off_by:+.1f}</td>"
             f"<td>{'inside the interval' if r.inside else ''}</td></tr>"
             for r in self.rows
         )
@@ -111,5 +115,5 @@ def compare(guesses: Mapping[str, float], results: Mapping[str, EvalResult | flo
         if isinstance(measured, EvalResult):
             rows.append(GuessRow(name, float(guess), 100 * measured.mean, 100 * measured.ci95))
         else:
-            rows.append(GuessRow(name, float(guess), float(measured), 0.0))
+            rows.append(GuessRow(name, float(guess), float(measured), 0.0, has_interval=False))
     return GuessReport(tuple(rows))

@@ -110,6 +110,17 @@ def test_04_write_back():
 
     assert_feedback(ex.check_write_back(with_parameters), "parameters changed")
 
+    def without_count(model, fmodel):                            # means and variances only
+        patched = dict(fmodel.named_buffers())
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if not name.endswith("num_batches_tracked"):
+                    buffer.copy_(patched[name])
+
+    result = ex.check_write_back(without_count)
+    assert_feedback(result, "num_batches_tracked is a buffer too")
+    assert "still holds 0 and 1" not in str(result)
+
 
 # 05.1 -----------------------------------------------------------------------------------------------------
 

@@ -47,3 +47,18 @@ def test_compare_takes_plain_numbers_too():
                                  {"half-width at 25 tasks": 7.5, "at 300": 2.1})
     assert report.furthest.name == "half-width at 25 tasks" and report.furthest.off_by == pytest.approx(2.5)
     assert "inside" not in report.summary() and "7.5" in repr(report)
+
+
+def test_numpy_numbers_are_guesses_too():
+    assert predictions.commit({"a": np.int64(70), "b": np.float32(20.5)}) == {"a": 70.0, "b": 20.5}
+    with pytest.raises(mk.ConfigError, match="between 0 and 100"):
+        predictions.commit({"a": np.int64(170)})
+
+
+def test_a_mixed_report_counts_only_the_guesses_with_an_interval():
+    measured = {"transductive": result("transductive", [0.7, 0.8] * 50), "ratio": 2.0}
+    report = predictions.compare({"transductive": 75, "ratio": 2.0}, measured)
+    assert "1 of 1 guesses of a measurement with an interval inside" in report.summary()
+    assert not {r.name: r for r in report.rows}["ratio"].inside      # a plain number has no interval to be inside
+    constant = predictions.compare({"eval": 20}, {"eval": result("eval", [0.2] * 10)})
+    assert "1 of 1 guesses inside" in constant.summary()              # an interval of width 0 is still an interval

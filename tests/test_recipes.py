@@ -48,7 +48,9 @@ def test_every_recipe_runs_and_does_what_it_says():
     n_query = len(task.query_x)
     for block in code:
         ns["task"] = task
-        before = state(model)
+        if "def meta_test_task" in block:
+            model.eval()                               # a caller's mode that a meta-test must leave as it was
+        before, modes = state(model), mk.get_modes(model)
         with ExitStack() as stack:
             if "fmodel" in block and "innerloop_ctx" not in block:
                 ns["fmodel"] = adapted_copy(model, task, stack)
@@ -58,6 +60,8 @@ def test_every_recipe_runs_and_does_what_it_says():
             assert mk.bn_stats_untouched(model)                           # ... the statistics did not
         elif "saved = " in block or "def meta_test_task" in block:        # meta-test leaves the model as it was
             assert same(before, state(model)), block[:60]
+            if "def meta_test_task" in block:
+                assert mk.get_modes(model) == modes, block[:60]       # ... modes included
         if "logits" in block and "running_mean = None" not in block:
             assert ns["logits"].shape == (n_query, 5), block[:60]
         if "running_mean = None" in block:                               # eval mode now uses batch statistics
