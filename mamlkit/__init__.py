@@ -1,6 +1,6 @@
 """mamlkit: where ``.train()`` and ``.eval()`` belong in MAML, shown by experiment.
 
-``import mamlkit as mk`` gives the public API the notebooks use (``mk.__all__``, 37 names)::
+``import mamlkit as mk`` gives the public API the notebooks use (``mk.__all__``, 39 names)::
 
     data = mk.load_dataset("glyphs")
     sampler = mk.TaskSampler(data["train"], n_way=5, k_shot=1, n_query=5, seed=0)
@@ -11,8 +11,9 @@
 Everything else is reached through its module, in the order the data flows: ``mk.data`` (datasets),
 ``mk.tasks``, ``mk.norms`` and ``mk.models``, ``mk.modes``, ``mk.placements`` (what a placement means),
 ``mk.backends`` (higher or torch.func), ``mk.adapt`` (the two loops), ``mk.evaluate``, ``mk.cache`` and
-``mk.experiments``; then ``mk.checker``. Plots, widgets and the classroom lab are imported on their own
-(``from mamlkit import plots, widgets, lab``): they need matplotlib and ipywidgets.
+``mk.experiments``; then ``mk.checker`` and ``mk.diagnosis`` (your own model's placements). Plots, widgets and
+the classroom lab are imported on their own (``from mamlkit import plots, widgets, lab``): they need
+matplotlib and ipywidgets.
 """
 
 from mamlkit import (  # noqa: F401  (the modules, so that mk.<module>.<name> always works)
@@ -21,6 +22,7 @@ from mamlkit import (  # noqa: F401  (the modules, so that mk.<module>.<name> al
     cache,
     checker,
     data,
+    diagnosis,
     errors,
     evaluate,
     experiments,
@@ -37,6 +39,7 @@ from mamlkit.checker import MISTAKES, MAMLMistakeError, check_maml
 from mamlkit.data import load_dataset
 from mamlkit.data import omniglot as _omniglot  # noqa: F401  (mk.data.omniglot)
 from mamlkit.data.sinusoid import SinusoidSampler
+from mamlkit.diagnosis import PlacementReport, placement_report
 from mamlkit.errors import ConfigError, DataError
 from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference, t_interval
 from mamlkit.experiments import get_meta_trained, preset, run_normalisations
@@ -74,7 +77,7 @@ __all__ = [
     # experiments
     "preset", "get_meta_trained", "run_normalisations",
     # checking your own code
-    "check_maml", "MISTAKES", "MAMLMistakeError",
+    "check_maml", "MISTAKES", "MAMLMistakeError", "placement_report", "PlacementReport",
     # errors and output
     "ConfigError", "DataError", "Table",
 ]

@@ -99,7 +99,9 @@ MISTAKES: dict[str, Mistake] = {
             "does; mk.meta_test's 'transductive' placement). Eval mode normalises with running statistics, "
             "and higher never updates the model's own: its patched copies get copies of the buffers, so "
             "after meta-training they are still mean 0, variance 1, which fit no task: about chance at any inner "
-            "step size (notebook 12 also shows why better statistics alone do not rescue eval mode).",
+            "step size (notebook 12 also shows why better statistics alone do not rescue eval mode)."
+            " To measure every placement on your own model and tasks: mk.placement_report "
+            "(python -m mamlkit report).",
             "04_batchnorm_placements",
         ),
         Mistake(
@@ -151,7 +153,9 @@ MISTAKES: dict[str, Mistake] = {
             "the other examples (transduction), and one example alone is normalised by its own statistics: "
             "accuracy drops far. Predict the whole query set in one batch (and say the result is "
             "transductive), prepend the support set to each example (Reptile's protocol), or use a "
-            "normalisation from the support set (norm='metabn' or 'tasknorm_i').",
+            "normalisation from the support set (norm='metabn' or 'tasknorm_i')."
+            " To measure every placement on your own model and tasks: mk.placement_report "
+            "(python -m mamlkit report).",
             "06_transductive_or_not",
         ),
         Mistake(
@@ -160,7 +164,9 @@ MISTAKES: dict[str, Mistake] = {
             "Setting layer.track_running_stats = False on a layer that was built with running statistics only "
             "stops their updates in train mode; eval mode still normalises with the stored buffers. For batch "
             "statistics keep the layer in train mode (fmodel.train()), build it with "
-            "BatchNorm2d(..., track_running_stats=False), or set its running_mean and running_var to None.",
+            "BatchNorm2d(..., track_running_stats=False), or set its running_mean and running_var to None."
+            " To measure every placement on your own model and tasks: mk.placement_report "
+            "(python -m mamlkit report).",
             "13_answers_checked",
         ),
     ]

@@ -7,6 +7,7 @@ Examples::
     python -m mamlkit placements --quick
     python -m mamlkit norms --dataset glyphs
     python -m mamlkit why-eval --dataset glyphs --seeds 0 1 2
+    python -m mamlkit report --entry my_report.py --tasks 100
     python -m mamlkit describe
 """
 
@@ -151,8 +152,40 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-remedies", action="store_true",
                    help="skip the model meta-trained with the query loss in eval mode")
     _add_output_arguments(w)
+    r = sub.add_parser(
+        "report",
+        help="meta-test YOUR model under every placement that applies: table, paired differences, verdict",
+        description="Load your model and episodes from an entry file and meta-test every placement that applies, "
+        "with the statistics your model holds, untouched ones and re-estimated ones, on the same tasks; print the "
+        "table with 95%% intervals and a verdict in plain words (mamlkit.diagnosis.placement_report).",
+        epilog=ENTRY_FILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("--entry", required=True, help="a Python file defining build_model() and episodes() (below)")
+    r.add_argument("--checkpoint", help="a state dict to load into build_model()'s network (overrides CHECKPOINT)")
+    r.add_argument("--tasks", type=_positive, default=100, help="episodes to measure (default 100)")
+    r.add_argument("--inner-steps", type=int, help="inner steps (overrides INNER_STEPS)")
+    r.add_argument("--inner-lr", type=float, help="inner learning rate (overrides INNER_LR)")
+    r.add_argument("--backend", choices=["higher", "torch.func"], default="higher")
+    r.add_argument("--out", help="also write the table as Markdown and the report as JSON into this folder")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("describe", help="list the placements and normalisations with one line each")
     return parser
+
+
+#: What ``python -m mamlkit report --help`` says an entry file holds.
+ENTRY_FILE_HELP = """the entry file (plain Python, run once):
+  def build_model():     required: your network, built as before training (an nn.Module)
+  CHECKPOINT = "m.pt"    optional: a state dict saved with torch.save(model.state_dict(), ...),
+                         relative to the entry file; --checkpoint overrides it
+  def episodes():        required: your meta-test episodes: a mamlkit sampler, a list, or any iterable
+                         (a DataLoader too) of (support_x, support_y, query_x, query_y) tuples, dicts
+                         with those keys, or mamlkit Tasks
+  INNER_STEPS = 10       your adaptation: plain SGD steps on the support set's cross-entropy
+  INNER_LR = 0.4         (--inner-steps and --inner-lr override them)
+  def estimate_episodes():  optional: episodes whose support sets re-estimate the running statistics
+                         (default: the support sets of the measured episodes)
+"""
 
 
 def _describe_conditions() -> str:
@@ -312,6 +345,30 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_command(args: argparse.Namespace) -> int:
+    from mamlkit.diagnosis import load_entry, placement_report
+
+    entry = load_entry(args.entry, args.checkpoint)
+    steps = args.inner_steps if args.inner_steps is not None else entry.inner_steps
+    lr = args.inner_lr if args.inner_lr is not None else entry.inner_lr
+    if steps is None or lr is None:
+        raise ConfigError(f"{args.entry}: say how your model adapts: set INNER_STEPS and INNER_LR in the entry file, "
+                          "or pass --inner-steps and --inner-lr")
+    begin = time.perf_counter()
+    report = placement_report(entry.model, entry.episodes, inner_steps=steps, inner_lr=lr, n_tasks=args.tasks,
+                              estimate_on=entry.estimate_episodes, backend=args.backend,
+                              progress=not args.no_progress)
+    print(report)
+    print(f"total wall time {time.perf_counter() - begin:.0f} s")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report.save_markdown(out / "placement_report.md")
+        report.save_json(out / "placement_report.json")
+        print(f"wrote {out / 'placement_report.md'} and placement_report.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     threads = os.environ.get("MAMLKIT_THREADS")
@@ -332,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             return norms_command(args)
         if args.command == "why-eval":
             return why_eval_command(args)
+        if args.command == "report":
+            return report_command(args)
         return run_placements_command(args)
     except (DataError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

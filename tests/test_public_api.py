@@ -17,7 +17,7 @@ PUBLIC = {
     "TrainConfig", "meta_train", "MetaTrained", "adapt_and_predict", "task_loss", "accuracy",
     "meta_test", "EvalResult", "confidence_interval", "t_interval", "paired_difference",
     "preset", "get_meta_trained", "run_normalisations",
-    "check_maml", "MISTAKES", "MAMLMistakeError",
+    "check_maml", "MISTAKES", "MAMLMistakeError", "placement_report", "PlacementReport",
     "ConfigError", "DataError", "Table",
 }
 
