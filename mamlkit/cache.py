@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -141,3 +143,27 @@ def _differences(a: object, b: object, prefix: str = "") -> list[tuple[str, obje
 def cached_path(config: dict, cache_dir: Path | None = None) -> Path:
     """Where the model for ``config`` is (or would be) stored."""
     return Path(cache_dir or default_cache_dir()) / f"maml-{config_key(config)}.pt"
+
+
+def cached_training(
+    model: torch.nn.Module,
+    config: dict,
+    train: Callable[[torch.nn.Module], History | None],
+    cache_dir: Path | None = None,
+) -> MetaTrained:
+    """``model`` trained by your own loop ``train(model)``, stored under ``config``'s key; loaded on later calls.
+
+    For a network and a training loop that are not mamlkit's (notebook 14): put into ``config`` everything that
+    decides the result (the loop's settings, the architecture's name and width, ``tensor_fingerprint`` of the
+    data), so that another configuration never gets this file. ``train`` may return a ``History``; its wall time
+    is measured here. The model's running statistics are stored as they are (``collected_stats`` stays empty).
+    """
+    path = cached_path(config, cache_dir)
+    if path.exists():
+        return load_trained(path, model, config)
+    begin = time.perf_counter()
+    history = train(model) or History()
+    history.seconds = time.perf_counter() - begin
+    trained = MetaTrained(model, {}, history, config)
+    save_trained(trained, path)
+    return trained

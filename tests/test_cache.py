@@ -106,3 +106,31 @@ def test_cache_file_loads_with_weights_only(data, tmp_path):
     trained = mk.get_meta_trained(exp, "standard", data, progress=False, cache_dir=tmp_path)
     payload = torch.load(cached_path(trained.config, tmp_path), weights_only=True)
     assert set(payload) == {"format", "config", "state_dict", "collected_stats", "history"}
+
+
+def test_your_own_training_loop_is_cached_by_its_configuration(tmp_path):
+    from torch import nn
+
+    from mamlkit.cache import cached_training
+
+    calls = []
+
+    def train(model):
+        calls.append(1)
+        with torch.no_grad():
+            model.train()
+            model(torch.randn(8, 3) * 3 + 1)                     # moves the running statistics
+            model[0].weight.add_(1.0)
+
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+    config = {"loop": "mine", "iterations": 1}
+    first = cached_training(build(), config, train, cache_dir=tmp_path)
+    second = cached_training(build(), config, train, cache_dir=tmp_path)
+    assert len(calls) == 1 and second.history.seconds == first.history.seconds
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
+    assert not mk.bn_stats_untouched(second.model)                   # the statistics are stored as they were
+    cached_training(build(), {**config, "iterations": 2}, train, cache_dir=tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.pt"))) == 2
