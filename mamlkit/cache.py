@@ -145,6 +145,28 @@ def cached_path(config: dict, cache_dir: Path | None = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / f"maml-{config_key(config)}.pt"
 
 
+def shipped_dir() -> Path:
+    """``data/models`` in a source checkout: the lesson models that come with the collection (read-only use)."""
+    return Path(__file__).resolve().parents[1] / "data" / "models"
+
+
+def find_cached(config: dict, cache_dir: Path | None = None) -> Path | None:
+    """The stored model for ``config``: in the cache, else (for the default cache) among the shipped models.
+
+    A shipped file is named like a cache file, by the key of its full configuration, and ``load_trained``
+    compares the configuration stored inside it, so a shipped model is only ever served for its own
+    configuration. ``MAMLKIT_SHIPPED=0`` ignores the shipped models (everything is trained here).
+    """
+    path = cached_path(config, cache_dir)
+    if path.exists():
+        return path
+    if cache_dir is None and os.environ.get("MAMLKIT_SHIPPED", "1") != "0":
+        shipped = shipped_dir() / path.name
+        if shipped.exists():
+            return shipped
+    return None
+
+
 def cached_training(
     model: torch.nn.Module,
     config: dict,
@@ -158,9 +180,10 @@ def cached_training(
     data), so that another configuration never gets this file. ``train`` may return a ``History``; its wall time
     is measured here. The model's running statistics are stored as they are (``collected_stats`` stays empty).
     """
+    found = find_cached(config, cache_dir)
+    if found is not None:
+        return load_trained(found, model, config)
     path = cached_path(config, cache_dir)
-    if path.exists():
-        return load_trained(path, model, config)
     begin = time.perf_counter()
     history = train(model) or History()
     history.seconds = time.perf_counter() - begin

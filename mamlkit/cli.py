@@ -8,6 +8,8 @@ Examples::
     python -m mamlkit norms --dataset glyphs
     python -m mamlkit why-eval --dataset glyphs --seeds 0 1 2
     python -m mamlkit report --entry my_report.py --tasks 100
+    python -m mamlkit download --data-dir data/omniglot
+    python -m mamlkit placements --dataset omniglot --download
     python -m mamlkit describe
 """
 
@@ -29,7 +31,8 @@ from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
 NOTEBOOK_TASKS = 30
 
 #: The error for ``--dataset omniglot`` without a folder.
-NEEDS_DATA_DIR = "--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot)"
+NEEDS_DATA_DIR = ("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../shared/data/omniglot), or --download "
+                  "to fetch the official archives where you have internet")
 
 
 def _positive(text: str) -> int:
@@ -47,6 +50,9 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, default_preset: s
     parser.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"],
                         help="glyphs: offline procedural default; omniglot: real data from --data-dir")
     parser.add_argument("--data-dir", help="Omniglot folder (with images_background/ ... or the .zip files)")
+    parser.add_argument("--download", action="store_true",
+                        help="with --dataset omniglot: fetch the official archives into --data-dir (default "
+                        "data/omniglot) first, md5-checked; nothing is fetched that is already there")
     parser.add_argument("--quick", action="store_true", help="small configuration for tests (--preset quick)")
     parser.add_argument("--preset", choices=["quick", "lesson", "full"], default=None,
                         help=f"named configuration (default: {default_preset})")
@@ -112,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="configuration (default: lesson, what the notebooks use)")
     t.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"])
     t.add_argument("--data-dir", help="Omniglot folder")
+    t.add_argument("--download", action="store_true", help="fetch the official Omniglot archives first")
     t.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
                    help="meta-training placements")
     t.add_argument("--norms", nargs="+", choices=list(NORMS), default=["bn"],
@@ -169,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=["higher", "torch.func"], default="higher")
     r.add_argument("--out", help="also write the table as Markdown and the report as JSON into this folder")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d = sub.add_parser(
+        "download",
+        help="fetch the official Omniglot archives (md5-checked, never half-written) where the network allows",
+        description="Download the official Omniglot archives from github.com/brendenlake/omniglot into a folder, "
+        "check each md5, and move each into place only when it is whole. Archives already there with the right "
+        "md5 are kept. A failed download leaves nothing behind: run the same command again to restart it.",
+    )
+    d.add_argument("--data-dir", help="target folder (default: $MAMLKIT_OMNIGLOT, else data/omniglot)")
+    d.add_argument("--sets", nargs="+", default=["images_background", "images_evaluation", "all_runs"],
+                   help="archives to fetch (default: the full background and evaluation sets and the 20 runs)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("describe", help="list the placements and normalisations with one line each")
     return parser
 
@@ -245,11 +263,32 @@ def _over_seeds(args: argparse.Namespace, stem: str, run, transpose: bool = Fals
     return 0
 
 
+def _prepare_data(args: argparse.Namespace) -> None:
+    """Fetch Omniglot first for ``--download`` (then ``args.data_dir`` names its folder); check a folder is named."""
+    if args.download:
+        from mamlkit.data.omniglot import FULL_SETS, download_omniglot
+
+        if args.dataset != "omniglot":
+            raise ConfigError("--download fetches Omniglot: add --dataset omniglot (glyphs need no download)")
+        folder = download_omniglot(args.data_dir, FULL_SETS, progress=not args.no_progress)
+        args.data_dir = str(folder)
+    if args.dataset == "omniglot" and not args.data_dir:
+        raise DataError(NEEDS_DATA_DIR)
+
+
+def download_command(args: argparse.Namespace) -> int:
+    from mamlkit.data.omniglot import download_omniglot
+
+    folder = download_omniglot(args.data_dir, args.sets, progress=not args.no_progress)
+    print(f"Omniglot archives in {folder}: {', '.join(f'{name}.zip' for name in args.sets)} (md5 checked)")
+    print(f"use them with: --dataset omniglot --data-dir {folder}")
+    return 0
+
+
 def run_placements_command(args: argparse.Namespace) -> int:
     from mamlkit.experiments import run_placements
 
-    if args.dataset == "omniglot" and not args.data_dir:
-        raise DataError(NEEDS_DATA_DIR)
+    _prepare_data(args)
     lanes = args.lanes or default_lanes()
     return _over_seeds(args, "placements", lambda exp: run_placements(
         exp, args.trainings, args.placements, progress=not args.no_progress, cache=not args.no_cache, lanes=lanes),
@@ -259,8 +298,7 @@ def run_placements_command(args: argparse.Namespace) -> int:
 def norms_command(args: argparse.Namespace) -> int:
     from mamlkit.experiments import run_normalisations
 
-    if args.dataset == "omniglot" and not args.data_dir:
-        raise DataError(NEEDS_DATA_DIR)
+    _prepare_data(args)
     args.norm = None
     lanes = args.lanes or default_lanes()
     return _over_seeds(args, "norms", lambda exp: run_normalisations(
@@ -270,8 +308,7 @@ def norms_command(args: argparse.Namespace) -> int:
 def why_eval_command(args: argparse.Namespace) -> int:
     from mamlkit.why_eval import CONDITIONS, LR_FACTORS, run_why_eval
 
-    if args.dataset == "omniglot" and not args.data_dir:
-        raise DataError(NEEDS_DATA_DIR)
+    _prepare_data(args)
     factors = tuple(args.lr_factors or LR_FACTORS)
     if any(not 0 < f <= 1 for f in factors):
         raise ConfigError(f"--lr-factors must be in (0, 1], got {list(factors)}")
@@ -318,14 +355,13 @@ def _report(res, out: Path, stem: str, timings: list[str], wall: float) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from mamlkit.cache import cached_path
+    from mamlkit.cache import cached_path, find_cached, shipped_dir
     from mamlkit.experiments import get_meta_trained, preset
 
+    _prepare_data(args)
     changes: dict = {"dataset": args.dataset}
     if args.data_dir:
         changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
-    elif args.dataset == "omniglot":
-        raise DataError(NEEDS_DATA_DIR)
     if args.n_way:
         changes["n_way"] = args.n_way
     if args.n_query:
@@ -335,8 +371,11 @@ def train_command(args: argparse.Namespace) -> int:
     for norm in args.norms:
         exp = base.with_changes(model={"norm": norm})
         for training in args.trainings:
-            path = cached_path(exp.training_config(data, training))
-            status = "found in the cache" if path.exists() else "meta-training now"
+            config = exp.training_config(data, training)
+            found = find_cached(config)
+            path = found or cached_path(config)
+            status = ("meta-training now" if found is None
+                      else "shipped with the collection" if found.parent == shipped_dir() else "found in the cache")
             print(f"{args.preset}/{exp.dataset}/{exp.n_way}-way/{norm}/{training}: {status} ({path})", flush=True)
             trained = get_meta_trained(exp, training, data, progress=not args.no_progress)
             last = trained.history.accuracy[-10:]
@@ -391,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             return why_eval_command(args)
         if args.command == "report":
             return report_command(args)
+        if args.command == "download":
+            return download_command(args)
         return run_placements_command(args)
     except (DataError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig, meta_train
-from mamlkit.cache import cached_path, load_trained, save_trained, tensor_fingerprint
+from mamlkit.cache import cached_path, find_cached, load_trained, save_trained, tensor_fingerprint
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import CacheError, ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
@@ -149,17 +149,18 @@ def get_meta_trained(
 ) -> MetaTrained:
     """The model meta-trained under ``exp`` with the given meta-training placement.
 
-    Loaded from the cache when a model with exactly this configuration was trained before;
-    otherwise meta-trained now (and saved, if ``cache``).
+    Loaded from the cache (or the shipped lesson models, ``mamlkit.cache.find_cached``) when a model with
+    exactly this configuration was trained before; otherwise meta-trained now (and saved, if ``cache``).
     """
     get_train_placement(placement)
     data = data or exp.load_data()
     config = exp.training_config(data, placement)
     model = build_model(exp.model_config(), seed=exp.train.seed)
     path = cached_path(config, cache_dir)
-    if cache and path.exists():
+    found = find_cached(config, cache_dir) if cache else None
+    if found is not None:
         try:
-            return load_trained(path, model, config)
+            return load_trained(found, model, config)
         except CacheError as exc:
             print(f"mamlkit: ignoring unusable cache file ({exc}); retraining")
             model = build_model(exp.model_config(), seed=exp.train.seed)
@@ -181,7 +182,7 @@ def get_meta_trained_many(
 ) -> dict[str, MetaTrained]:
     """``get_meta_trained`` for several meta-training placements; the ones not in the cache are meta-trained
     side by side in ``lanes`` worker processes (one torch thread each), the others loaded here."""
-    missing = [p for p in placements if not (cache and cached_path(exp.training_config(data, p), cache_dir).exists())]
+    missing = [p for p in placements if not (cache and find_cached(exp.training_config(data, p), cache_dir))]
     trained: dict[str, MetaTrained] = {}
     if lanes and lanes > 1 and len(missing) > 1:
         done = run_in_lanes(_training_lane, (exp, data, cache, cache_dir), _train_in_lane, missing, lanes)

@@ -112,17 +112,20 @@ def _torch_threads():
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Tests never read or write the project's model cache: each session gets its own.
+    """Tests never read or write the project's model cache, nor read the shipped models: each session gets its
+    own cache (tests/test_shipped_models.py reads the shipped ones on purpose).
 
     Session-scoped, so it is in place before any module-scoped fixture runs (a function-scoped one is
     set up after them, and a module fixture's CLI run would then read the project's cache)."""
-    before = os.environ.get("MAMLKIT_CACHE")
+    before = {name: os.environ.get(name) for name in ("MAMLKIT_CACHE", "MAMLKIT_SHIPPED")}
     os.environ["MAMLKIT_CACHE"] = str(tmp_path_factory.getbasetemp() / "model-cache")
+    os.environ["MAMLKIT_SHIPPED"] = "0"
     yield
-    if before is None:
-        os.environ.pop("MAMLKIT_CACHE", None)
-    else:
-        os.environ["MAMLKIT_CACHE"] = before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def load_tool(name: str):

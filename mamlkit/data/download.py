@@ -10,6 +10,7 @@ zip files in place.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import secrets
@@ -101,18 +102,24 @@ def download_file(
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 bar = progress_counter(total, dest.name, progress, unit="B")
+                received = 0
                 try:
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         out.write(chunk)
                         h.update(chunk)
+                        received += len(chunk)
                         bar.update(len(chunk))
                 finally:
                     bar.close()
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            # URLError covers HTTP errors and unreachable hosts; OSError covers timeouts, dropped
-            # connections and a full disk; ValueError an unknown URL scheme.
+                if total is not None and received != total:
+                    raise http.client.IncompleteRead(b"", total - received)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+            # URLError covers HTTP errors and unreachable hosts; HTTPException a connection closed before
+            # the whole file arrived (IncompleteRead); OSError timeouts, dropped connections and a full
+            # disk; ValueError an unknown URL scheme. Nothing is kept: run the same call again to restart.
             raise DataError(
-                f"could not download {url} to {dest}: {e}. Check your connection (and the URL), or {by_hand}"
+                f"could not download {url} to {dest}: {_reason(e)}. Nothing was kept: check your connection (and "
+                f"the URL) and run the same command again to restart the download, or {by_hand}"
             ) from e
         actual = h.hexdigest()
         if expected is not None and actual != expected:
@@ -127,3 +134,11 @@ def download_file(
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def _reason(error: BaseException) -> str:
+    """A short reason for a failed download (an incomplete body says how much was missing)."""
+    if isinstance(error, http.client.IncompleteRead):
+        missing = f", {error.expected} bytes missing" if error.expected else ""
+        return f"the connection closed before the whole file arrived{missing}"
+    return str(error) or type(error).__name__

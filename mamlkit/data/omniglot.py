@@ -55,6 +55,8 @@ __all__ = [
     "SMALL_SETS",
     "SMALL_SPLIT",
     "OneShotRun",
+    "download_folder",
+    "download_omniglot",
     "find_omniglot_sets",
     "load_omniglot",
     "load_one_shot_runs",
@@ -629,6 +631,38 @@ _RUN_LABELS = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<run>run\d+)/class_labels\.tx
 
 #: Where ``locate_omniglot`` looks after its candidates, in words (for messages).
 OMNIGLOT_PLACES = "$MAMLKIT_OMNIGLOT, data/omniglot in the checkout, ../shared/data/omniglot beside it"
+
+
+def download_folder() -> Path:
+    """Where a download goes when no folder is named: ``$MAMLKIT_OMNIGLOT``, else ``data/omniglot`` in a source
+    checkout, else ``~/.cache/mamlkit/omniglot`` (``locate_omniglot`` looks in the first two)."""
+    env = os.environ.get("MAMLKIT_OMNIGLOT")
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
+        return checkout / "data" / "omniglot"
+    return Path.home() / ".cache" / "mamlkit" / "omniglot"
+
+
+def download_omniglot(
+    root: str | Path | None = None,
+    sets: Sequence[str] = (*FULL_SETS, "all_runs"),
+    progress: bool = True,
+) -> Path:
+    """Fetch the official Omniglot archives into ``root`` (default ``download_folder()``) and return the folder.
+
+    Each archive is checked against its md5 and only then moved into place; one already there with the right
+    md5 is not fetched again. A download that fails (no network, a connection closed early, a wrong
+    checksum) leaves nothing behind and says so: run the same call again to restart it. Without internet,
+    download the archives by hand from github.com/brendenlake/omniglot (folder ``python/``) into the folder.
+    """
+    folder = Path(root).expanduser() if root is not None else download_folder()
+    unknown = [name for name in sets if name not in RESOURCES]
+    if unknown:
+        raise DataError(f"no download is known for {unknown[0]!r}; choose from {', '.join(RESOURCES)}")
+    _download_sets(folder, list(sets), progress)
+    return folder
 
 
 def locate_omniglot(candidates: Sequence[str | Path] = (), needs: Sequence[str] = ()) -> Path | None:
