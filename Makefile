@@ -13,12 +13,12 @@ export MAMLKIT_THREADS ?= 2
 JOBS ?= 2
 TEST_THREADS := $(if $(filter 0,$(JOBS)),$(MAMLKIT_THREADS),1)
 
-.PHONY: setup lab demo test test-unit test-notebooks test-browser browser-deps student-copy models models-glyphs models-omniglot lint notebooks seed-check \
+.PHONY: setup lab demo test test-unit test-notebooks test-browser browser-deps student-copy book models models-glyphs models-omniglot lint notebooks seed-check \
 	constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[lab,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[lab,dev,book]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -66,6 +66,10 @@ endif
 
 # The classroom lab in a real browser: JupyterLab + headless Chromium (/usr/bin/chromium, see browser-deps).
 # It uses the lesson model cached by test-notebooks; it skips where Chromium is missing, except under CI=true.
+# The whole collection as a static site from the stored outputs (nothing re-run): build/book/html/index.html.
+book: setup
+	$(BIN)/python tools/build_book.py
+
 test-browser: setup
 	$(BIN)/python -m pytest tests/browser
 

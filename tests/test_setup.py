@@ -27,7 +27,7 @@ def pins() -> dict[str, str]:
 def pyproject_deps() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return {_name(d) for d in project["dependencies"] + extras["lab"] + extras["dev"]}
+    return {_name(d) for d in project["dependencies"] + extras["lab"] + extras["dev"] + extras["book"]}
 
 
 def environment_pip_deps() -> dict[str, str]:
