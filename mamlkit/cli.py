@@ -379,7 +379,8 @@ def train_command(args: argparse.Namespace) -> int:
             print(f"{args.preset}/{exp.dataset}/{exp.n_way}-way/{norm}/{training}: {status} ({path})", flush=True)
             trained = get_meta_trained(exp, training, data, progress=not args.no_progress)
             last = trained.history.accuracy[-10:]
-            print(f"  meta-trained in {trained.history.seconds:.0f} s; "
+            when = "meta-trained" if found is None else "stored after meta-training"
+            print(f"  {when} in {trained.history.seconds:.0f} s; "
                   f"query accuracy {100 * sum(last) / len(last):.1f}% over the last {len(last)} iterations")
     return 0
 
