@@ -399,7 +399,8 @@ def report_command(args: argparse.Namespace) -> int:
                               estimate_on=entry.estimate_episodes, backend=args.backend,
                               progress=not args.no_progress)
     print(report)
-    print(f"total wall time {time.perf_counter() - begin:.0f} s")
+    print(f"{1000 * report.seconds_per_task:.0f} ms per task for all placements; "
+          f"total wall time {time.perf_counter() - begin:.0f} s")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

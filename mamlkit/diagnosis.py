@@ -25,7 +25,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -37,7 +39,6 @@ from mamlkit.errors import ConfigError
 from mamlkit.evaluate import EvalResult, PairedDifference, meta_test, paired_difference
 from mamlkit.modes import (
     StatsSnapshot,
-    bn_stats_untouched,
     get_modes,
     preserved_bn_stats,
     restore_modes,
@@ -94,6 +95,10 @@ class PlacementReport:
         estimate_note: where the re-estimated statistics came from.
         skipped: rows that cannot run on this model, with the reason (e.g. BatchNorm1d refuses a batch of one
             example in train mode).
+        context_norm: the model normalises with support-set statistics (MetaBN, TaskNorm-I): train mode is not
+            transductive.
+        partly_transductive_eval: some BatchNorm layers keep no running statistics, so eval mode still
+            normalises those with the batch's statistics.
     """
 
     results: dict[str, EvalResult]
@@ -106,6 +111,8 @@ class PlacementReport:
     estimate_note: str
     verdict: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    context_norm: bool = False
+    partly_transductive_eval: bool = False
 
     @property
     def n_tasks(self) -> int:
@@ -134,7 +141,7 @@ class PlacementReport:
     def __str__(self) -> str:
         lines = [str(self.table()), "", "Verdict:"]
         lines += [f"- {line}" for line in self.verdict]
-        lines.append(f"({1000 * self.seconds_per_task:.0f} ms per task for all placements; {self.estimate_note}.)")
+        lines.append(f"({self.estimate_note}.)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -165,8 +172,7 @@ class PlacementReport:
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in self.verdict)
         return (self.table()._repr_html_() + f"<p><b>Verdict</b></p><ul>{items}</ul>"
-                + f"<p><small>{1000 * self.seconds_per_task:.0f} ms per task for all placements; "
-                + f"{html.escape(self.estimate_note)}.</small></p>")
+                + f"<p><small>{html.escape(self.estimate_note)}.</small></p>")
 
 
 def as_tasks(tasks: object, n_tasks: int | None = None) -> FixedTasks:
@@ -193,6 +199,11 @@ def as_tasks(tasks: object, n_tasks: int | None = None) -> FixedTasks:
     converted = [_as_task(episode, i) for i, episode in enumerate(episodes)]
     if not converted:
         raise ConfigError("the task source gave no episodes")
+    n_way = converted[0].n_way
+    for task in converted[1:]:
+        if task.n_way != n_way:
+            raise ConfigError(f"episode {task.index} has {task.n_way} classes and episode 0 has {n_way}: a report "
+                              "compares placements on tasks of one shape; give episodes with one number of classes")
     return FixedTasks(converted, "your tasks")
 
 
@@ -269,15 +280,50 @@ def _check_model(model: nn.Module, tasks: FixedTasks) -> tuple[int, bool, dict[s
         raise ConfigError(f"placement_report needs class logits of shape [query examples, classes] = {list(expected)} "
                           f"for this {n_way}-way episode; the model returned {shape}. Give the model a head with "
                           f"{n_way} outputs, or use episodes with as many classes as its head has outputs.")
-    keeps_stats = any(is_batchnorm(m) and m.track_running_stats and m.running_mean is not None
-                      for m in model.modules())
+    for name, m in model.named_modules():
+        if is_batchnorm(m) and not m.track_running_stats and m.running_mean is not None:
+            raise ConfigError(
+                f"BatchNorm layer '{name}' has track_running_stats=False but still holds its running buffers, so eval "
+                "mode reads them (notebook 13): set its running_mean and running_var to None for batch statistics, or "
+                "track_running_stats back to True, then run the report"
+            )
+    keeps_stats = any(is_batchnorm(m) and m.running_mean is not None for m in model.modules())
     skipped = {}
-    smallest_class = min(int((task.query_y == c).sum()) for c in task.query_y.unique())
+    smallest_class = min(int((t.query_y == c).sum()) for t in (tasks.task(i) for i in range(len(tasks)))
+                         for c in t.query_y.unique())
     for name, size in (("one_at_a_time", 1), ("one_class_at_a_time", smallest_class)):
         reason = _train_mode_refuses(model, task.query_x[:size].to(device))
         if reason:
             skipped[name] = reason
     return n_way, keeps_stats, skipped
+
+
+def _some_layers_without_stats(model: nn.Module) -> bool:
+    """True when some BatchNorm layers keep running statistics and others do not (eval mode is then partly
+    transductive: the layers without them normalise with the batch's statistics)."""
+    kinds = {m.running_mean is not None for m in model.modules() if is_batchnorm(m)}
+    return kinds == {True, False}
+
+
+def _stats_untouched(model: nn.Module) -> bool:
+    """True when every running statistic still holds its initial value (mean 0, variance 1)."""
+    layers = [m for m in model.modules() if is_batchnorm(m) and m.running_mean is not None]
+    return bool(layers) and all(bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all())
+                                for m in layers)
+
+
+@contextmanager
+def _dropout_off(model: nn.Module) -> Iterator[list[float]]:
+    """Dropout turned off (p = 0) in every mode inside the block, and put back after; yields the original p's."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+    saved = [m.p for m in layers]
+    try:
+        for m in layers:
+            m.p = 0.0
+        yield saved
+    finally:
+        for m, p in zip(layers, saved):
+            m.p = p
 
 
 def _train_mode_refuses(model: nn.Module, x: torch.Tensor) -> str:
@@ -356,31 +402,40 @@ def placement_report(
     measured = as_tasks(tasks, n_tasks)
     n_way, keeps_stats, skipped = _check_model(model, measured)
     held = snapshot_bn_stats(model)
-    held_untouched = keeps_stats and bn_stats_untouched(model)
+    held_untouched = keeps_stats and _stats_untouched(model)
+    count = len(measured)
     if estimate_on is None:
         estimate_tasks, estimate_note = measured, "statistics re-estimated on the support sets of the measured tasks"
     else:
-        estimate_tasks = as_tasks(estimate_on, n_tasks=len(measured) if hasattr(estimate_on, "task") else None)
+        try:
+            estimate_tasks = as_tasks(estimate_on, n_tasks=count)
+        except ConfigError as exc:
+            raise ConfigError(f"estimate_on: {exc}") from exc
         estimate_note = f"statistics re-estimated on the support sets of {len(estimate_tasks)} given tasks"
-    count = len(measured)
+    notes = [estimate_note]
     begin = time.perf_counter()
     results: dict[str, EvalResult] = {}
-    runs: list[tuple[str | None, StatsSnapshot | None]] = [(None, held)]
-    if keeps_stats:
-        runs += [("held", held), ("untouched", None), ("reestimated", reestimated_stats(model, estimate_tasks))]
-    for source, stats in runs:
-        rows = [(name, placement) for name, placement, s in ROWS if s == source and name not in skipped]
-        measured_now = meta_test(model, measured, [placement for _, placement in rows], n_tasks=count,
-                                 inner_steps=inner_steps, inner_lr=inner_lr, collected_stats=stats,
-                                 backend=backend, progress=progress)
-        for name, placement in rows:
-            result = measured_now[placement]
-            results[name] = EvalResult(name, result.values, result.metric, result.seconds, result.task_indices)
+    with _dropout_off(model) as dropout:
+        if dropout:
+            notes.append(f"Dropout (p = {', '.join(f'{p:g}' for p in dropout)}) was off throughout, as a prediction "
+                         "wants it (notebook 15)")
+        runs: list[tuple[str | None, StatsSnapshot | None]] = [(None, held)]
+        if keeps_stats:
+            runs += [("held", held), ("untouched", None), ("reestimated", reestimated_stats(model, estimate_tasks))]
+        for source, stats in runs:
+            rows = [(name, placement) for name, placement, s in ROWS if s == source and name not in skipped]
+            measured_now = meta_test(model, measured, [placement for _, placement in rows], n_tasks=count,
+                                     inner_steps=inner_steps, inner_lr=inner_lr, collected_stats=stats,
+                                     backend=backend, progress=progress)
+            for name, placement in rows:
+                result = measured_now[placement]
+                results[name] = EvalResult(name, result.values, result.metric, result.seconds, result.task_indices)
     seconds = (time.perf_counter() - begin) / count
     base = results["transductive"]
     differences = {name: paired_difference(r, base) for name, r in results.items() if name != "transductive"}
     report = PlacementReport(results, differences, n_way, inner_steps, float(inner_lr), seconds, held_untouched,
-                             estimate_note, skipped=skipped)
+                             "; ".join(notes), skipped=skipped, context_norm=uses_context(model),
+                             partly_transductive_eval=_some_layers_without_stats(model))
     report.verdict = _verdict(report, keeps_stats)
     return report
 
@@ -397,25 +452,34 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
     """Findings in plain words, each with the notebook that explains it."""
     r, d, chance = report.results, report.differences, 1 / report.n_way
     lines = []
-    stand_alone = [n for n in r if n not in ("transductive", "one_class_at_a_time")]
-    best = max(stand_alone, key=lambda n: r[n].mean)
-    matching = [n for n in stand_alone if not (d[n].significant and d[n].mean < 0)]
-    if matching:
+    train = _fmt(r["transductive"])
+    if report.context_norm:
+        lines.append(f"Your model normalises with statistics of the support set (a context normalisation), so train "
+                     f"mode at meta-test ({train}) does not depend on the other query examples "
+                     f"({NOTEBOOKS['normalisation']}).")
+    stand_alone = [n for n in r if n not in ("transductive", "one_class_at_a_time")
+                   and not (report.partly_transductive_eval and "eval" in n)]
+    better = [n for n in stand_alone if d[n].significant and d[n].mean > 0]
+    matching = [n for n in stand_alone if not d[n].significant]
+    if better:
+        top = max(better, key=lambda n: r[n].mean)
+        lines.append(f"Use {top}: {_fmt(r[top])}, {_points(d[top])} above train mode ({train}) on the same tasks, "
+                     f"and no prediction depends on the other query examples ({NOTEBOOKS['transduction']}).")
+    elif matching:
         top = max(matching, key=lambda n: r[n].mean)
-        diff = d[top]
-        lines.append(f"Use train mode at meta-test, as in meta-training ({_fmt(r['transductive'])}), or {top} "
-                     f"({_fmt(r[top])}; {100 * diff.mean:+.1f} ± {100 * diff.ci95:.1f} points on the same tasks, no "
-                     f"clear difference), where no prediction depends on the other query examples "
-                     f"({NOTEBOOKS['transduction']}).")
-    else:
-        lines.append(f"Use train mode at meta-test, as in meta-training: {_fmt(r['transductive'])}. Each prediction "
-                     f"then depends on the other query examples (transductive); if predictions must stand alone, the "
-                     f"best here is {best} ({_fmt(r[best])}, {_points(d[best])} lower; "
-                     f"{NOTEBOOKS['transduction']}, {NOTEBOOKS['normalisation']}).")
+        lines.append(f"Use train mode at meta-test ({train}), or {top} ({_fmt(r[top])}; {100 * d[top].mean:+.1f} ± "
+                     f"{100 * d[top].ci95:.1f} points on the same tasks, no clear difference), where no prediction "
+                     f"depends on the other query examples ({NOTEBOOKS['transduction']}).")
+    elif stand_alone:
+        best = max(stand_alone, key=lambda n: r[n].mean)
+        where = "" if report.context_norm else " Each prediction then depends on the other query examples."
+        lines.append(f"Use train mode at meta-test: {train}.{where} If predictions must stand alone, the best here is "
+                     f"{best} ({_fmt(r[best])}, {_points(d[best])} lower; {NOTEBOOKS['transduction']}, "
+                     f"{NOTEBOOKS['normalisation']}).")
     one = d.get("one_at_a_time")
     if one is None:
-        lines.append(f"Your model cannot predict one example at a time in train mode at all ("
-                     f"{report.skipped['one_at_a_time']}). Normalising each example together with the support set "
+        lines.append(f"Your model cannot predict one example at a time in train mode at all "
+                     f"({report.skipped['one_at_a_time']}). Normalising each example together with the support set "
                      f"(Reptile's protocol) gives {_fmt(r['reptile_protocol'])} ({NOTEBOOKS['transduction']}).")
     elif one.significant and one.mean < 0:
         lines.append(f"Query examples that arrive one at a time cost {_points(one)} in train mode "
@@ -423,28 +487,37 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
                      f"Normalising each example together with the support set (Reptile's protocol) gives "
                      f"{_fmt(r['reptile_protocol'])} ({NOTEBOOKS['transduction']}).")
     else:
-        lines.append(f"One example at a time in train mode costs nothing measurable here "
-                     f"({_fmt(r['one_at_a_time'])}, {100 * one.mean:+.1f} ± {100 * one.ci95:.1f} points).")
+        lines.append(f"Query examples that arrive one at a time cost nothing measurable here "
+                     f"({_fmt(r['one_at_a_time'])}, {100 * one.mean:+.1f} ± {100 * one.ci95:.1f} points; "
+                     f"{NOTEBOOKS['transduction']}).")
     if not keeps_stats:
         lines.append("Your BatchNorm layers keep no running statistics, so eval mode normalises with batch "
                      "statistics like train mode: no placement here reads running statistics.")
     else:
+        if report.partly_transductive_eval:
+            lines.append("Some of your BatchNorm layers keep no running statistics: in eval mode they still normalise "
+                         "with the batch's statistics, so the eval rows are partly transductive too.")
         held = d["eval_held"]
-        what = ("are still 0 and 1, as higher leaves a model it meta-trains" if report.held_untouched
-                else "were written by training (shared buffers, a write-back or a plain training loop)")
-        if held.significant and held.mean < 0:
-            near = ", near chance," if r["eval_held"].mean - r["eval_held"].ci95 <= chance + 0.05 else ""
-            lines.append(f"The running statistics your model holds {what}. With eval mode at this step size they "
-                         f"are not usable: {_fmt(r['eval_held'])}{near} {_points(held)} below train mode. Frozen "
-                         f"statistics go stale while the inner steps move the weights ({NOTEBOOKS['eval']}).")
+        near = ", near chance," if r["eval_held"].mean <= chance + 0.10 else ","
+        if report.held_untouched:
+            lines.append(f"The running statistics your model holds are still 0 and 1, as higher leaves a model it "
+                         f"meta-trains: eval mode with them gives {_fmt(r['eval_held'])}{near} {_points(held)} below "
+                         f"train mode. Statistics of 0 and 1 fit no task at any step size ({NOTEBOOKS['eval']}).")
+        elif held.significant and held.mean < 0:
+            lines.append(f"The running statistics your model holds were written by training (shared buffers, a "
+                         f"write-back or a plain training loop). With eval mode at this step size they are not usable: "
+                         f"{_fmt(r['eval_held'])}{near} {_points(held)} below train mode. In MAML, statistics frozen "
+                         f"while the inner steps move the weights go stale ({NOTEBOOKS['eval']}).")
         else:
-            lines.append(f"The running statistics your model holds {what}. They are usable with eval mode: "
-                         f"{_fmt(r['eval_held'])}, no clear difference from train mode on the same tasks.")
+            lines.append(f"The running statistics your model holds are usable with eval mode: {_fmt(r['eval_held'])}, "
+                         f"{100 * held.mean:+.1f} ± {100 * held.ci95:.1f} points against train mode on the same tasks.")
         re_diff = d["eval_reestimated"]
         gain = r["eval_reestimated"].mean - r["eval_held"].mean
         lines.append(f"Statistics re-estimated on support sets at your weights give {_fmt(r['eval_reestimated'])} in "
-                     f"eval mode ({100 * gain:+.1f} points against the held ones; "
-                     f"{100 * re_diff.mean:+.1f} ± {100 * re_diff.ci95:.1f} against train mode).")
+                     f"eval mode ({100 * gain:+.1f} points against the held ones; {100 * re_diff.mean:+.1f} ± "
+                     f"{100 * re_diff.ci95:.1f} against train mode). On the Conv4, statistics re-estimated on "
+                     f"each task's support set at the adapted weights come close to train mode "
+                     f"({NOTEBOOKS['eval']}).")
         if not report.held_untouched:
             lines.append("Your model's statistics were written by training: if they were also written during "
                          f"meta-test, a checkpoint carries test data ({NOTEBOOKS['contamination']}).")
@@ -478,15 +551,18 @@ def load_entry(path: str | Path, checkpoint: str | Path | None = None) -> Entry:
     if not path.is_file():
         raise ConfigError(f"no entry file {path}: write a Python file that defines build_model() and episodes() "
                           "(python -m mamlkit report --help shows the form)")
-    spec = importlib.util.spec_from_file_location(f"mamlkit_entry_{abs(hash(str(path.resolve())))}", path)
+    name = f"mamlkit_entry_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.resolve().parent))           # the entry file may import its neighbours
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)        # the entry file's neighbours stay importable for the rest of the run
+    sys.modules[name] = module            # (its functions and its episodes may import them later)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
+        sys.modules.pop(name, None)
         raise ConfigError(f"running the entry file {path} failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.path.remove(str(path.resolve().parent))
     for name in ("build_model", "episodes"):
         if not callable(getattr(module, name, None)):
             raise ConfigError(f"{path} defines no {name}() function; the entry file needs build_model() and episodes()")
@@ -509,17 +585,22 @@ def load_entry(path: str | Path, checkpoint: str | Path | None = None) -> Entry:
 
 
 def _load_checkpoint(model: nn.Module, path: Path) -> None:
-    """Load a state dict (or a dict holding one under ``state_dict`` / ``model_state_dict``) into ``model``."""
+    """Load a state dict (or a dict holding one under ``state_dict``, ``model_state_dict`` or ``model``) into
+    ``model``."""
     if not path.is_file():
         raise ConfigError(f"no checkpoint {path}: save one with torch.save(model.state_dict(), path), or fix the path")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ConfigError(f"cannot read the checkpoint {path} (corrupt, truncated, or not a state dict saved with "
+        if first.startswith("Weights only load failed") and zipfile.is_zipfile(path):
+            raise ConfigError(f"the checkpoint {path} holds more than tensors (a whole model saved with "
+                              "torch.save(model)?): save model.state_dict() instead; it is loaded with "
+                              "torch.load(weights_only=True), which runs no code from the file") from exc
+        raise ConfigError(f"cannot read the checkpoint {path} (corrupt, truncated, or not a file saved with "
                           f"torch.save: {first})") from exc
     if isinstance(state, dict):
-        for key in ("state_dict", "model_state_dict"):
+        for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(state.get(key), dict):
                 state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

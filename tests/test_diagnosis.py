@@ -59,10 +59,14 @@ def test_reestimated_statistics_are_the_average_of_the_support_sets_and_leave_th
     tasks = as_tasks(sampler, 4)
     stats = reestimated_stats(model, tasks)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    first = model.features[0](torch.cat([tasks.task(i).support_x for i in range(4)]))
-    means = torch.stack([model.features[0](tasks.task(i).support_x).mean((0, 2, 3)) for i in range(4)]).mean(0)
-    assert torch.allclose(stats["features.1.running_mean"], means.detach(), atol=1e-5)
-    assert first.shape[1] == means.shape[0]
+    with torch.no_grad():
+        first = [model.features[0](tasks.task(i).support_x) for i in range(4)]
+        means = torch.stack([h.mean((0, 2, 3)) for h in first]).mean(0)
+        variances = torch.stack([h.var((0, 2, 3), unbiased=True) for h in first]).mean(0)
+    assert torch.allclose(stats["features.1.running_mean"], means, atol=1e-5)
+    assert torch.allclose(stats["features.1.running_var"], variances, atol=1e-4)   # the unbiased batch variance
+    deeper = [k for k in stats if k.endswith("running_mean") and not k.startswith("features.1.")]
+    assert deeper and all(not torch.equal(stats[k], torch.zeros_like(stats[k])) for k in deeper)
 
 
 class Foreign(nn.Module):
@@ -247,3 +251,126 @@ def test_check_maml_points_to_the_report():
     from mamlkit.checker import MISTAKES
 
     assert {c for c, m in MISTAKES.items() if "placement_report" in m.advice} >= {"eval_untouched_stats"}
+
+
+def test_episodes_of_different_sizes_are_refused_with_the_episode_named():
+    sampler, model = sampler_and_model(0)
+    other = mk.TaskSampler(sampler.split, n_way=4, k_shot=1, n_query=3, seed=0)
+    with pytest.raises(mk.ConfigError, match="episode 1 has 4 classes and episode 0 has 5"):
+        mk.placement_report(model, [sampler.task(0), other.task(0)], inner_steps=1, inner_lr=0.1, n_tasks=None)
+
+
+def test_estimate_on_takes_any_source_and_reads_no_more_than_it_needs():
+    import itertools
+
+    sampler, model = sampler_and_model(0)
+    endless = ((t.support_x, t.support_y, t.query_x, t.query_y)
+               for t in (sampler.task(100 + i) for i in itertools.count()))
+    report = mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=3, estimate_on=endless,
+                                 progress=False)
+    assert "3 given tasks" in report.estimate_note
+    expected = mk.meta_test(model, sampler, "eval_collected", n_tasks=3, inner_steps=1, inner_lr=0.1, progress=False,
+                            collected_stats=reestimated_stats(model, mk.FixedTasks([sampler.task(100 + i)
+                                                                                     for i in range(3)])))
+    assert np.array_equal(report.results["eval_reestimated"].values, expected.values)
+    with pytest.raises(mk.ConfigError, match="estimate_on: the task source gave no episodes"):
+        mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=2, estimate_on=[])
+
+
+def test_dropout_is_off_throughout_and_the_report_is_deterministic():
+    sampler, _ = sampler_and_model(0)
+    model = mk.build_model(mk.ModelConfig(norm="bn", hidden=8, dropout=0.5), seed=0, device="cpu")
+    first = mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=3, progress=False)
+    second = mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=3, progress=False)
+    assert all(np.array_equal(first.results[k].values, second.results[k].values) for k in first.results)
+    assert "Dropout (p = 0.5) was off throughout" in first.estimate_note and model.dropout.p == 0.5
+
+
+def test_context_norms_are_not_called_transductive():
+    sampler, model = sampler_and_model(0, "metabn")
+    report = mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=3, progress=False)
+    assert "context normalisation" in report.verdict[0] and report.context_norm
+
+
+def test_a_flag_flipped_after_construction_is_refused_and_mixed_tracking_is_said():
+    sampler, model = sampler_and_model(0)
+    model.features[1].track_running_stats = False
+    with pytest.raises(mk.ConfigError, match="still holds its running buffers"):
+        mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=2)
+    model.features[1].running_mean = model.features[1].running_var = None
+    model.features[1].num_batches_tracked = None
+    report = mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=3, progress=False)
+    assert report.partly_transductive_eval and any("partly transductive" in line for line in report.verdict)
+    assert not any(line.startswith("Use eval") for line in report.verdict)
+
+
+def synthetic_report(values, held_untouched=False):
+    """A report whose rows have the given per-task accuracies (the same tasks), for the verdict's branches."""
+    from mamlkit.diagnosis import PlacementReport, _verdict
+
+    tasks = tuple(range(len(next(iter(values.values())))))
+    results = {name: mk.EvalResult(name, np.array(v, dtype=float), task_indices=tasks) for name, v in values.items()}
+    differences = {n: mk.paired_difference(r, results["transductive"])
+                   for n, r in results.items() if n != "transductive"}
+    report = PlacementReport(results, differences, 5, 1, 0.1, 0.0, held_untouched, "note")
+    report.verdict = _verdict(report, keeps_stats=True)
+    return report
+
+
+def rows(**overrides):
+    base = {"transductive": [0.8, 0.7] * 20, "one_at_a_time": [0.3, 0.3] * 20, "one_class_at_a_time": [0.3] * 40,
+            "reptile_protocol": [0.7, 0.6] * 20, "eval_held": [0.2, 0.24] * 20, "eval_untouched": [0.2] * 40,
+            "eval_reestimated": [0.2] * 40, "train_then_eval_held": [0.6] * 40, "train_then_eval_untouched": [0.2] * 40,
+            "train_then_eval_reestimated": [0.6] * 40}
+    return {**base, **overrides}
+
+
+def test_each_branch_of_the_verdict_says_what_the_numbers_say():
+    plain = synthetic_report(rows()).verdict
+    assert plain[0].startswith("Use train mode at meta-test: 75.0") and "best here is reptile_protocol" in plain[0]
+    assert "cost 45.0" in plain[1] and "not usable" in plain[2] and "near chance" in plain[2]
+    better = synthetic_report(rows(reptile_protocol=[0.9, 0.8] * 20)).verdict
+    assert better[0].startswith("Use reptile_protocol: 85.0") and "above train mode" in better[0]
+    same = synthetic_report(rows(reptile_protocol=[0.8, 0.7] * 19 + [0.7, 0.8])).verdict
+    assert "no clear difference" in same[0]
+    usable = synthetic_report(rows(eval_held=[0.8, 0.7] * 19 + [0.7, 0.8])).verdict
+    assert any("usable with eval mode" in line for line in usable)
+    untouched = synthetic_report(rows(), held_untouched=True).verdict
+    assert any("still 0 and 1" in line and "at any step size" in line for line in untouched)
+    free = synthetic_report(rows(one_at_a_time=[0.8, 0.7] * 19 + [0.7, 0.8])).verdict
+    assert "cost nothing measurable" in free[1]
+
+
+def test_a_dataloader_with_the_default_collate_gives_the_same_report():
+    sampler, model = sampler_and_model(0)
+    episodes = [(t.support_x, t.support_y, t.query_x, t.query_y) for t in (sampler.task(i) for i in range(3))]
+    loader = torch.utils.data.DataLoader(episodes, batch_size=1)               # adds a batch dimension of one
+    from_loader = mk.placement_report(model, loader, inner_steps=1, inner_lr=0.1, n_tasks=None, progress=False)
+    direct = mk.placement_report(model, sampler, inner_steps=1, inner_lr=0.1, n_tasks=3, progress=False)
+    assert all(np.array_equal(from_loader.results[k].values, direct.results[k].values) for k in direct.results)
+
+
+def test_the_entry_file_may_import_its_neighbours_late_and_checkpoints_come_in_common_shapes(tmp_path, capsys):
+    folder = tmp_path / "project"
+    entry = write_entry(folder)
+    source = textwrap.dedent(ENTRY.format(n_out=5))
+    (folder / "late_nets.py").write_text(source.split("def build_model")[0])   # the network in a module of its own
+    text = source.replace("def build_model():\n    torch.manual_seed(0)\n    return Net()",
+                          "def build_model():\n    from late_nets import Net          # imported when called\n"
+                          "    torch.manual_seed(0)\n    return Net()")
+    assert "from late_nets import Net" in text
+    entry.write_text(text.replace('CHECKPOINT = "net.pt"', ""))
+    model = load_entry(entry).model
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    entry.write_text(text.replace('CHECKPOINT = "net.pt"', 'CHECKPOINT = "wrapped.pt"'))
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, folder / "wrapped.pt")     # a training script's dict
+    loaded = load_entry(entry).model
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    torch.save(model, folder / "wrapped.pt")                                            # the whole model, pickled
+    with pytest.raises(mk.ConfigError, match="holds more than tensors"):
+        load_entry(entry)
+    entry.write_text(text.replace('CHECKPOINT = "net.pt"', "").replace("INNER_STEPS = 1", ""))
+    assert main(["report", "--entry", str(entry), "--tasks", "2", "--no-progress"]) == 2
+    assert "set INNER_STEPS and INNER_LR" in capsys.readouterr().err
