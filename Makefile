@@ -44,7 +44,8 @@ test-notebooks: setup models
 	MAMLKIT_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
 		-p no:cacheprovider --durations=0 notebooks
 
-# Meta-train (or find in the cache) every model the notebooks load: about six minutes the first time.
+# Find every model the notebooks load: shipped with the collection (data/models), in the cache, or meta-trained
+# now (about six minutes for all of them, where the data or the package differ from the shipped configuration).
 # Two lanes run side by side with one torch thread each (faster than one lane with two threads here).
 OMNIGLOT ?= $(firstword $(wildcard $(MAMLKIT_OMNIGLOT) data/omniglot ../shared/data/omniglot))
 models: setup

@@ -169,6 +169,17 @@ MISTAKES: dict[str, Mistake] = {
             "(python -m mamlkit report).",
             "13_answers_checked",
         ),
+        Mistake(
+            "dropout_in_prediction",
+            "Dropout was active in a prediction (a forward pass without gradients)",
+            "In train mode Dropout zeroes random units, so predictions change from run to run and lose accuracy. "
+            "model.eval() turns it off, but it also switches BatchNorm to running statistics, which fails at "
+            "meta-test: the two decisions are coupled in one call. Turn Dropout off alone and keep BatchNorm in "
+            "train mode: fmodel.train(), then m.eval() for every nn.Dropout m in fmodel.modules() (with mamlkit: "
+            "`with mk.eval_mode(fmodel), mk.train_mode(fmodel, norm_only=True):` around the passes). Ignore this "
+            "only for deliberate Monte Carlo dropout.",
+            "15_does_it_hold",
+        ),
     ]
 }
 
@@ -303,6 +314,7 @@ class _Watched:
     copy: _PatchedCopy | None
     root: bool
     norm: bool
+    dropout: bool = False
 
 
 class MAMLChecker:
@@ -390,10 +402,11 @@ class MAMLChecker:
     # ------------------------------------------------------------------ hooks
 
     def _watch(self, root: nn.Module, original: bool, copy: _PatchedCopy | None = None) -> None:
-        """Watch ``root`` (the model or a patched copy) and its BatchNorm layers."""
+        """Watch ``root`` (the model or a patched copy), its BatchNorm layers and its Dropout layers."""
         for name, m in root.named_modules():
-            if m is root or is_batchnorm(m):
-                self._watched[m] = _Watched(name, original, copy, m is root, is_batchnorm(m))
+            dropout = isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
+            if m is root or is_batchnorm(m) or dropout:
+                self._watched[m] = _Watched(name, original, copy, m is root, is_batchnorm(m), dropout)
 
     def _on_module_forward(self, module: nn.Module, args: tuple) -> None:
         info = self._watched.get(module)
@@ -403,6 +416,13 @@ class MAMLChecker:
             self._on_forward(module, info.original, info.copy)
         if info.norm:
             self._check_norm(info.name, module, args, info.original)
+        if info.dropout and module.training and not torch.is_grad_enabled():
+            where = "the model" if info.original else "higher's patched copy"
+            self.report.add(
+                "dropout_in_prediction",
+                f"Dropout layer '{info.name}' of {where} (p={module.p:g}) was active in a forward pass without "
+                "gradients: a prediction with random units dropped.",
+            )
 
     def _wrap_monkeypatch(self, monkeypatch):
         def checked_monkeypatch(module, device=None, copy_initial_weights=True, track_higher_grads=True):

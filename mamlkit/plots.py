@@ -332,6 +332,31 @@ def lr_curves(results, path: str | Path | None = None, conditions: list[str] | N
     return fig
 
 
+def accuracy_lines(xs: list[float], lines: dict[str, list[EvalResult]], xlabel: str, chance: float | None = None,
+                   title: str = "", path: str | Path | None = None) -> plt.Figure:
+    """Accuracy (%) with 95% intervals against a setting ``xs``, one line per entry of ``lines`` (e.g. the query
+    batch size, one line per order of arrival)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for i, (label, results) in enumerate(lines.items()):
+        ax.errorbar(xs, [100 * r.mean for r in results], yerr=[100 * r.ci95 for r in results], marker="o",
+                    capsize=3, color=f"C{i % 10}", label=label)
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1)
+        ax.annotate("chance", (xs[-1], 100 * chance), textcoords="offset points", xytext=(-30, 3), color="grey",
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("meta-test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
 def interval_figure(r: dict, s: float = 100.0, max_tasks: int = 600, path: str | Path | None = None) -> plt.Figure:
     """Resampled means of N tasks against the 95% interval, and the half-width against N.
 

@@ -283,3 +283,31 @@ def test_a_flipped_track_running_stats_in_eval_mode_is_reported_and_its_correct_
     with check_maml(model) as report:
         meta_test_task(model, sampler.task(0), training=False)
     assert report.ok, str(report)
+
+
+def test_dropout_left_on_in_a_prediction_is_reported_and_the_correct_variant_is_not():
+    sampler, _ = setup()
+    model = mk.build_model(mk.ModelConfig(norm="bn", hidden=8, dropout=0.3), seed=0, device="cpu")
+    task = sampler.task(0)
+    with check_maml(model) as report:
+        meta_test_task(model, task, training=True)                 # BatchNorm right, Dropout on while predicting
+    assert report.codes == ["dropout_in_prediction"] and report.findings[0].notebook == "15_does_it_hold"
+
+    def batchnorm_train_dropout_eval(model, task):
+        inner_opt = torch.optim.SGD(model.parameters(), lr=0.4)
+        with higher.innerloop_ctx(model, inner_opt, track_higher_grads=False) as (fmodel, diffopt):
+            fmodel.train()
+            for m in fmodel.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.eval()                                       # Dropout off, BatchNorm still on batch statistics
+            diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+            with torch.no_grad():
+                return fmodel(task.query_x)
+
+    with check_maml(model) as report:
+        batchnorm_train_dropout_eval(model, task)
+    assert report.ok, str(report)
+    plain = mk.build_model(mk.ModelConfig(norm="bn", hidden=8), seed=0, device="cpu")   # Dropout(p=0) is no Dropout
+    with check_maml(plain) as report:
+        meta_test_task(plain, task, training=True)
+    assert report.ok, str(report)

@@ -157,3 +157,27 @@ def test_the_playground_timing_quoted_in_the_docs_is_that_of_the_stored_lab_runs
     root = lab.parents[1]
     for doc in (root / "README.md", root / "docs" / "instructor_guide.md"):
         assert "under 100 ms per task" in doc.read_text(), doc
+
+
+def test_the_readmes_table_of_other_settings_is_the_packed_record():
+    """Every cell of the README's shots-and-ways table is computed from data/records/settings.json (and the
+    5-way 1-shot columns from seed 0 of the seeds records)."""
+    from mamlkit.evaluate import confidence_interval
+    from mamlkit.placements import PLACEMENTS
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    records = root / "data" / "records"
+    settings = json.loads((records / "settings.json").read_text())
+    sections = [settings[f"{d}-{s}"] for d in ("omniglot", "glyphs") for s in ("5w5s", "20w1s")]
+    sections += [json.loads((records / f"seeds-{d}.json").read_text())["placements"] for d in ("omniglot", "glyphs")]
+    for placement in PLACEMENTS:
+        shown = []
+        for section in sections:
+            mean, half = confidence_interval([v / 100 for v in section["results"]["standard"][placement][0]])
+            shown.append(f"{100 * mean:.1f} ± {100 * half:.1f}")
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {placement} | ") and "5-shot" not in line
+                   and line.count("|") == 8)
+        assert all(cell in row for cell in shown), (placement, shown, row)
+    one = settings["omniglot-20w1s"]["results"]["standard"]["one_at_a_time"][0]
+    assert f"{sum(one) / len(one):.1f}% at Omniglot 20-way" in readme          # the number quoted in the prose
