@@ -181,3 +181,27 @@ def test_the_readmes_table_of_other_settings_is_the_packed_record():
         assert all(cell in row for cell in shown), (placement, shown, row)
     one = settings["omniglot-20w1s"]["results"]["standard"]["one_at_a_time"][0]
     assert f"{sum(one) / len(one):.1f}% at Omniglot 20-way" in readme          # the number quoted in the prose
+
+
+def test_the_readmes_training_length_table_is_the_packed_record():
+    from mamlkit.evaluate import confidence_interval
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    records = root / "data" / "records"
+    length = json.loads((records / "length.json").read_text())
+    sections = [length["it100"], json.loads((records / "seeds-omniglot.json").read_text())["placements"],
+                length["it1000"]]
+    assert [s["experiment"]["train"]["outer_lr"] for s in sections] == [0.001] * 3      # only the length differs
+    means = {}
+    for placement in ("transductive", "one_at_a_time", "one_class_at_a_time", "eval_collected", "reptile_protocol"):
+        shown = []
+        for section in sections:
+            mean, half = confidence_interval([v / 100 for v in section["results"]["standard"][placement][0]])
+            shown.append(f"{100 * mean:.1f} ± {100 * half:.1f}")
+            means.setdefault(placement, []).append(mean)
+        assert f"| {placement} | {' | '.join(shown)} |" in readme, (placement, shown)
+    alone, whole = means["one_at_a_time"], means["transductive"]
+    assert alone[0] < alone[1] < alone[2]                            # "up to 1,000 meta-iterations it rises"
+    gaps = [w - a for w, a in zip(whole, alone)]
+    assert gaps[0] < gaps[1] < gaps[2]                               # "the cost of presenting examples alone grows"
