@@ -31,6 +31,7 @@ from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement, predict_query
 from mamlkit.progress import progress_bar
+from mamlkit.rates import ADAPTS, INNER_RATES, InnerRates, inner_rates_for
 from mamlkit.tasks import Task, TaskSampler
 
 
@@ -60,6 +61,9 @@ class TrainConfig:
         placement: meta-training placement name (see ``mamlkit.placements.TRAIN_PLACEMENTS``).
         running_stats: ``"copies"`` (higher's behaviour) or ``"write_back"``.
         seed: initial weights and training tasks.
+        inner_rates: ``"fixed"`` (``inner_lr`` everywhere, MAML) or ``"learned"`` (a rate per parameter
+            tensor and inner step, meta-trained: MAML++'s LSLR); see ``mamlkit.rates``.
+        adapt: ``"all"`` weights adapt (MAML), or the classifier only, ``"head"`` (ANIL).
     """
 
     iterations: int = 300
@@ -71,9 +75,18 @@ class TrainConfig:
     placement: str = "standard"
     running_stats: str = "copies"
     seed: int = 0
+    inner_rates: str = "fixed"
+    adapt: str = "all"
 
     def __post_init__(self) -> None:
         get_train_placement(self.placement)
+        if self.inner_rates not in INNER_RATES:
+            raise ConfigError(f"inner_rates must be one of {', '.join(INNER_RATES)}, got {self.inner_rates!r}")
+        if self.adapt not in ADAPTS:
+            raise ConfigError(f"adapt must be one of {', '.join(ADAPTS)}, got {self.adapt!r}")
+        if self.inner_rates == "learned" and self.first_order:
+            raise ConfigError("learned inner rates need second-order meta-training (first_order=False): "
+                              "first-order MAML passes no gradient to them")
         if self.running_stats not in ("copies", "write_back"):
             raise ConfigError(f"running_stats must be 'copies' or 'write_back', got {self.running_stats!r}")
         for name in ("iterations", "meta_batch"):
@@ -83,7 +96,15 @@ class TrainConfig:
             raise ConfigError(f"inner_steps must be 0 or more, got {self.inner_steps}")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for name, default in (("inner_rates", "fixed"), ("adapt", "all")):
+            if d[name] == default:
+                del d[name]  # added later: left out at their defaults so that older models keep their cache keys
+        return d
+
+    def rates(self, model: nn.Module) -> InnerRates | None:
+        """The table of inner rates this configuration meta-trains with (None: plain MAML, one rate)."""
+        return inner_rates_for(model, self.inner_rates, self.adapt, self.inner_steps, self.inner_lr)
 
 
 @dataclass
@@ -105,14 +126,19 @@ def _accumulate_written_back(shadow: StatsSnapshot, before: StatsSnapshot, after
     A BatchNorm update is ``r <- (1 - m) r + m * batch_stat``. After ``k`` updates the start value
     survives only as ``(1 - m)^k r0`` and the batch statistics do not depend on it (train mode
     never reads running statistics), so the written-back value is
-    ``after + (1 - m)^k (shadow - before)``, exactly.
+    ``after + (1 - m)^k (shadow - before)``, exactly. A per-step layer (``PerStepBatchNorm2d``) counts
+    its updates per step, so ``k`` is one count per row of its statistics.
     """
     for key in list(shadow):
         layer, buf = key.rsplit(".", 1)
         if buf == "num_batches_tracked":
             continue
-        k = int(after[f"{layer}.num_batches_tracked"] - before[f"{layer}.num_batches_tracked"])
-        keep = (1.0 - momenta[layer]) ** k
+        counts = after[f"{layer}.num_batches_tracked"] - before[f"{layer}.num_batches_tracked"]
+        if counts.dim() == 0:
+            keep = (1.0 - momenta[layer]) ** int(counts)
+        else:
+            keep = torch.tensor([(1.0 - momenta[layer]) ** int(k) for k in counts], dtype=shadow[key].dtype,
+                                device=shadow[key].device)[:, None]
         shadow[key] = after[key] + keep * (shadow[key] - before[key])
     for key in list(shadow):
         if key.endswith("num_batches_tracked"):
@@ -142,12 +168,15 @@ class MetaTrained:
         collected_stats: running statistics as if each task's updates had been written back.
         history: losses and accuracies during meta-training.
         config: the configuration it was trained with (a plain dict, the cache key's content).
+        inner_rates: the inner learning rates it adapts with when they are not one number (learned, or ANIL's
+            head only; ``mamlkit.rates``); ``meta_test`` uses them in place of its ``inner_lr``.
     """
 
     model: nn.Module
     collected_stats: StatsSnapshot
     history: History
     config: dict
+    inner_rates: InnerRates | None = None
 
 
 def meta_train(
@@ -169,7 +198,11 @@ def meta_train(
     placement = get_train_placement(config.placement)
     device = next(model.parameters()).device
     torch.manual_seed(config.seed)
-    outer_opt = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    rates = config.rates(model)
+    if rates is None:
+        outer_opt = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    else:  # learned rates are meta-parameters too
+        outer_opt = torch.optim.Adam([*model.parameters(), *rates.parameters()], lr=config.outer_lr)
     momenta = _bn_momenta(model)
     collected = snapshot_bn_stats(model)
     history = History()
@@ -180,7 +213,7 @@ def meta_train(
         losses, accs = [], []
         for task in sampler.batch(iteration * config.meta_batch, config.meta_batch):
             task = task.to(device)
-            loss, acc = _meta_train_task(model, task, placement, config, momenta, collected, backend)
+            loss, acc = _meta_train_task(model, task, placement, config, momenta, collected, backend, rates)
             losses.append(loss)
             accs.append(acc)
         outer_opt.step()
@@ -192,7 +225,7 @@ def meta_train(
                 shown["acc"] = f"{history.accuracy[-1]:.2f}"
             bar.set_postfix(shown, refresh=False)
     history.seconds = time.perf_counter() - start
-    return MetaTrained(model, collected, history, {"train": config.as_dict()})
+    return MetaTrained(model, collected, history, {"train": config.as_dict()}, rates)
 
 
 def _meta_train_task(
@@ -203,11 +236,11 @@ def _meta_train_task(
     momenta: dict[str, float],
     collected: StatsSnapshot,
     backend: str,
+    rates: InnerRates | None = None,
 ) -> tuple[float, float]:
     """One task's contribution to the meta-gradient (accumulated in the model's ``.grad``)."""
-    with adapted(model, config.inner_lr, meta=True, first_order=config.first_order, backend=backend) as (
-        fmodel, step, buffers
-    ):
+    lr = config.inner_lr if rates is None else rates
+    with adapted(model, lr, meta=True, first_order=config.first_order, backend=backend) as (fmodel, step, buffers):
         before = {key: buffers()[key].clone() for key in collected}
         fmodel.train(placement.adapt_mode == "train")
         for _ in range(config.inner_steps):
@@ -240,7 +273,7 @@ def adapt_and_predict(
     task: Task,
     placement: str | Placement,
     inner_steps: int = 10,
-    inner_lr: float = 0.4,
+    inner_lr: float | InnerRates = 0.4,
     *,
     backend: str = "higher",
 ) -> torch.Tensor:
@@ -249,6 +282,7 @@ def adapt_and_predict(
     The model itself is not changed: parameters and buffers are copied by ``higher``
     (``copy_initial_weights=True``), and the patched copy's modes are set, not the model's.
     Running statistics are the model's own: load collected ones first for ``stats="collected"``.
+    ``inner_lr`` may be a table of rates (``MetaTrained.inner_rates``: learned, or ANIL's head only).
     ``backend="torch.func"`` does the same with ``torch.func.functional_call`` (cloned parameters
     and buffers; the model's modes are set during each call and put back).
 
@@ -264,7 +298,7 @@ def adapt_and_predict_many(
     task: Task,
     placements: list[Placement],
     inner_steps: int = 10,
-    inner_lr: float = 0.4,
+    inner_lr: float | InnerRates = 0.4,
     *,
     backend: str = "higher",
 ) -> dict[str, torch.Tensor]:

@@ -51,6 +51,8 @@ from torch.func import functional_call
 
 from mamlkit.errors import check_choice
 from mamlkit.modes import mode
+from mamlkit.norms import set_inner_step
+from mamlkit.rates import InnerRates
 
 Tensors = dict[str, torch.Tensor]
 
@@ -114,8 +116,8 @@ class FunctionalModel:
         with mode(self.model, self.training):
             return functional_call(self.model, (self.params, self.buffers), (x,), kwargs)
 
-    def step(self, loss: torch.Tensor, lr: float, create_graph: bool) -> None:
-        """One SGD step on the fast weights: ``p <- p - lr * dloss/dp``.
+    def step(self, loss: torch.Tensor, lr: float | list[torch.Tensor], create_graph: bool) -> None:
+        """One SGD step on the fast weights: ``p <- p - lr * dloss/dp`` (``lr``: one rate, or one per tensor).
 
         With ``create_graph=True`` the new weights keep their graph (second-order MAML); with
         ``False`` they are detached leaves that require grad, as ``higher`` makes them when it does
@@ -125,11 +127,12 @@ class FunctionalModel:
         grads = torch.autograd.grad(
             loss, [self.params[n] for n in names], create_graph=create_graph, allow_unused=True
         )
+        rates = lr if isinstance(lr, list) else [lr] * len(names)
         updated = {}
-        for name, g in zip(names, grads):
+        for name, g, rate in zip(names, grads, rates):
             p = self.params[name]
             if g is not None:
-                p = p - lr * g
+                p = p - rate * g
             updated[name] = p if create_graph else p.detach().requires_grad_()
         self.params = updated
 
@@ -145,13 +148,17 @@ class Adapted(NamedTuple):
 @contextmanager
 def adapted(
     model: nn.Module,
-    inner_lr: float,
+    inner_lr: float | InnerRates,
     *,
     meta: bool,
     first_order: bool = False,
     backend: str = "higher",
 ) -> Iterator[Adapted]:
     """A copy of ``model`` to adapt with SGD at ``inner_lr``; the model itself is never changed.
+
+    ``inner_lr`` is one rate, or an ``InnerRates`` table (``mamlkit.rates``: learned per tensor and step, or
+    ANIL's head only) read at each step. The copy's per-step layers (``mamlkit.norms.PerStepBatchNorm2d``) are
+    told the step: 0 before the first step, ``k`` after ``k`` steps.
 
     Args:
         meta: ``True`` for meta-training (the fast weights start as the model's parameters, so the
@@ -161,12 +168,32 @@ def adapted(
     """
     check_backend(backend)
     differentiable = meta and not first_order
+    rates = inner_lr if isinstance(inner_lr, InnerRates) else None
+    taken = 0
+
+    def advance(fmodel: object) -> None:
+        nonlocal taken
+        taken += 1
+        set_inner_step(fmodel, taken)
+
     if backend == "higher":
-        inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)  # plain SGD keeps no state between tasks
+        if rates is None:
+            inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)  # plain SGD keeps no state between tasks
+        else:  # one group per tensor, so that each can take its own rate (higher's ``override``)
+            inner_opt = torch.optim.SGD([{"params": [p]} for p in model.parameters()], lr=0.0)
         with higher.innerloop_ctx(
             model, inner_opt, copy_initial_weights=not meta, track_higher_grads=differentiable
         ) as (fmodel, diffopt):
-            yield Adapted(fmodel, diffopt.step, lambda: dict(fmodel.named_buffers()))
+            set_inner_step(fmodel, 0)
+
+            def step(loss: torch.Tensor) -> None:
+                if rates is None:
+                    diffopt.step(loss)
+                else:
+                    diffopt.step(loss, override={"lr": rates.at(taken)})
+                advance(fmodel)
+
+            yield Adapted(fmodel, step, lambda: dict(fmodel.named_buffers()))
         return
     if meta:
         params = dict(model.named_parameters())
@@ -174,4 +201,13 @@ def adapted(
         params = {name: p.detach().clone().requires_grad_(p.requires_grad) for name, p in model.named_parameters()}
     buffers = clone_buffers(model)
     fmodel = FunctionalModel(model, params, buffers)
-    yield Adapted(fmodel, lambda loss: fmodel.step(loss, inner_lr, create_graph=differentiable), lambda: buffers)
+    set_inner_step(model, 0)
+
+    def functional_step(loss: torch.Tensor) -> None:
+        fmodel.step(loss, inner_lr if rates is None else rates.at(taken), create_graph=differentiable)
+        advance(model)
+
+    try:
+        yield Adapted(fmodel, functional_step, lambda: buffers)
+    finally:
+        set_inner_step(model, 0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mamlkit.adapt import History, MetaTrained
+from mamlkit.adapt import History, MetaTrained, TrainConfig
 from mamlkit.errors import CacheError
 
 FORMAT_VERSION = 1
@@ -64,6 +64,8 @@ def save_trained(trained: MetaTrained, path: Path) -> Path:
         "collected_stats": {k: v.detach().cpu() for k, v in trained.collected_stats.items()},
         "history": trained.history.as_dict(),
     }
+    if trained.inner_rates is not None:
+        payload["inner_rates"] = {k: v.detach().cpu() for k, v in trained.inner_rates.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -122,7 +124,22 @@ def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTraine
     collected = {k: v.to(device) for k, v in payload["collected_stats"].items()}
     h = payload["history"]
     history = History(list(h["loss"]), list(h["accuracy"]), float(h["seconds"]))
-    return MetaTrained(model, collected, history, stored)
+    rates = _load_rates(model, stored, payload.get("inner_rates"), path)
+    return MetaTrained(model, collected, history, stored, rates)
+
+
+def _load_rates(model: torch.nn.Module, stored: dict, state: dict | None, path: Path):  # -> InnerRates | None
+    """The inner-rate table a model was meta-trained with, rebuilt from its configuration and stored values."""
+    train = stored.get("train", {}) if isinstance(stored, dict) else {}
+    if not isinstance(train, dict) or not {"inner_steps", "inner_lr"} <= set(train):
+        return None
+    rates = TrainConfig(**train).rates(model)
+    if rates is None:
+        return None
+    if state is None:
+        raise CacheError(f"{path} lacks the inner rates its configuration names; delete it to retrain")
+    rates.load_state_dict(state)
+    return rates
 
 
 def _shown(value: object) -> str:

@@ -26,6 +26,7 @@ from mamlkit.experiments import NORM_METHODS
 from mamlkit.lanes import default_lanes
 from mamlkit.norms import NORMS
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
+from mamlkit.rates import ADAPTS, INNER_RATES
 
 #: Tasks the notebooks' why-eval cells measure (the first tasks of the CLI's run): claims are also checked on them.
 NOTEBOOK_TASKS = 30
@@ -100,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_experiment_arguments(p, "full")
-    p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn)")
+    p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn; bn_per_step: MAML++'s)")
+    p.add_argument("--inner-rates", choices=list(INNER_RATES), default=None,
+                   help="fixed (MAML, default) or learned per layer and step (MAML++'s LSLR)")
+    p.add_argument("--adapt", choices=list(ADAPTS), default=None,
+                   help="which weights the inner loop adapts: all (MAML, default) or head (ANIL)")
+    p.add_argument("--test-steps", type=_positive, default=None, help="inner steps at meta-test (default 10)")
     _add_seed_arguments(p)
     _add_lanes_argument(p)
     p.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
@@ -230,6 +236,11 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
         train["iterations"] = args.iterations
     if args.seed is not None:
         train["seed"] = args.seed
+    for option in ("inner_rates", "adapt"):
+        if getattr(args, option, None):
+            train[option] = getattr(args, option)
+    if getattr(args, "test_steps", None):
+        changes["test_inner_steps"] = args.test_steps
     if train:
         changes["train"] = train
     if getattr(args, "norm", None):

@@ -23,6 +23,7 @@ from mamlkit.lanes import run_in_lanes
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats
 from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
 from mamlkit.progress import progress_counter
+from mamlkit.rates import InnerRates
 from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler
 
@@ -236,7 +237,7 @@ def meta_test(
     placements: str | Placement | Iterable[str | Placement] = "transductive",
     n_tasks: int = 600,
     inner_steps: int = 10,
-    inner_lr: float = 0.4,
+    inner_lr: float | InnerRates = 0.4,
     *,
     collected_stats: StatsSnapshot | None = None,
     start: int = 0,
@@ -254,7 +255,8 @@ def meta_test(
     parameters, running statistics and modes.
 
     Args:
-        model: a meta-trained model, or a ``MetaTrained`` (its model and collected statistics).
+        model: a meta-trained model, or a ``MetaTrained`` (its model, collected statistics and, when it has
+            them, its inner rates: learned ones or ANIL's, which then replace ``inner_lr``).
         sampler: meta-test tasks.
         placements: what to measure (see ``mamlkit.placements.PLACEMENTS``).
         collected_stats: running statistics for placements with ``stats="collected"`` (taken from a
@@ -268,6 +270,8 @@ def meta_test(
     if isinstance(model, MetaTrained):
         if collected_stats is None:
             collected_stats = model.collected_stats
+        if model.inner_rates is not None:  # learned rates, or ANIL's head only: they replace inner_lr
+            inner_lr = model.inner_rates
         model = model.model
     single = isinstance(placements, (str, Placement))
     chosen = [get_placement(p) for p in ([placements] if single else placements)]
@@ -330,7 +334,7 @@ def _test_tasks(
     groups: dict[tuple[str, str], list[Placement]],
     indices: Sequence[int],
     inner_steps: int,
-    inner_lr: float,
+    inner_lr: float | InnerRates,
     collected_stats: StatsSnapshot | None,
     backend: str,
     after_task: Callable[[], None] | None = None,

@@ -98,7 +98,8 @@ class Experiment:
         return load_dataset(self.dataset, self.data_dir)
 
     def model_config(self) -> ModelConfig:
-        return replace(self.model, n_out=self.n_way)
+        """The network: ``n_out`` is the number of ways; a per-step norm keeps one set per meta-training step."""
+        return replace(self.model, n_out=self.n_way, norm_steps=self.train.inner_steps)
 
     def train_sampler(self, data: FewShotDataset) -> TaskSampler:
         return TaskSampler(data["train"], self.n_way, self.k_shot, self.n_query, self.train.seed, self.rotations)
@@ -186,12 +187,15 @@ def get_meta_trained_many(
     trained: dict[str, MetaTrained] = {}
     if lanes and lanes > 1 and len(missing) > 1:
         done = run_in_lanes(_training_lane, (exp, data, cache, cache_dir), _train_in_lane, missing, lanes)
-        for placement, (state, collected, history, config) in zip(missing, done):
+        for placement, (state, collected, history, config, rates_state) in zip(missing, done):
             # copied into memory of this process: what a worker sends back lives in memory shared with it
             model = build_model(exp.model_config(), seed=exp.train.seed)
             model.load_state_dict(state)
             collected = {k: v.clone() for k, v in collected.items()}
-            trained[placement] = MetaTrained(model, collected, History(**history), config)
+            rates = exp.train.rates(model)
+            if rates is not None:
+                rates.load_state_dict({k: v.clone() for k, v in rates_state.items()})
+            trained[placement] = MetaTrained(model, collected, History(**history), config, rates)
     return {p: trained.get(p) or get_meta_trained(exp, p, data, progress, cache, cache_dir) for p in placements}
 
 
@@ -202,7 +206,8 @@ def _training_lane(*state: object) -> tuple:
 def _train_in_lane(state: tuple, placement: str) -> tuple:
     exp, data, cache, cache_dir = state
     trained = get_meta_trained(exp, placement, data, False, cache, cache_dir)
-    return trained.model.state_dict(), trained.collected_stats, trained.history.as_dict(), trained.config
+    rates = None if trained.inner_rates is None else trained.inner_rates.state_dict()
+    return trained.model.state_dict(), trained.collected_stats, trained.history.as_dict(), trained.config, rates
 
 
 @dataclass

@@ -33,6 +33,8 @@ class ModelConfig:
         norm: normalisation layer name (see ``mamlkit.norms.NORMS``).
         bn_momentum: BatchNorm momentum for running statistics.
         dropout: dropout probability before the classifier (0 = none).
+        norm_steps: inner steps a per-step normalisation (``bn_per_step``) keeps statistics, weights and
+            biases for; in the configuration (and a cached model's key) only for that norm.
     """
 
     kind: str = "conv4"
@@ -42,9 +44,13 @@ class ModelConfig:
     norm: str = "bn"
     bn_momentum: float = 0.1
     dropout: float = 0.0
+    norm_steps: int = 5
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.norm != "bn_per_step":
+            del d["norm_steps"]  # meaningless for other norms; left out so that their cache keys stay the same
+        return d
 
 
 class Conv4(nn.Module):
@@ -62,6 +68,7 @@ class Conv4(nn.Module):
         norm: str = "bn",
         bn_momentum: float = 0.1,
         dropout: float = 0.0,
+        norm_steps: int = 5,
     ) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
@@ -69,7 +76,7 @@ class Conv4(nn.Module):
         for _ in range(4):
             blocks += [
                 nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
-                make_norm(norm, hidden, bn_momentum),
+                make_norm(norm, hidden, bn_momentum, norm_steps),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
             ]
@@ -111,7 +118,8 @@ def build_model(config: ModelConfig, seed: int | None = 0, device: torch.device 
         torch.manual_seed(seed)
     if config.kind == "conv4":
         model: nn.Module = Conv4(
-            config.n_out, config.in_channels, config.hidden, config.norm, config.bn_momentum, config.dropout
+            config.n_out, config.in_channels, config.hidden, config.norm, config.bn_momentum, config.dropout,
+            config.norm_steps,
         )
     elif config.kind == "mlp":
         model = MLP(1, config.hidden, config.n_out, config.dropout)

@@ -10,6 +10,7 @@
 | ``metabn`` | ``SupportBatchNorm2d``                           | the support set's, in both modes (MetaBN)  |
 | ``tasknorm_i`` | ``TaskNormI``                                 | support moments blended with each          |
 |            |                                                  | example's own by a learned weight          |
+| ``bn_per_step`` | ``PerStepBatchNorm2d`` (MAML++'s BNRS + BNWB) | batch / running, one set per inner step   |
 | ``none``   | ``Identity``                                     | none                                      |
 
 ``metabn`` and ``tasknorm_i`` are *context* normalisations: their forward pass takes
@@ -35,6 +36,7 @@ NORMS: dict[str, str] = {
     "group": "group normalisation (4 groups, or fewer when channels do not divide)",
     "metabn": "support-set BatchNorm (MetaBN): support and query normalised with the support set's moments",
     "tasknorm_i": "TaskNorm-I: support-set moments blended with instance moments by a learned, size-dependent weight",
+    "bn_per_step": "MAML++'s per-step BatchNorm: running statistics, weight and bias of its own for every inner step",
     "none": "no normalisation",
 }
 
@@ -42,9 +44,11 @@ NORMS: dict[str, str] = {
 CONTEXT_NORMS = ("metabn", "tasknorm_i")
 
 
-def make_norm(kind: str, channels: int, momentum: float | None = 0.1) -> nn.Module:
-    """A 2-d normalisation layer of the named kind for ``channels`` feature maps."""
+def make_norm(kind: str, channels: int, momentum: float | None = 0.1, steps: int = 5) -> nn.Module:
+    """A 2-d normalisation layer of the named kind for ``channels`` feature maps (``steps``: ``bn_per_step``'s)."""
     check_choice("norm", kind, NORMS)
+    if kind == "bn_per_step":
+        return PerStepBatchNorm2d(channels, steps, momentum=momentum)
     if kind == "bn":
         return nn.BatchNorm2d(channels, momentum=momentum, track_running_stats=True)
     if kind == "bn_batch":
@@ -132,6 +136,56 @@ class TaskNormI(ContextNorm):
         return self.affine((x - mean) / torch.sqrt(var + self.eps))
 
 
+class PerStepBatchNorm2d(nn.BatchNorm2d):
+    """MAML++'s per-step BatchNorm (Antoniou et al., ICLR 2019): BNRS and BNWB.
+
+    Every inner step ``k`` has running statistics (``running_mean[k]``, ``running_var[k]``,
+    ``num_batches_tracked[k]``) and a weight and bias (``weight[k]``, ``bias[k]``) of its own. Which step is
+    running is the layer's ``inner_step``, set by ``set_inner_step`` (mamlkit's inner loops set it before every
+    forward pass: ``k`` before the support pass of step ``k``, the number of steps taken for the query). Steps
+    past the last one the layer has reuse the last one, as happens when meta-test takes more inner steps than
+    meta-training.
+
+    Otherwise it is ``BatchNorm2d``: batch statistics in train mode (step ``k``'s running statistics are
+    updated), step ``k``'s running statistics in eval mode. MAML++'s official code passes ``training=True`` in
+    both modes, so its per-step statistics are written and never read: with mamlkit, that behaviour is simply
+    train mode at meta-test (the ``transductive`` placement); eval mode really reads them.
+    """
+
+    def __init__(self, channels: int, steps: int, momentum: float | None = 0.1, eps: float = 1e-5) -> None:
+        if steps < 1:
+            raise ValueError(f"a per-step BatchNorm needs at least 1 step, got {steps}")
+        if momentum is None:
+            raise ValueError("a per-step BatchNorm needs a momentum (e.g. 0.1), not a cumulative average")
+        super().__init__(channels, eps=eps, momentum=momentum)
+        self.steps = steps
+        self.inner_step = 0
+        self.weight = nn.Parameter(torch.ones(steps, channels))
+        self.bias = nn.Parameter(torch.zeros(steps, channels))
+        self.register_buffer("running_mean", torch.zeros(steps, channels))
+        self.register_buffer("running_var", torch.ones(steps, channels))
+        self.register_buffer("num_batches_tracked", torch.zeros(steps, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = min(self.inner_step, self.steps - 1)
+        if self.training:
+            self.num_batches_tracked[k] += 1
+        return torch.nn.functional.batch_norm(
+            x, self.running_mean[k], self.running_var[k], self.weight[k], self.bias[k],
+            self.training, self.momentum, self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, steps={self.steps}, momentum={self.momentum}"
+
+
+def set_inner_step(model: object, step: int) -> None:
+    """Tell every per-step layer of ``model`` (a module, a patched copy or a ``FunctionalModel``) the inner step."""
+    for m in model.modules():
+        if isinstance(m, PerStepBatchNorm2d):
+            m.inner_step = step
+
+
 def is_context_norm(module: nn.Module) -> bool:
     """True for normalisations that take ``n_context`` (their moments come from the support set)."""
     return isinstance(module, ContextNorm)
@@ -158,4 +212,5 @@ def is_batchnorm(module: nn.Module) -> bool:
 __all__ = [
     "NORMS", "CONTEXT_NORMS", "make_norm", "is_norm_layer",
     "is_batchnorm", "is_context_norm", "uses_context", "ContextNorm", "SupportBatchNorm2d", "TaskNormI",
+    "PerStepBatchNorm2d", "set_inner_step",
 ]
