@@ -54,6 +54,9 @@ models: setup
 models-glyphs: setup
 	$(BIN)/python -m mamlkit train --preset lesson --no-progress
 	$(BIN)/python -m mamlkit train --preset lesson --trainings standard --norms metabn tasknorm_i --no-progress
+	$(BIN)/python -m mamlkit train --preset lesson --trainings standard --norms bn_per_step --no-progress
+	$(BIN)/python -m mamlkit train --preset lesson --trainings standard --inner-rates learned --no-progress
+	$(BIN)/python -m mamlkit train --preset lesson --trainings standard --adapt head --no-progress
 
 models-omniglot: setup
 ifneq ($(OMNIGLOT),)

@@ -19,11 +19,12 @@ import flop_floor
 import lanes
 import meta_test_time
 import notebook_times
+import remedies_time
 import step_time
 from common import ROOT, record, recorded
 
 BENCHMARKS = {"step_time": step_time, "meta_test_time": meta_test_time, "flop_floor": flop_floor, "lanes": lanes,
-              "notebooks": notebook_times}
+              "remedies_time": remedies_time, "notebooks": notebook_times}
 
 
 def machine_line(result: dict) -> str:
@@ -215,6 +216,31 @@ def lanes_section(result: dict | None) -> list[str]:
     return lines
 
 
+def remedies_section(result: dict | None) -> list[str]:
+    lines = ["## What the inner-loop remedies cost in time", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/run_all.py --run remedies_time`.", ""]
+    s = result["settings"]
+    lines += [
+        machine_line(result), "",
+        f"The same Conv4 ({s['model']}) on {s['dataset']}, as notebook 16 meta-trains it: plain MAML, MAML++'s "
+        f"per-step BatchNorm, learned inner rates per tensor and step, and ANIL (the classifier adapts alone; "
+        f"mamlkit still computes the body's gradients and multiplies them by a rate of 0). Meta-training: "
+        f"{s['meta_batch']} tasks per meta-batch, {s['train_inner_steps']} second-order inner steps, "
+        f"{s['rounds']} interleaved rounds of {s['meta_iterations_per_round']} meta-iterations. Meta-test: "
+        f"`mk.meta_test`, transductive, {s['test_inner_steps']} inner steps, {s['rounds']} interleaved rounds of "
+        f"{s['tasks_per_round']} tasks. Medians; ratios are the medians of the paired rounds.",
+        "",
+        "| variant | s / meta-iteration | x MAML | ms / meta-test task | x MAML |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, tr in result["meta_training"].items():
+        te = result["meta_test"][name]
+        lines.append(f"| {name} | {tr['median_s']:.3f} | {tr['median_paired_ratio']:.2f} | "
+                     f"{1000 * te['median_s']:.1f} | {te['median_paired_ratio']:.2f} |")
+    return lines + [""]
+
+
 def write_report() -> str:
     lines = [
         "# Benchmarks",
@@ -229,6 +255,7 @@ def write_report() -> str:
     lines += meta_test_section(recorded("meta_test_time"))
     lines += flop_floor_section(recorded("flop_floor"))
     lines += lanes_section(recorded("lanes"))
+    lines += remedies_section(recorded("remedies_time"))
     lines += notebooks_section(recorded("notebooks"))
     lines += endurance_section(recorded("endurance"))
     text = "\n".join(lines).rstrip() + "\n"

@@ -10,7 +10,8 @@
 
 Everything else is reached through its module, in the order the data flows: ``mk.data`` (datasets),
 ``mk.tasks``, ``mk.norms`` and ``mk.models``, ``mk.modes``, ``mk.placements`` (what a placement means),
-``mk.backends`` (higher or torch.func), ``mk.adapt`` (the two loops), ``mk.evaluate``, ``mk.cache`` and
+``mk.rates`` (inner learning rates other than one number), ``mk.backends`` (higher or torch.func),
+``mk.adapt`` (the two loops), ``mk.evaluate``, ``mk.cache`` and
 ``mk.experiments``; then ``mk.checker`` and ``mk.diagnosis`` (your own model's placements). Plots, widgets and
 the classroom lab are imported on their own (``from mamlkit import plots, widgets, lab``): they need
 matplotlib and ipywidgets.
@@ -31,6 +32,7 @@ from mamlkit import (  # noqa: F401  (the modules, so that mk.<module>.<name> al
     norms,
     placements,
     predictions,
+    rates,
     table,
     tasks,
 )

@@ -495,7 +495,7 @@ class MAMLChecker:
         Also notes train-mode passes that write into the model's own running statistics."""
         tracks = module.track_running_stats and module.running_mean is not None
         where = "the model" if original else "higher's patched copy"
-        if not module.training and tracks and int(module.num_batches_tracked) == 0:
+        if not module.training and tracks and int(module.num_batches_tracked.sum()) == 0:
             self.report.add(
                 "eval_untouched_stats",
                 f"BatchNorm layer '{name}' of {where} normalised a batch in eval mode with running statistics "

@@ -79,6 +79,14 @@ def _add_lanes_argument(parser: argparse.ArgumentParser) -> None:
                         "process at one thread")
 
 
+def _add_inner_loop_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inner-loop remedies of notebook 16: learned rates (MAML++'s LSLR) and ANIL's head-only adaptation."""
+    parser.add_argument("--inner-rates", choices=list(INNER_RATES), default=None,
+                        help="fixed (MAML, default) or learned per layer and step (MAML++'s LSLR)")
+    parser.add_argument("--adapt", choices=list(ADAPTS), default=None,
+                        help="which weights the inner loop adapts: all (MAML, default) or head (ANIL)")
+
+
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a measuring command writes, and whether it may use the model cache and show progress bars."""
     parser.add_argument("--out", default="results", help="folder for the charts, tables and JSON (default: results/)")
@@ -102,11 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_experiment_arguments(p, "full")
     p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn; bn_per_step: MAML++'s)")
-    p.add_argument("--inner-rates", choices=list(INNER_RATES), default=None,
-                   help="fixed (MAML, default) or learned per layer and step (MAML++'s LSLR)")
-    p.add_argument("--adapt", choices=list(ADAPTS), default=None,
-                   help="which weights the inner loop adapts: all (MAML, default) or head (ANIL)")
+    _add_inner_loop_arguments(p)
     p.add_argument("--test-steps", type=_positive, default=None, help="inner steps at meta-test (default 10)")
+    p.add_argument("--test-lr-scale", type=float, default=None,
+                   help="meta-test inner learning rate as a multiple of meta-training's (learned rates too; default 1)")
     _add_seed_arguments(p)
     _add_lanes_argument(p)
     p.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
@@ -127,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="fetch the official Omniglot archives first")
     t.add_argument("--trainings", nargs="+", choices=list(TRAIN_PLACEMENTS), default=list(TRAIN_PLACEMENTS),
                    help="meta-training placements")
+    _add_inner_loop_arguments(t)
     t.add_argument("--norms", nargs="+", choices=list(NORMS), default=["bn"],
                    help="normalisation layers: one model per layer and placement (default: bn)")
     t.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
@@ -241,6 +249,10 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
             train[option] = getattr(args, option)
     if getattr(args, "test_steps", None):
         changes["test_inner_steps"] = args.test_steps
+    if getattr(args, "test_lr_scale", None) is not None:
+        if args.test_lr_scale <= 0:
+            raise ConfigError(f"--test-lr-scale must be above 0, got {args.test_lr_scale}")
+        changes["test_lr_scale"] = args.test_lr_scale
     if train:
         changes["train"] = train
     if getattr(args, "norm", None):
@@ -377,6 +389,9 @@ def train_command(args: argparse.Namespace) -> int:
         changes["n_way"] = args.n_way
     if args.n_query:
         changes["n_query"] = args.n_query
+    train = {option: getattr(args, option) for option in ("inner_rates", "adapt") if getattr(args, option)}
+    if train:
+        changes["train"] = train
     base = preset(args.preset, **changes)
     data = base.load_data()
     for norm in args.norms:
@@ -387,7 +402,9 @@ def train_command(args: argparse.Namespace) -> int:
             path = found or cached_path(config)
             status = ("meta-training now" if found is None
                       else "shipped with the collection" if found.parent == shipped_dir() else "found in the cache")
-            print(f"{args.preset}/{exp.dataset}/{exp.n_way}-way/{norm}/{training}: {status} ({path})", flush=True)
+            extra = "".join(f"/{option}={value}" for option, value in train.items())
+            print(f"{args.preset}/{exp.dataset}/{exp.n_way}-way/{norm}/{training}{extra}: {status} ({path})",
+                  flush=True)
             trained = get_meta_trained(exp, training, data, progress=not args.no_progress)
             last = trained.history.accuracy[-10:]
             when = "meta-trained" if found is None else "stored after meta-training"

@@ -17,6 +17,7 @@ exercise  function to write               what it practises
 07.1      ``interval``                    the 95% confidence interval of a meta-test
 09.1      ``support_normalise``           normalising with the support set's statistics (MetaBN)
 11.1      ``sgd_step``                    one differentiable inner step with ``torch.func.functional_call``
+16.1      ``head_only_predict``           ANIL at meta-test: an inner loop that adapts the classifier only
 ========  ==============================  ========================================================================
 """
 
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from mamlkit.adapt import adapt_and_predict
 from mamlkit.checker import Report
 from mamlkit.lab import (
     CheckResult,
@@ -51,6 +53,7 @@ from mamlkit.lab import (
     small_task,
 )
 from mamlkit.modes import get_modes, snapshot_bn_stats
+from mamlkit.rates import InnerRates
 
 
 def _keeps_random_state(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
@@ -486,8 +489,64 @@ def check_sgd_step(student_fn: Callable[..., Any]) -> CheckResult:
     return _result(label, problems)
 
 
+# ------------------------------------------------------------------------------- 16.1: head_only_predict
+
+
+def reference_head_only_predict(model: nn.Module, task: Any, inner_steps: int, inner_lr: float) -> torch.Tensor:
+    """ANIL at meta-test: ``inner_steps`` SGD steps on the classifier only, train mode, then the query's scores."""
+    rates = InnerRates(model, 1, inner_lr, adapt="head")
+    return adapt_and_predict(model, task, "transductive", inner_steps, rates)
+
+
+@_keeps_random_state
+def check_head_only_predict(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 16.1: ``head_only_predict(model, task, inner_steps, inner_lr)`` adapts a copy of the model with
+    ``higher`` in train mode, taking ``inner_steps`` SGD steps at ``inner_lr`` on the classifier's weight and bias
+    only, and returns the train-mode scores of ``task.query_x``; the model is left as it was."""
+    label, name = "16.1", getattr(student_fn, "__name__", "head_only_predict")
+    model, task = small_model(16), small_task(16)
+    model.train()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    stats, modes = snapshot_bn_stats(model), get_modes(model)
+    out, report, feedback = _call(label, name, student_fn, model, task, 3, 0.4)
+    if feedback:
+        return feedback
+    problems = _Problems()
+    logits, wrong = _as_tensor(out, name, (task.query_x.shape[0], 5))
+    if wrong:
+        problems.add(wrong)
+    else:
+        probe = copy.deepcopy(model)
+        probe.load_state_dict(before)
+        expected = reference_head_only_predict(probe, task, 3, 0.4)
+        everything = adapt_and_predict(probe, task, "transductive", 3, 0.4)
+        with torch.no_grad(), torch.random.fork_rng():
+            unadapted = probe.train()(task.query_x)
+        if _close(logits, everything):
+            problems.add("every weight adapted (MAML): give the inner optimiser the classifier's parameters only, "
+                         "e.g. torch.optim.SGD(model.classifier.parameters(), lr=inner_lr) (notebook 16).")
+        elif _close(logits, unadapted):
+            problems.add("these are the scores before adaptation: take the SGD steps on the support loss with "
+                         "diffopt.step(...) before predicting.")
+        elif not _close(logits, expected):
+            problems.add("the scores differ from ANIL's: in train mode, take inner_steps steps of SGD at inner_lr on "
+                         "the support set's cross-entropy, on model.classifier's weight and bias only, then score "
+                         "task.query_x as one batch (notebook 16).")
+        if logits.requires_grad:
+            problems.add("the scores carry a graph: predict under torch.no_grad().")
+    if any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k not in stats):
+        problems.add("the model's own weights changed: adapt a copy (higher.innerloop_ctx), not the model.")
+    moved = _stats_moved(stats, model)
+    if moved is not None:
+        problems.add(moved + " Adapt on higher's copy, whose buffers are copies.")
+    if (text := _mode_change(modes, model)) is not None:
+        problems.add(text)
+    return _result(label, problems, report)
+
+
 __all__ = [
     "check_eval_mode_gradients",
+    "check_head_only_predict",
     "check_functional_predict",
     "check_interval",
     "check_meta_gradient",
@@ -496,6 +555,7 @@ __all__ = [
     "check_support_normalise",
     "check_write_back",
     "reference_eval_mode_gradients",
+    "reference_head_only_predict",
     "reference_meta_gradient",
     "reference_reptile_predict",
     "reference_sgd_step",

@@ -21,11 +21,14 @@ Two experiments live here (a third, ``mamlkit.why_eval``, in its own module):
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+import torch
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig, meta_train
 from mamlkit.cache import cached_path, find_cached, load_trained, save_trained, tensor_fingerprint
@@ -43,6 +46,7 @@ from mamlkit.placements import (
     get_placement,
     get_train_placement,
 )
+from mamlkit.rates import InnerRates
 from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler
 
@@ -60,6 +64,8 @@ class Experiment:
         train: meta-training settings (its ``placement`` is chosen per run).
         test_tasks: meta-test tasks per placement.
         test_inner_steps: support steps at meta-test.
+        test_lr_scale: the meta-test inner learning rate as a multiple of meta-training's (of every entry of a
+            learned rate table too): 0.1 tests notebook 12's finding that eval mode needs a smaller step.
         test_seed: seed of the meta-test task stream.
     """
 
@@ -74,6 +80,7 @@ class Experiment:
     test_tasks: int = 600
     test_inner_steps: int = 10
     test_seed: int = 1
+    test_lr_scale: float = 1.0
 
     def with_changes(self, **changes: object) -> Experiment:
         """A copy with some settings changed (``train=`` / ``model=`` changes merge field by field)."""
@@ -329,12 +336,26 @@ def run_placements(
     trained_models = get_meta_trained_many(exp, trainings, data, progress, cache, cache_dir, lanes)
     for training, trained in trained_models.items():
         train_seconds[training] = trained.history.seconds
+        rate = meta_test_rate(trained, exp)
         results[training] = meta_test(
-            trained, sampler, list(placements), exp.test_tasks, exp.test_inner_steps, exp.train.inner_lr,
-            progress=progress, lanes=lanes,
+            trained.model, sampler, list(placements), exp.test_tasks, exp.test_inner_steps, rate,
+            collected_stats=trained.collected_stats, progress=progress, lanes=lanes,
         )
     test_seconds = sum(r.seconds for by in results.values() for r in by.values())
     return PlacementResults(exp, results, train_seconds, test_seconds, trained_models)
+
+
+def meta_test_rate(trained: MetaTrained, exp: Experiment) -> float | InnerRates:
+    """The inner learning rate a meta-test of ``exp`` adapts with: the model's own rate table (learned, or ANIL's)
+    or meta-training's fixed rate, times ``exp.test_lr_scale``."""
+    if trained.inner_rates is None:
+        return exp.train.inner_lr * exp.test_lr_scale
+    if exp.test_lr_scale == 1.0:
+        return trained.inner_rates
+    scaled = copy.deepcopy(trained.inner_rates)
+    with torch.no_grad():
+        scaled.rates.mul_(exp.test_lr_scale)
+    return scaled
 
 
 # ------------------------------------------------------------------ normalisation x query protocol

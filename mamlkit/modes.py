@@ -115,7 +115,7 @@ def reset_bn_stats(model: nn.Module) -> nn.Module:
 def bn_stats_untouched(model: nn.Module) -> bool:
     """True when no BatchNorm layer has ever updated its running statistics."""
     layers = [m for m in model.modules() if is_batchnorm(m) and m.track_running_stats]
-    return all(int(m.num_batches_tracked) == 0 for m in layers)
+    return all(int(m.num_batches_tracked.sum()) == 0 for m in layers)
 
 
 def _layer_type(module: nn.Module) -> str:
@@ -141,7 +141,7 @@ def norm_report(model: nn.Module) -> Table:
             "train" if m.training else "eval",
             "-" if momentum is None else f"{momentum:g}",
             "yes" if tracks else "no",
-            int(m.num_batches_tracked) if tracks else "-",
+            int(m.num_batches_tracked.sum()) if tracks else "-",
             f"{m.running_mean.mean().item():+.4f}" if tracks else "-",
             f"{m.running_var.mean().item():.4f}" if tracks else "-",
         )
@@ -188,7 +188,7 @@ def running_vs_batch(model: nn.Module, layer: str, batches: dict[str, torch.Tens
     if collected is not None and f"{layer}.running_mean" in collected:
         running["collected"] = (collected[f"{layer}.running_mean"], collected[f"{layer}.running_var"])
     if getattr(module, "running_mean", None) is not None:
-        own = "untouched" if int(module.num_batches_tracked) == 0 else "the model's own"
+        own = "untouched" if int(module.num_batches_tracked.sum()) == 0 else "the model's own"
         running[own] = (module.running_mean.detach().clone(), module.running_var.detach().clone())
     factor = {}
     for name, (_mean, var) in running.items():

@@ -383,3 +383,42 @@ def interval_figure(r: dict, s: float = 100.0, max_tasks: int = 600, path: str |
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def inner_rates(table: dict[str, list[float]], fixed: float | None = None, title: str = "",
+                path: str | Path | None = None) -> plt.Figure:
+    """Learned inner learning rates (``InnerRates.table()``) against the inner step: one line per layer's weight
+    (left) and bias (right); ``fixed`` draws the rate they started from."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    for ax, kind in zip(axes, ("weight", "bias")):
+        names = [n for n in table if n.endswith("." + kind)]
+        for i, name in enumerate(names):
+            values = table[name]
+            ax.plot(range(len(values)), values, marker="o", color=f"C{i % 10}", label=name.rsplit(".", 1)[0])
+        if fixed is not None:
+            ax.axhline(fixed, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("inner step")
+        ax.set_xticks(range(len(next(iter(table.values())))))
+        ax.set_title(f"{kind}s", fontsize=9)
+    axes[0].set_ylabel("inner learning rate")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def step_lines(lines: dict[str, list[float]], ylabel: str, title: str = "", path: str | Path | None = None
+               ) -> plt.Figure:
+    """One line per entry of ``lines`` against the inner step (0, 1, ...), e.g. a statistic measured at each step."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (label, values) in enumerate(lines.items()):
+        ax.plot(range(len(values)), values, marker="o", color=f"C{i % 10}", label=label)
+    ax.set_xlabel("inner step")
+    ax.set_xticks(range(max(len(v) for v in lines.values())))
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

@@ -213,6 +213,38 @@ def test_11_sgd_step():
     assert_feedback(ex.check_sgd_step(not_done), "NotImplementedError")
 
 
+# 16.1 -----------------------------------------------------------------------------------------------------
+
+def head_only_predict(model, task, inner_steps, inner_lr, params=lambda m: m.classifier.parameters(), mode=True):
+    inner_opt = torch.optim.SGD(params(model), lr=inner_lr)
+    with higher.innerloop_ctx(model, inner_opt, track_higher_grads=False) as (fmodel, diffopt):
+        fmodel.train(mode)
+        for _ in range(inner_steps):
+            diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+        with torch.no_grad():
+            return fmodel(task.query_x)
+
+
+def test_16_head_only_predict():
+    assert ex.check_head_only_predict(head_only_predict).passed
+    everything = ex.check_head_only_predict(lambda *a: head_only_predict(*a, params=lambda m: m.parameters()))
+    assert_feedback(everything, "every weight adapted", "classifier")
+    assert_feedback(ex.check_head_only_predict(lambda m, t, s, lr: head_only_predict(m, t, 0, lr)), "before adaptation")
+    assert_feedback(ex.check_head_only_predict(lambda *a: head_only_predict(*a, mode=False)), "differ from ANIL's")
+
+    def in_place(model, task, inner_steps, inner_lr):
+        opt = torch.optim.SGD(model.classifier.parameters(), lr=inner_lr)
+        for _ in range(inner_steps):
+            opt.zero_grad()
+            F.cross_entropy(model(task.support_x), task.support_y).backward()
+            opt.step()
+        with torch.no_grad():
+            return model(task.query_x)
+
+    assert_feedback(ex.check_head_only_predict(in_place), "own weights changed", "running statistics")
+    assert_feedback(ex.check_head_only_predict(not_done), "NotImplementedError")
+
+
 def test_checks_keep_the_random_state():
     state = torch.random.get_rng_state()
     ex.check_write_back(write_back)
