@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import load_tool
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -205,3 +206,32 @@ def test_the_readmes_training_length_table_is_the_packed_record():
     assert alone[0] < alone[1] < alone[2]                            # "up to 1,000 meta-iterations it rises"
     gaps = [w - a for w, a in zip(whole, alone)]
     assert gaps[0] < gaps[1] < gaps[2]                               # "the cost of presenting examples alone grows"
+
+
+def test_the_readmes_remedies_tables_are_the_packed_record():
+    """The README's tables of the inner-loop remedies are tools/remedies_table.py's output on
+    data/records/remedies.json, and that record's plain-MAML runs are the seeds records' tasks, bit for bit."""
+    root = Path(__file__).resolve().parents[1]
+    tool = load_tool("remedies_table")
+    record = json.loads((root / "data" / "records" / "remedies.json").read_text())
+    readme = (root / "README.md").read_text()
+    assert tool.tables(record) in readme
+
+    def both(variant, placement):  # the prose's "glyphs / Omniglot" pairs
+        means = [sum(tool.seed_means(record, d, variant, placement)) / 3 for d in ("glyphs", "omniglot")]
+        return f"{means[0]:.1f} / {means[1]:.1f}"
+
+    for variant, placement in [("perstep", "eval_collected"), ("perstep", "transductive"), ("bn", "transductive"),
+                               ("lslr", "eval_collected"), ("lslr-x0.1", "eval_collected"),
+                               ("bn-x0.1", "eval_collected"), ("anil", "eval_collected"), ("anil", "transductive"),
+                               ("anil", "one_at_a_time"), ("bn", "one_at_a_time")]:
+        assert both(variant, placement) in readme, (variant, placement)
+    for dataset in ("glyphs", "omniglot"):
+        seeds = json.loads((root / "data" / "records" / f"seeds-{dataset}.json").read_text())["placements"]
+        plain = record[f"{dataset}-bn-10"]
+        assert plain["seeds"] == seeds["seeds"]
+        for placement, runs in plain["results"]["standard"].items():
+            assert runs == seeds["results"]["standard"][placement], (dataset, placement)
+        for section in (s for s in record if s.startswith(dataset)):
+            experiment = record[section]["experiment"]
+            assert experiment["test_tasks"] == 600 and experiment["train"]["iterations"] == 300, section

@@ -33,20 +33,25 @@ def cell(values: list[float]) -> str:
 
 
 def tables(record: dict) -> str:
-    """One Markdown table per dataset: placements (rows) by remedy (columns), 10 meta-test steps, then the
-    eval-mode row with meta-training's 5 steps where it was measured."""
+    """One Markdown table per dataset: placements (rows) by remedy (columns), 10 meta-test steps; then, where
+    they were measured, eval mode with meta-training's 5 steps and both modes at a tenth of the inner rate."""
     out = []
     for dataset, title in DATASETS.items():
-        out += [f"**{title}** (10 inner steps at meta-test unless the row says 5):", "",
+        note = "meta-test: 10 inner steps at meta-training's rates, unless the row says otherwise"
+        out += [f"**{title}** ({note}):", "",
                 "| placement | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
         for placement in ROWS:
             out.append(f"| {placement} | " + " | ".join(cell(seed_means(record, dataset, v, placement))
                                                      for v in COLUMNS.values()) + " |")
-        five = []
-        for variant in COLUMNS.values():
-            has = f"{dataset}-{variant}-5" in record
-            five.append(cell(seed_means(record, dataset, variant, "eval_collected", 5)) if has else "")
-        out += ["| eval_collected, 5 steps | " + " | ".join(five) + " |", ""]
+        extra = [("eval_collected, 5 steps", "", "eval_collected", 5)]
+        extra += [(f"{p}, rate x 0.1", "-x0.1", p, 10) for p in ("transductive", "eval_collected")]
+        for label, suffix, placement, steps in extra:
+            shown = []
+            for variant in COLUMNS.values():
+                has = f"{dataset}-{variant}{suffix}-{steps}" in record
+                shown.append(cell(seed_means(record, dataset, variant + suffix, placement, steps)) if has else "")
+            out.append(f"| {label} | " + " | ".join(shown) + " |")
+        out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
