@@ -24,6 +24,7 @@ from pathlib import Path
 from mamlkit.errors import ConfigError, DataError
 from mamlkit.experiments import NORM_METHODS
 from mamlkit.lanes import default_lanes
+from mamlkit.models import DOWNSAMPLES
 from mamlkit.norms import NORMS
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
 from mamlkit.rates import ADAPTS, INNER_RATES
@@ -110,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_experiment_arguments(p, "full")
     p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn; bn_per_step: MAML++'s)")
+    p.add_argument("--hidden", type=_positive, default=None,
+                   help="channels per conv block (default 32; 64 in the papers, about 3x slower)")
+    p.add_argument("--downsample", choices=list(DOWNSAMPLES), default=None,
+                   help="pool (default: 2x2 max-pool after each block) or stride (stride-2 convolutions, no "
+                   "pooling: Finn et al.'s Omniglot network)")
+    p.add_argument("--first-order", action="store_true",
+                   help="first-order MAML (no gradient through the inner loop's gradients)")
     _add_inner_loop_arguments(p)
     p.add_argument("--test-steps", type=_positive, default=None, help="inner steps at meta-test (default 10)")
     p.add_argument("--test-lr-scale", type=float, default=None,
@@ -247,6 +255,8 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
     for option in ("inner_rates", "adapt"):
         if getattr(args, option, None):
             train[option] = getattr(args, option)
+    if getattr(args, "first_order", False):
+        train["first_order"] = True
     if getattr(args, "test_steps", None):
         changes["test_inner_steps"] = args.test_steps
     if getattr(args, "test_lr_scale", None) is not None:
@@ -255,8 +265,10 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
         changes["test_lr_scale"] = args.test_lr_scale
     if train:
         changes["train"] = train
-    if getattr(args, "norm", None):
-        changes["model"] = {"norm": args.norm}
+    model = {option: getattr(args, option) for option in ("norm", "hidden", "downsample")
+             if getattr(args, option, None)}
+    if model:
+        changes["model"] = model
     return preset(name, **changes)
 
 

@@ -35,6 +35,9 @@ class ModelConfig:
         dropout: dropout probability before the classifier (0 = none).
         norm_steps: inner steps a per-step normalisation (``bn_per_step``) keeps statistics, weights and
             biases for; in the configuration (and a cached model's key) only for that norm.
+        downsample: how conv4 halves its feature maps: ``"pool"`` (a 2x2 max-pool after each block, the
+            default) or ``"stride"`` (stride-2 convolutions and no pooling, the network of Finn et al.'s
+            Omniglot experiments); in the configuration (and a cached model's key) only when not ``"pool"``.
     """
 
     kind: str = "conv4"
@@ -45,12 +48,18 @@ class ModelConfig:
     bn_momentum: float = 0.1
     dropout: float = 0.0
     norm_steps: int = 5
+    downsample: str = "pool"
 
     def as_dict(self) -> dict:
         d = asdict(self)
         if self.norm != "bn_per_step":
             del d["norm_steps"]  # meaningless for other norms; left out so that their cache keys stay the same
+        if self.downsample == "pool":
+            del d["downsample"]  # the default; left out so that existing cache keys stay the same
         return d
+
+
+DOWNSAMPLES = ("pool", "stride")
 
 
 class Conv4(nn.Module):
@@ -58,6 +67,9 @@ class Conv4(nn.Module):
 
     On 28x28 inputs the feature maps are 28, 14, 7, 3 before each pool and 1x1 at the end, so the
     last normalisation layer still sees a 3x3 map (it works with a single example in train mode).
+    With ``downsample="stride"`` each convolution has stride 2 and the pool is an identity (so the
+    parameter names stay the same): the maps the normalisation layers see are 14, 7, 4 and 2 wide,
+    and the last 2x2 map is averaged.
     """
 
     def __init__(
@@ -69,16 +81,20 @@ class Conv4(nn.Module):
         bn_momentum: float = 0.1,
         dropout: float = 0.0,
         norm_steps: int = 5,
+        downsample: str = "pool",
     ) -> None:
         super().__init__()
+        if downsample not in DOWNSAMPLES:
+            raise ConfigError(f"unknown downsample {downsample!r}; choose one of {', '.join(DOWNSAMPLES)}")
+        stride = 2 if downsample == "stride" else 1
         blocks: list[nn.Module] = []
         channels = in_channels
         for _ in range(4):
             blocks += [
-                nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
+                nn.Conv2d(channels, hidden, kernel_size=3, padding=1, stride=stride),
                 make_norm(norm, hidden, bn_momentum, norm_steps),
                 nn.ReLU(),
-                nn.MaxPool2d(2),
+                nn.MaxPool2d(2) if downsample == "pool" else nn.Identity(),
             ]
             channels = hidden
         self.features = nn.Sequential(*blocks)
@@ -119,7 +135,7 @@ def build_model(config: ModelConfig, seed: int | None = 0, device: torch.device 
     if config.kind == "conv4":
         model: nn.Module = Conv4(
             config.n_out, config.in_channels, config.hidden, config.norm, config.bn_momentum, config.dropout,
-            config.norm_steps,
+            config.norm_steps, config.downsample,
         )
     elif config.kind == "mlp":
         model = MLP(1, config.hidden, config.n_out, config.dropout)
