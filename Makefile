@@ -13,7 +13,7 @@ export MAMLKIT_THREADS ?= 2
 JOBS ?= 2
 TEST_THREADS := $(if $(filter 0,$(JOBS)),$(MAMLKIT_THREADS),1)
 
-.PHONY: setup lab demo test test-unit test-notebooks test-browser browser-deps student-copy book models models-glyphs models-omniglot lint notebooks seed-check \
+.PHONY: setup lab demo test test-unit test-notebooks test-browser browser-deps student-copy book models models-glyphs models-omniglot lint reach notebooks seed-check \
 	constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -34,6 +34,11 @@ test: setup lint test-unit test-notebooks test-browser
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/vermin --no-tips --violations -t=3.10- mamlkit tools benchmarks tests
+	$(BIN)/python tools/reach.py --check
+
+# Once the collection is published: Colab/Binder badges and the Colab set-up cell (make reach REPO=owner/name).
+reach: setup
+	$(BIN)/python tools/reach.py --repo "$(REPO)"
 
 test-unit: setup
 	MAMLKIT_THREADS=$(TEST_THREADS) MAMLKIT_LANES=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests --ignore=tests/browser
