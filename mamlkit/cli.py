@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inner_loop_arguments(t)
     t.add_argument("--norms", nargs="+", choices=list(NORMS), default=["bn"],
                    help="normalisation layers: one model per layer and placement (default: bn)")
+    t.add_argument("--downsample", choices=list(DOWNSAMPLES), default=None,
+                   help="pool (default) or stride (stride-2 convolutions, no pooling)")
     t.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
     t.add_argument("--n-query", type=_positive, help="query examples per class (default 5)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -406,15 +408,16 @@ def train_command(args: argparse.Namespace) -> int:
         changes["train"] = train
     base = preset(args.preset, **changes)
     data = base.load_data()
+    model = {"downsample": args.downsample} if args.downsample else {}
     for norm in args.norms:
-        exp = base.with_changes(model={"norm": norm})
+        exp = base.with_changes(model={"norm": norm, **model})
         for training in args.trainings:
             config = exp.training_config(data, training)
             found = find_cached(config)
             path = found or cached_path(config)
             status = ("meta-training now" if found is None
                       else "shipped with the collection" if found.parent == shipped_dir() else "found in the cache")
-            extra = "".join(f"/{option}={value}" for option, value in train.items())
+            extra = "".join(f"/{option}={value}" for option, value in {**train, **model}.items())
             print(f"{args.preset}/{exp.dataset}/{exp.n_way}-way/{norm}/{training}{extra}: {status} ({path})",
                   flush=True)
             trained = get_meta_trained(exp, training, data, progress=not args.no_progress)

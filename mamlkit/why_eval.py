@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +57,7 @@ from mamlkit.adapt import MetaTrained, accuracy
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, PairedDifference, meta_test, paired_difference
 from mamlkit.experiments import Experiment, ResultsRecord, get_meta_trained
-from mamlkit.models import Conv4
+from mamlkit.models import DOWNSAMPLES, Conv4
 from mamlkit.modes import StatsSnapshot
 from mamlkit.progress import progress_bar
 from mamlkit.table import Table
@@ -203,11 +203,15 @@ def lr_label(factor: float) -> str:
     return "x1" if factor == 1 else f"x1/{round(1 / factor):d}"
 
 
-def check_conv4_bn(model: nn.Module) -> None:
-    """Raise a ConfigError unless ``model`` is a mamlkit Conv4 whose normalisation is BatchNorm2d."""
+def check_conv4_bn(model: nn.Module, downsample: str = "pool") -> None:
+    """Raise a ConfigError unless ``model`` is a mamlkit Conv4 with BatchNorm2d and this ``downsample``."""
     norms = [m for m in getattr(model, "features", []) if isinstance(m, nn.BatchNorm2d)]
     if not isinstance(model, Conv4) or len(norms) != 4:
         raise ConfigError("the why-eval experiment needs a mamlkit Conv4 built with norm='bn' (BatchNorm2d layers)")
+    has = "pool" if isinstance(model.features[3], nn.MaxPool2d) else "stride"
+    if has != downsample:
+        raise ConfigError(f"this Conv4 was built with downsample={has!r}, not {downsample!r}: pass "
+                          f"downsample={has!r} (the why-eval experiment itself runs on the default, 'pool')")
 
 
 def _layer_names(model: nn.Module) -> list[str]:
@@ -221,6 +225,8 @@ def conv4_forward(
     detach_batch_stats: bool = False,
     record: list | None = None,
     eps: float = 1e-5,
+    downsample: str = "pool",
+    alone: Collection[int] = (),
 ) -> torch.Tensor:
     """The Conv4 forward pass with the normalisation statistics chosen explicitly.
 
@@ -233,15 +239,26 @@ def conv4_forward(
         record: if given, receives per layer ``(batch mean, batch variance, normalised std)`` of the
             layer's input, detached; the normalised std is 1 when the batch's own statistics are used.
         eps: BatchNorm's epsilon.
+        downsample: the Conv4's ``downsample`` (``"pool"``: max-pool after each block; ``"stride"``:
+            stride-2 convolutions).
+        alone: with ``stats=None``, the layers (0-3) that normalise each example with its own statistics,
+            over its positions only: what every layer does in train mode when an example arrives alone.
     """
+    check_choice("downsample", downsample, DOWNSAMPLES)
+    if alone and (stats is not None or detach_batch_stats or not set(alone) <= {0, 1, 2, 3}):
+        raise ConfigError("alone= takes layers 0-3, with the batch's own statistics (stats=None, not detached)")
+    stride = 2 if downsample == "stride" else 1
     h = x
     for layer in range(4):
         conv, norm = f"features.{4 * layer}", f"features.{4 * layer + 1}"
-        h = F.conv2d(h, params[f"{conv}.weight"], params[f"{conv}.bias"], padding=1)
+        h = F.conv2d(h, params[f"{conv}.weight"], params[f"{conv}.bias"], stride=stride, padding=1)
         with torch.no_grad():
             batch_var, batch_mean = torch.var_mean(h, dim=(0, 2, 3), correction=0)
         weight, bias = params[f"{norm}.weight"], params[f"{norm}.bias"]
-        if stats is None and not detach_batch_stats:
+        if layer in alone:
+            mean, var = batch_mean, batch_var
+            h = F.instance_norm(h, weight=weight, bias=bias, eps=eps)  # each example by its own statistics
+        elif stats is None and not detach_batch_stats:
             mean, var = batch_mean, batch_var
             h = F.batch_norm(h, None, None, weight, bias, True, 0.0, eps)  # train mode: gradient through them
         else:
@@ -250,16 +267,18 @@ def conv4_forward(
         if record is not None:
             spread = float(((batch_var + (batch_mean - mean) ** 2) / (var + eps)).sqrt().mean())
             record.append((batch_mean, batch_var, spread if math.isfinite(spread) else math.inf))
-        h = F.max_pool2d(F.relu(h), 2)
+        h = F.relu(h)
+        if downsample == "pool":
+            h = F.max_pool2d(h, 2)
     h = h.mean(dim=(-2, -1))
     return F.linear(h, params["classifier.weight"], params["classifier.bias"])
 
 
 @torch.no_grad()
-def batch_stats_at(params: dict[str, torch.Tensor], x: torch.Tensor) -> LayerStats:
+def batch_stats_at(params: dict[str, torch.Tensor], x: torch.Tensor, downsample: str = "pool") -> LayerStats:
     """Per layer, the (mean, variance) a train-mode pass of ``x`` normalises with at ``params``."""
     record: list = []
-    conv4_forward(params, x, record=record)
+    conv4_forward(params, x, record=record, downsample=downsample)
     return [(mean, var) for mean, var, _ in record]
 
 
@@ -317,11 +336,12 @@ def adapt(
     fixed: LayerStats | None,
     steps: int,
     lr: float,
+    downsample: str = "pool",
 ) -> Adapted:
     """Adapt ``params`` to ``task``'s support set with plain SGD, normalising as ``source`` says.
 
     ``fixed`` gives the statistics for the eval-mode sources that hold them fixed (``untouched``,
-    ``collected``, ``population``, ``oracle``).
+    ``collected``, ``population``, ``oracle``); ``downsample`` is the Conv4's (see ``conv4_forward``).
     """
     check_choice("adaptation source", source, ADAPT_SOURCES)
     fast = {name: p.detach().requires_grad_(True) for name, p in params.items()}
@@ -330,11 +350,11 @@ def adapt(
         if source in ("batch", "batch_detached"):
             stats = None
         elif source == "fresh":
-            stats = batch_stats_at(fast, task.support_x)
+            stats = batch_stats_at(fast, task.support_x, downsample)
         else:
             stats = fixed
         record: list = []
-        logits = conv4_forward(fast, task.support_x, stats, source == "batch_detached", record)
+        logits = conv4_forward(fast, task.support_x, stats, source == "batch_detached", record, downsample=downsample)
         loss = F.cross_entropy(logits, task.support_y)
         grads = torch.autograd.grad(loss, list(fast.values()))
         fast = {name: (p - lr * g).detach().requires_grad_(True) for (name, p), g in zip(fast.items(), grads)}
@@ -351,6 +371,50 @@ def predict(params: dict[str, torch.Tensor], task: Task, source: str, fixed: Lay
         return conv4_forward(params, task.query_x)
     stats = batch_stats_at(params, task.support_x) if source == "adapted" else fixed
     return conv4_forward(params, task.query_x, stats)
+
+
+def alone_variants() -> dict[str, frozenset[int]]:
+    """The rows of ``alone_by_layer``: which layers normalise each query example by itself."""
+    every = frozenset(range(4))
+    rows = {"whole batch": frozenset(), "every layer alone": every}
+    rows.update({f"layer {k + 1} alone": frozenset({k}) for k in range(4)})
+    rows.update({f"all but layer {k + 1} alone": every - {k} for k in range(4)})
+    return rows
+
+
+def alone_by_layer(
+    trained: MetaTrained,
+    sampler: TaskSampler | FixedTasks,
+    n_tasks: int,
+    inner_steps: int,
+    lr: float,
+    downsample: str = "pool",
+    progress: bool = True,
+) -> dict[str, EvalResult]:
+    """Where a query example that arrives alone loses its accuracy, layer by layer.
+
+    Each task is adapted once in train mode (the support set as one batch, as ``transductive``). The
+    query is then predicted with some BatchNorm layers normalising each example by its own statistics
+    (what train mode does to an example that arrives alone) and the others normalising the whole query
+    batch: ``"whole batch"`` is the ``transductive`` placement, ``"every layer alone"`` is
+    ``one_at_a_time``, and the rows in between say which layers cost the accuracy.
+    """
+    check_conv4_bn(trained.model, downsample)
+    params = {name: p.detach() for name, p in trained.model.named_parameters()}
+    device = next(trained.model.parameters()).device
+    variants = alone_variants()
+    values: dict[str, list[float]] = {name: [] for name in variants}
+    indices = tuple(range(n_tasks))
+    begin = time.perf_counter()
+    for index in progress_bar(indices, desc="alone by layer", enabled=progress):
+        task = sampler.task(index).to(device)
+        fast = adapt(params, task, "batch", None, inner_steps, lr, downsample).params
+        with torch.no_grad():
+            for name, layers in variants.items():
+                logits = conv4_forward(fast, task.query_x, downsample=downsample, alone=layers)
+                values[name].append(accuracy(logits, task.query_y))
+    seconds = (time.perf_counter() - begin) / len(variants)
+    return {name: EvalResult(name, np.asarray(v), "accuracy", seconds, indices) for name, v in values.items()}
 
 
 @dataclass

@@ -53,3 +53,32 @@ def test_dropout_is_only_active_in_train_mode():
     assert torch.equal(model(x), model(x))
     model.train()
     assert not torch.equal(model(x), model(x))
+
+
+def test_strided_conv4_is_finn_et_al_s_omniglot_network_and_keeps_the_default_cache_key():
+    """downsample='stride': stride-2 convolutions, no pooling; the same parameter names and sizes."""
+    pooled = mk.build_model(mk.ModelConfig(), seed=0, device="cpu")
+    strided = mk.build_model(mk.ModelConfig(downsample="stride"), seed=0, device="cpu")
+    assert [n for n, _ in pooled.named_parameters()] == [n for n, _ in strided.named_parameters()]
+    assert all(torch.equal(p, q) for p, q in zip(pooled.parameters(), strided.parameters()))
+    sizes, h = [], torch.rand(2, 1, 28, 28)
+    for layer in strided.features:
+        h = layer(h)
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            sizes.append(h.shape[-1])
+    assert sizes == [14, 7, 4, 2] and strided(torch.rand(2, 1, 28, 28)).shape == (2, 5)
+    assert "downsample" not in mk.ModelConfig().as_dict()         # existing models keep their cache keys
+    assert mk.ModelConfig(downsample="stride").as_dict()["downsample"] == "stride"
+    with pytest.raises(mk.ConfigError, match="pool, stride"):
+        mk.build_model(mk.ModelConfig(downsample="avg"), device="cpu")
+
+
+def test_the_placements_command_takes_width_downsampling_and_first_order():
+    from mamlkit.cli import _experiment, build_parser
+
+    args = build_parser().parse_args(["placements", "--hidden", "64", "--downsample", "stride", "--first-order"])
+    exp = _experiment(args)
+    assert exp.model_config().hidden == 64 and exp.model_config().downsample == "stride"
+    assert exp.train.first_order
+    plain = _experiment(build_parser().parse_args(["placements"]))
+    assert plain.model_config().hidden == 32 and not plain.train.first_order

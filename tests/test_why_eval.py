@@ -139,3 +139,47 @@ def test_why_eval_bad_input_gives_a_clear_error(args, words):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     for w in words:
         assert w in out.stderr
+
+
+def test_the_explicit_forward_of_a_strided_conv4_and_layers_that_normalise_each_example_alone(setup):
+    exp, data, _ = setup
+    config = exp.model_config()
+    strided = mk.build_model(mk.ModelConfig(**{**config.as_dict(), "downsample": "stride"}), seed=3, device="cpu")
+    x = exp.test_sampler(data).task(0).query_x
+    params = params_of(strided)
+    with torch.no_grad(), mk.train_mode(strided):
+        assert torch.allclose(we.conv4_forward(params, x, downsample="stride"), strided(x), atol=1e-5)
+        one_by_one = torch.cat([strided(x[i:i + 1]) for i in range(len(x))])
+    assert not torch.allclose(we.conv4_forward(params, x, downsample="stride"), we.conv4_forward(params, x), atol=1e-2)
+    # every layer alone is train mode with the examples one at a time; one layer alone is neither
+    assert torch.allclose(we.conv4_forward(params, x, downsample="stride", alone=range(4)), one_by_one, atol=1e-4)
+    last = we.conv4_forward(params, x, downsample="stride", alone=[3])
+    assert not torch.allclose(last, one_by_one, atol=1e-3) and not torch.allclose(last, strided(x), atol=1e-3)
+    with pytest.raises(mk.ConfigError, match="layers 0-3"):
+        we.conv4_forward(params, x, alone=[4])
+    with pytest.raises(mk.ConfigError, match="downsample='stride'"):
+        we.check_conv4_bn(strided)
+
+
+@pytest.mark.parametrize("downsample", ["pool", "stride"])
+def test_alone_by_layer_ends_are_the_transductive_and_one_at_a_time_placements(setup, downsample):
+    exp, data, trained = setup
+    model = mk.build_model(mk.ModelConfig(**{**exp.model_config().as_dict(), "downsample": downsample}), seed=3,
+                           device="cpu")
+    trained = mk.MetaTrained(model, trained.collected_stats, mk.adapt.History(), {})
+    sampler = exp.test_sampler(data)
+    rows = we.alone_by_layer(trained, sampler, exp.test_tasks, exp.test_inner_steps, exp.train.inner_lr,
+                             downsample, progress=False)
+    assert len(rows) == 10
+    theirs = mk.meta_test(trained, sampler, ["transductive", "one_at_a_time"], n_tasks=exp.test_tasks,
+                          inner_steps=exp.test_inner_steps, progress=False)
+    assert rows["whole batch"].values.tolist() == theirs["transductive"].values.tolist()
+    assert rows["every layer alone"].values.tolist() == theirs["one_at_a_time"].values.tolist()
+
+
+def test_a_lone_example_on_a_one_by_one_map_is_refused_in_train_mode():
+    """The limit case: one example and one position leave nothing to normalise; PyTorch refuses it."""
+    norm = torch.nn.BatchNorm2d(4).train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        norm(torch.randn(1, 4, 1, 1))
+    assert norm(torch.randn(1, 4, 2, 2)).shape == (1, 4, 2, 2)       # a 2x2 map is accepted
