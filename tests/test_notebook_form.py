@@ -189,28 +189,63 @@ def test_the_readmes_table_of_other_settings_is_the_packed_record():
     assert f"{sum(one) / len(one):.1f}% at Omniglot 20-way" in readme          # the number quoted in the prose
 
 
-def test_the_readmes_training_length_table_is_the_packed_record():
-    from mamlkit.evaluate import confidence_interval
-
-    root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
-    records = root / "data" / "records"
-    length = json.loads((records / "length.json").read_text())
-    sections = [length["it100"], json.loads((records / "seeds-omniglot.json").read_text())["placements"],
-                length["it1000"]]
-    assert [s["experiment"]["train"]["outer_lr"] for s in sections] == [0.001] * 3      # only the length differs
-    means = {}
-    for placement in ("transductive", "one_at_a_time", "one_class_at_a_time", "eval_collected", "reptile_protocol"):
-        shown = []
-        for section in sections:
-            mean, half = confidence_interval([v / 100 for v in section["results"]["standard"][placement][0]])
-            shown.append(f"{100 * mean:.1f} ± {100 * half:.1f}")
-            means.setdefault(placement, []).append(mean)
-        assert f"| {placement} | {' | '.join(shown)} |" in readme, (placement, shown)
-    alone, whole = means["one_at_a_time"], means["transductive"]
-    assert alone[0] < alone[1] < alone[2]                            # "up to 1,000 meta-iterations it rises"
-    gaps = [w - a for w, a in zip(whole, alone)]
-    assert gaps[0] < gaps[1] < gaps[2]                               # "the cost of presenting examples alone grows"
+def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
+    """The README's tables on one example at a time are tools/alone_table.py's output on the records, the
+    claims beside them hold in the records, and the numbers quoted in its prose are theirs."""
+    tool = load_tool("alone_table")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for table in (tool.length_table(), tool.settings_table(), tool.layers_table()):
+        assert table in readme
+    length, alone, layers = tool.load("length"), tool.load("alone"), tool.load("alone_layers")
+    here = tool.load("seeds-omniglot")["placements"]
+    runs = [length["it100"], here, length["it1000"], length["it3000"]]
+    assert [r["experiment"]["train"]["iterations"] for r in runs] == [100, 300, 1000, 3000]
+    sections = {name: v for name, v in alone.items() if isinstance(v, dict) and "experiment" in v}
+    assert set(sections) == {"hidden64", "firstorder", "stride", "stride-20w", "glyphs-stride"}
+    for name, section in sections.items():
+        # one change at a time: each run differs from the Conv4 here in the setting it is named for only
+        ours, theirs = here["experiment"], section["experiment"]
+        changed = {key for key in ours if key not in ("data_dir", "dataset", "model", "train")
+                   and ours[key] != theirs[key]}
+        defaults = {"downsample": "pool", "norm_steps": 5}          # fields older records do not have
+        changed |= {f"model.{k}" for k, v in theirs["model"].items() if ours["model"].get(k, defaults.get(k)) != v}
+        changed |= {f"train.{k}" for k in ours["train"] if ours["train"][k] != theirs["train"][k]}
+        expected = {"hidden64": {"model.hidden"}, "firstorder": {"train.first_order"},
+                    "stride": {"model.downsample"}, "stride-20w": {"model.downsample", "n_way"},
+                    "glyphs-stride": {"model.downsample"}}[name]
+        assert changed == expected, (name, changed)
+    alone_at = [tool.mean_of(r, "one_at_a_time") for r in runs]
+    whole = [tool.mean_of(r, "transductive") for r in runs]
+    assert alone_at[0] < alone_at[1] < alone_at[2] and abs(alone_at[3] - alone_at[2]) < 3   # rises, levels off
+    gaps = [w - a for w, a in zip(whole, alone_at)]
+    assert gaps == sorted(gaps)                                                 # the cost of being alone grows
+    assert tool.mean_of(alone["stride"], "one_at_a_time") < 20 + 3                # chance at 5-way ...
+    assert tool.mean_of(alone["stride-20w"], "one_at_a_time") < 5 + 2             # ... and at 20-way
+    for name in ("hidden64", "firstorder"):
+        assert tool.mean_of(alone[name], "one_at_a_time") > 20 + 20, name      # far above chance
+    # the layer experiment's ends are the placements of the records, task for task
+    for key, section in [("omniglot-pool", here), ("omniglot-stride", alone["stride"]),
+                         ("glyphs-pool", tool.load("seeds-glyphs")["placements"]),
+                         ("glyphs-stride", alone["glyphs-stride"])]:
+        assert layers[key]["results"]["whole batch"] == section["results"]["standard"]["transductive"][0], key
+        assert layers[key]["results"]["every layer alone"] == section["results"]["standard"]["one_at_a_time"][0]
+    assert tool.layer_mean("omniglot-stride", "layer 4 alone") < 20 + 3
+    assert tool.layer_mean("glyphs-stride", "layer 4 alone") < 20 + 3
+    assert tool.layer_mean("omniglot-stride", "all but layer 4 alone") > 60
+    assert min(tool.layer_mean(k, f"layer {n} alone") for k in ("omniglot-pool", "glyphs-pool")
+               for n in (1, 2, 3, 4)) > 30                                  # no single layer: chance
+    quoted = [tool.mean_of(runs[1], "one_at_a_time"), tool.mean_of(runs[2], "one_at_a_time"),
+              tool.mean_of(runs[3], "one_at_a_time"), tool.mean_of(alone["stride"], "one_at_a_time"),
+              tool.mean_of(alone["stride-20w"], "one_at_a_time"),
+              tool.mean_of(alone["glyphs-stride"], "one_at_a_time"),
+              tool.layer_mean("omniglot-stride", "layer 4 alone"), tool.layer_mean("glyphs-stride", "layer 4 alone"),
+              tool.layer_mean("omniglot-stride", "all but layer 4 alone"),
+              tool.layer_mean("glyphs-pool", "layer 1 alone"), tool.layer_mean("glyphs-stride", "layer 1 alone")]
+    for value in quoted:
+        assert f"{value:.1f}%" in readme, value
+    for section in (runs[0], runs[2], runs[3], *sections.values()):
+        assert f"{tool.seconds(section):,} s" in readme
+    assert f"{tool.layers_seconds()} s" in readme
 
 
 def test_the_readmes_remedies_tables_are_the_packed_record():
