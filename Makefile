@@ -69,6 +69,8 @@ ifneq ($(OMNIGLOT),)
 		--norms bn tasknorm_i --no-progress
 	$(BIN)/python -m mamlkit train --preset lesson --dataset omniglot --data-dir $(OMNIGLOT) --trainings standard \
 		--n-way 20 --n-query 1 --no-progress
+	$(BIN)/python -m mamlkit train --preset lesson --dataset omniglot --data-dir $(OMNIGLOT) --trainings standard \
+		--downsample stride --no-progress
 else
 	@echo "models-omniglot: no Omniglot folder found (MAMLKIT_OMNIGLOT, data/omniglot, ../shared/data/omniglot); skipped"
 endif
