@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "pooling: Finn et al.'s Omniglot network)")
     p.add_argument("--first-order", action="store_true",
                    help="first-order MAML (no gradient through the inner loop's gradients)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="Dropout probability before the classifier (default 0: no Dropout)")
+    p.add_argument("--dropout-off", action="store_true",
+                   help="at meta-test, Dropout drops nothing in every placement: train-mode placements become "
+                   "'BatchNorm in train mode, Dropout off'")
     _add_inner_loop_arguments(p)
     p.add_argument("--test-steps", type=_positive, default=None, help="inner steps at meta-test (default 10)")
     p.add_argument("--test-lr-scale", type=float, default=None,
@@ -269,6 +274,12 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
         changes["train"] = train
     model = {option: getattr(args, option) for option in ("norm", "hidden", "downsample")
              if getattr(args, option, None)}
+    if getattr(args, "dropout", None) is not None:
+        if not 0 <= args.dropout < 1:
+            raise ConfigError(f"--dropout must be at least 0 and below 1, got {args.dropout}")
+        model["dropout"] = args.dropout
+    if getattr(args, "dropout_off", False):
+        changes["test_dropout_off"] = True
     if model:
         changes["model"] = model
     return preset(name, **changes)

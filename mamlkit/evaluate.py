@@ -11,6 +11,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from mamlkit.backends import check_backend
 from mamlkit.errors import ConfigError
 from mamlkit.lanes import run_in_lanes
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats
+from mamlkit.modes import dropout_off as without_dropout
 from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
 from mamlkit.progress import progress_counter
 from mamlkit.rates import InnerRates
@@ -231,6 +233,19 @@ def placement_verdict(
     return line
 
 
+def _run_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend, lanes, moved):
+    """The tasks of ``indices``, in this process or shared among lanes; one (values, seconds) part per piece."""
+    n_tasks = len(indices)
+    if lanes > 1 and n_tasks > 1 and next(model.parameters()).device.type == "cpu":
+        # about ten pieces per lane, so that the bar moves; each piece is a run of consecutive tasks
+        size = max(1, math.ceil(n_tasks / (10 * lanes)))
+        pieces = [indices[i : i + size] for i in range(0, n_tasks, size)]
+        return run_in_lanes(_lane_setup, (model, sampler, groups, inner_steps, inner_lr, collected_stats, backend),
+                            _lane_work, pieces, lanes, on_done=lambda i: moved(len(pieces[i])))
+    return [_test_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend,
+                        lambda: moved(1))]
+
+
 def meta_test(
     model: nn.Module | MetaTrained,
     sampler: TaskSampler,
@@ -245,6 +260,7 @@ def meta_test(
     on_task: Callable[[int, int], None] | None = None,
     backend: str = "higher",
     lanes: int | None = None,
+    dropout_off: bool = False,
 ) -> EvalResult | dict[str, EvalResult]:
     """Adapt to and evaluate tasks ``start .. start + n_tasks - 1`` of ``sampler`` under one or more placements.
 
@@ -265,6 +281,8 @@ def meta_test(
         backend: ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``): same results.
         lanes: worker processes with one torch thread each that share the tasks (``mamlkit.lanes``; None or 1:
             this process). The results equal one process at one torch thread exactly, in any number of lanes.
+        dropout_off: every Dropout layer drops nothing in every placement (``mamlkit.modes.dropout_off``), so a
+            train-mode placement is "BatchNorm in train mode, Dropout off"; eval mode turns Dropout off anyway.
     """
     check_backend(backend)
     if isinstance(model, MetaTrained):
@@ -304,15 +322,9 @@ def meta_test(
             on_task(done, n_tasks)
 
     try:
-        if lanes > 1 and n_tasks > 1 and next(model.parameters()).device.type == "cpu":
-            # about ten pieces per lane, so that the bar moves; each piece is a run of consecutive tasks
-            size = max(1, math.ceil(n_tasks / (10 * lanes)))
-            pieces = [indices[i : i + size] for i in range(0, n_tasks, size)]
-            parts = run_in_lanes(_lane_setup, (model, sampler, groups, inner_steps, inner_lr, collected_stats, backend),
-                                 _lane_work, pieces, lanes, on_done=lambda i: moved(len(pieces[i])))
-        else:
-            parts = [_test_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend,
-                                 lambda: moved(1))]
+        with without_dropout(model) if dropout_off else nullcontext():
+            parts = _run_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend, lanes,
+                               moved)
     finally:
         bar.close()
     values: dict[str, list[float]] = {p.name: [] for p in chosen}

@@ -66,6 +66,8 @@ class Experiment:
         test_inner_steps: support steps at meta-test.
         test_lr_scale: the meta-test inner learning rate as a multiple of meta-training's (of every entry of a
             learned rate table too): 0.1 tests notebook 12's finding that eval mode needs a smaller step.
+        test_dropout_off: at meta-test every Dropout layer drops nothing in every placement, so train-mode
+            placements keep BatchNorm's batch statistics with Dropout off (notebook 15); in the record only when set.
         test_seed: seed of the meta-test task stream.
     """
 
@@ -81,6 +83,7 @@ class Experiment:
     test_inner_steps: int = 10
     test_seed: int = 1
     test_lr_scale: float = 1.0
+    test_dropout_off: bool = False
 
     def with_changes(self, **changes: object) -> Experiment:
         """A copy with some settings changed (``train=`` / ``model=`` changes merge field by field)."""
@@ -98,7 +101,10 @@ class Experiment:
         return exp
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.test_dropout_off:
+            del d["test_dropout_off"]  # the default; left out so that records keep their form
+        return d
 
     def load_data(self) -> FewShotDataset:
         """The dataset (glyphs are generated; Omniglot is read from ``data_dir``)."""
@@ -256,6 +262,8 @@ class PlacementResults(ResultsRecord):
             f"MAML on {exp.dataset}, {exp.n_way}-way {exp.k_shot}-shot, {exp.test_tasks} meta-test tasks "
             f"({exp.train.iterations} meta-iterations)"
         )
+        if exp.model.dropout:
+            title += f"; Dropout p={exp.model.dropout:g}" + (", off at meta-test" if exp.test_dropout_off else "")
         return placement_table(self.results, title=title, n_way=exp.n_way)
 
     def chart(self, path: str | Path | None = None):  # -> matplotlib Figure
@@ -339,7 +347,7 @@ def run_placements(
         rate = meta_test_rate(trained, exp)
         results[training] = meta_test(
             trained.model, sampler, list(placements), exp.test_tasks, exp.test_inner_steps, rate,
-            collected_stats=trained.collected_stats, progress=progress, lanes=lanes,
+            collected_stats=trained.collected_stats, progress=progress, lanes=lanes, dropout_off=exp.test_dropout_off,
         )
     test_seconds = sum(r.seconds for by in results.values() for r in by.values())
     return PlacementResults(exp, results, train_seconds, test_seconds, trained_models)

@@ -52,6 +52,26 @@ def mode(model: nn.Module, training: bool, norm_only: bool = False) -> Iterator[
         restore_modes(model, before)
 
 
+@contextmanager
+def dropout_off(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block every Dropout layer of ``model`` drops nothing (``p = 0``), in either mode.
+
+    With it, a placement that adapts or predicts in train mode keeps BatchNorm's batch statistics and turns
+    Dropout off: the separated placement of notebook 15, for models that have both (``model.eval()`` would
+    switch BatchNorm to running statistics too). Patched copies made inside the block (``higher``) copy the
+    rate. On exit every Dropout layer gets back its rate, even after an exception.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    rates = [m.p for m in layers]
+    for m in layers:
+        m.p = 0.0
+    try:
+        yield model
+    finally:
+        for m, p in zip(layers, rates):
+            m.p = p
+
+
 def train_mode(model: nn.Module, norm_only: bool = False) -> AbstractContextManager[nn.Module]:
     """``with train_mode(model):`` the whole model in train mode, previous modes restored after.
 
