@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
@@ -354,7 +355,9 @@ def _test_tasks(
     """Per-task values and seconds of every placement in ``groups`` on tasks ``indices`` (the loop of ``meta_test``).
 
     Placements that share a statistics source and an adapt mode share one adaptation per task. The model
-    is left exactly as it was.
+    is left exactly as it was. Whatever draws random numbers (Dropout in train mode) draws them from a
+    generator seeded by the task's index, so the results do not depend on the lanes or on what ran before;
+    the caller's random state is left as it was.
     """
     device = next(model.parameters()).device
     regression = sampler_is_regression(sampler)
@@ -366,7 +369,9 @@ def _test_tasks(
             for (stats, _), group in groups.items():
                 prepare_stats(model, stats, collected_stats)  # before the copy is made: it copies the buffers
                 begin = time.perf_counter()
-                outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(index)
+                    outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend)
                 share = (time.perf_counter() - begin) / len(group)
                 for p in group:
                     out = outputs[p.name]

@@ -123,3 +123,53 @@ def test_t_interval_uses_student_quantiles_and_the_sample_std():
     assert half > mk.confidence_interval(values)[1]     # wider than the normal, population-std interval
     with pytest.raises(ValueError):
         mk.t_interval([0.5])
+
+
+def test_dropout_off_is_batchnorm_in_train_mode_with_dropout_dropping_nothing(test_sampler):
+    """dropout_off=True: every placement runs with Dropout at p=0 (in one process and in lanes), the model gets its
+    rate back, and a train-mode placement then equals the same model with no Dropout at all."""
+    torch.set_num_threads(1)
+    config = mk.ModelConfig(dropout=0.5)
+    model = mk.build_model(config, seed=4, device="cpu")
+    twin = mk.build_model(config, seed=4, device="cpu")
+    twin.dropout.p = 0.0
+    kwargs = dict(n_tasks=4, inner_steps=2, progress=False)
+    off = mk.meta_test(model, test_sampler, ["transductive", "eval_untouched"], dropout_off=True, **kwargs)
+    assert model.dropout.p == 0.5 and model.dropout.training                 # the rate and the mode are back
+    plain = mk.meta_test(twin, test_sampler, ["transductive", "eval_untouched"], **kwargs)
+    for name in ("transductive", "eval_untouched"):
+        assert np.array_equal(off[name].values, plain[name].values), name
+    # With Dropout on, the masks come from a generator seeded by the task index: the same in any number of
+    # lanes and whatever the caller's random state (which is left as it was)
+    torch.manual_seed(0)
+    on = mk.meta_test(model, test_sampler, "transductive", n_tasks=8, inner_steps=2, progress=False)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(1)
+    on_again = mk.meta_test(model, test_sampler, "transductive", n_tasks=8, inner_steps=2, progress=False, lanes=2)
+    assert np.array_equal(on.values, on_again.values)
+    torch.manual_seed(0)
+    mk.meta_test(model, test_sampler, "transductive", n_tasks=8, inner_steps=2, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    plain_on = mk.meta_test(twin, test_sampler, "transductive", n_tasks=8, inner_steps=2, progress=False)
+    assert not np.array_equal(on.values, plain_on.values)                  # the masks do drop units
+    in_lanes = mk.meta_test(model, test_sampler, ["transductive", "eval_untouched"], dropout_off=True, lanes=2,
+                            **kwargs)
+    for name in ("transductive", "eval_untouched"):
+        assert np.array_equal(in_lanes[name].values, off[name].values), name
+    with mk.modes.dropout_off(model):
+        assert model.dropout.p == 0.0
+        x = torch.rand(4, 1, 28, 28)
+        assert torch.equal(model(x), model(x))
+    assert model.dropout.p == 0.5
+
+
+def test_the_placements_command_takes_dropout_and_dropout_off():
+    from mamlkit.cli import _experiment, build_parser
+
+    exp = _experiment(build_parser().parse_args(["placements", "--dropout", "0.3", "--dropout-off"]))
+    assert exp.model_config().dropout == 0.3 and exp.test_dropout_off
+    assert exp.as_dict()["test_dropout_off"] is True
+    plain = _experiment(build_parser().parse_args(["placements"]))
+    assert not plain.test_dropout_off and "test_dropout_off" not in plain.as_dict()
+    with pytest.raises(mk.ConfigError, match="--dropout"):
+        _experiment(build_parser().parse_args(["placements", "--dropout", "1.5"]))
