@@ -248,6 +248,24 @@ def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
     assert f"{tool.layers_seconds()} s" in readme
 
 
+def test_the_readmes_dropout_table_is_the_record():
+    """tools/dropout_table.py's table on data/records/dropout.json is in the README, with the differences quoted."""
+    tool = load_tool("dropout_table")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert tool.table() in readme
+    record = tool.load("dropout")
+    for dataset in ("glyphs", "omniglot"):
+        on, off = (record[f"{dataset}-{run}"] for run in ("on", "off"))
+        assert off["experiment"]["test_dropout_off"] is True and "test_dropout_off" not in on["experiment"]
+        assert on["experiment"]["model"]["dropout"] == off["experiment"]["model"]["dropout"] == 0.3
+        # eval mode turns Dropout off anyway: the two runs agree there, task for task
+        assert on["results"]["standard"]["eval_collected"] == off["results"]["standard"]["eval_collected"]
+        mean, half = tool.difference(dataset)
+        assert mean > half > 0                                  # Dropout off helps, beyond the paired interval
+    quoted = " and ".join(f"{tool.difference(d)[0]:+.1f}" for d in ("glyphs", "omniglot"))
+    assert f"({quoted} points on the same tasks)" in readme
+
+
 def test_the_readmes_remedies_tables_are_the_packed_record():
     """The README's tables of the inner-loop remedies are tools/remedies_table.py's output on
     data/records/remedies.json, and that record's plain-MAML runs are the seeds records' tasks, bit for bit."""
