@@ -36,9 +36,10 @@ lint: setup
 	$(BIN)/vermin --no-tips --violations -t=3.10- mamlkit tools benchmarks tests
 	$(BIN)/python tools/reach.py --check
 
-# Once the collection is published: Colab/Binder badges and the Colab set-up cell (make reach REPO=owner/name).
+# Once the collection is published: Colab/Binder badges and the Colab set-up cell (make reach REPO=owner/name,
+# optionally BRANCH=name; the default is main).
 reach: setup
-	$(BIN)/python tools/reach.py --repo "$(REPO)"
+	$(BIN)/python tools/reach.py --repo "$(REPO)" $(if $(BRANCH),--branch "$(BRANCH)")
 
 test-unit: setup
 	MAMLKIT_THREADS=$(TEST_THREADS) MAMLKIT_LANES=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests --ignore=tests/browser

@@ -279,6 +279,9 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
             raise ConfigError(f"--dropout must be at least 0 and below 1, got {args.dropout}")
         model["dropout"] = args.dropout
     if getattr(args, "dropout_off", False):
+        if not model.get("dropout"):
+            raise ConfigError("--dropout-off turns off the model's Dropout at meta-test: give the model Dropout "
+                              "with --dropout P (e.g. --dropout 0.3)")
         changes["test_dropout_off"] = True
     if model:
         changes["model"] = model

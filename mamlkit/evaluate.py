@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
-from mamlkit.backends import check_backend
+from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
 from mamlkit.lanes import run_in_lanes
 from mamlkit.modes import StatsSnapshot, preserved_bn_stats
@@ -369,7 +369,7 @@ def _test_tasks(
             for (stats, _), group in groups.items():
                 prepare_stats(model, stats, collected_stats)  # before the copy is made: it copies the buffers
                 begin = time.perf_counter()
-                with torch.random.fork_rng(devices=[]):
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     torch.manual_seed(index)
                     outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend)
                 share = (time.perf_counter() - begin) / len(group)
@@ -419,3 +419,72 @@ def placement_table(results: dict[str, dict[str, EvalResult]], title: str = "", 
         cells = [results[t][name].formatted() if name in results[t] else "-" for t in trainings]
         table.add_row(name, label, *cells)
     return table
+
+
+def arrival_order(y: torch.Tensor, balanced: bool) -> torch.Tensor:
+    """Indices of query examples in the order they reach the model: ``balanced`` is round robin over the
+    classes (a batch of N-way examples holds one of each class); otherwise one class after another."""
+    if not balanced:
+        return torch.argsort(y, stable=True)
+    rank = torch.zeros_like(y)
+    for c in y.unique():
+        rank[y == c] = torch.arange(int((y == c).sum()), device=y.device)
+    return torch.argsort(rank * (int(y.max()) + 1) + y)
+
+
+def predict_in_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, balanced: bool) -> torch.Tensor:
+    """Outputs for ``x`` with the examples presented in batches of ``size``, arriving as ``arrival_order`` says
+    (in train mode each batch is normalised by its own statistics); rows in the order of ``x``."""
+    if size < 1:
+        raise ConfigError(f"a query batch holds at least one example, got {size}")
+    order = arrival_order(y, balanced)
+    parts = [order[start:start + size] for start in range(0, len(x), size)]
+    outputs = [model(x[part]) for part in parts]
+    logits = torch.empty(len(x), outputs[0].shape[-1], dtype=outputs[0].dtype, device=outputs[0].device)
+    for part, out in zip(parts, outputs):
+        logits[part] = out
+    return logits
+
+
+def query_batches(
+    model: nn.Module | MetaTrained,
+    sampler: TaskSampler,
+    sizes: Sequence[int] = (1, 2, 5, 10, 25),
+    n_tasks: int = 600,
+    inner_steps: int = 10,
+    inner_lr: float | InnerRates = 0.4,
+    *,
+    progress: bool = True,
+) -> dict[tuple[int, bool], EvalResult]:
+    """Train-mode accuracy when the query set arrives in batches of each size, balanced or one class after another.
+
+    Each task is adapted once in train mode (as ``transductive``); the adapted copy then predicts the query set
+    in every presentation: ``results[size, True]`` round robin over the classes, ``results[size, False]`` one
+    class after another. A batch of the whole query set is ``transductive``; a batch of one is ``one_at_a_time``.
+    """
+    if isinstance(model, MetaTrained):
+        if model.inner_rates is not None:
+            inner_lr = model.inner_rates
+        model = model.model
+    indices = tuple(range(n_tasks))
+    values: dict[tuple[int, bool], list[float]] = {(s, b): [] for s in sizes for b in (True, False)}
+    device = next(model.parameters()).device
+    bar = progress_counter(n_tasks, "query batches", progress)
+    begin = time.perf_counter()
+    try:
+        for index in indices:
+            task = sampler.task(index).to(device)
+            with adapted(model, inner_lr, meta=False) as (fmodel, step, _):
+                fmodel.train()
+                for _ in range(inner_steps):
+                    step(task_loss(fmodel(task.support_x), task.support_y))
+                with torch.no_grad():
+                    for (size, balanced), accs in values.items():
+                        logits = predict_in_batches(fmodel, task.query_x, task.query_y, size, balanced)
+                        accs.append(accuracy(logits, task.query_y))
+            bar.update(1)
+    finally:
+        bar.close()
+    seconds = (time.perf_counter() - begin) / len(values)
+    return {key: EvalResult(f"batches of {key[0]}, {'balanced' if key[1] else 'one class after another'}",
+                            np.asarray(v), "accuracy", seconds, indices) for key, v in values.items()}

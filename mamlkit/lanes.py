@@ -11,8 +11,9 @@ state; a script that uses lanes needs the usual ``if __name__ == "__main__":`` g
 ``python -m mamlkit`` need nothing).
 
 Results do not depend on the number of lanes when the jobs are independent and each worker uses one torch
-thread: a meta-test task starts from the statistics prepared for it and draws no random numbers (no Dropout
-at meta-test), and a meta-training seeds torch itself. They equal a run in one process at one torch thread
+thread: a meta-test task starts from the statistics prepared for it and draws any random numbers (Dropout
+left on at meta-test) from a generator seeded by its own index, and a meta-training seeds torch itself.
+They equal a run in one process at one torch thread
 (``MAMLKIT_THREADS=1``) bit for bit (tests, and the README's full glyphs table: 16 cells x 600 tasks).
 
 One trap, found the hard way: tensors sent to or from a worker arrive in memory shared between processes

@@ -237,7 +237,8 @@ def conv4_forward(
             for the batch's own statistics (train mode).
         detach_batch_stats: with ``stats=None``, treat the batch statistics as constants.
         record: if given, receives per layer ``(batch mean, batch variance, normalised std)`` of the
-            layer's input, detached; the normalised std is 1 when the batch's own statistics are used.
+            layer's input, detached; the normalised std is 1 when the batch's own statistics are used, and
+            NaN for the ``alone`` layers (each example has its own).
         eps: BatchNorm's epsilon.
         downsample: the Conv4's ``downsample`` (``"pool"``: max-pool after each block; ``"stride"``:
             stride-2 convolutions).
@@ -266,7 +267,8 @@ def conv4_forward(
             h = F.batch_norm(h, mean, var, weight, bias, False, 0.0, eps)  # the statistics as constants
         if record is not None:
             spread = float(((batch_var + (batch_mean - mean) ** 2) / (var + eps)).sqrt().mean())
-            record.append((batch_mean, batch_var, spread if math.isfinite(spread) else math.inf))
+            spread = math.nan if layer in alone else spread if math.isfinite(spread) else math.inf
+            record.append((batch_mean, batch_var, spread))
         h = F.relu(h)
         if downsample == "pool":
             h = F.max_pool2d(h, 2)
@@ -364,13 +366,15 @@ def adapt(
 
 
 @torch.no_grad()
-def predict(params: dict[str, torch.Tensor], task: Task, source: str, fixed: LayerStats | None) -> torch.Tensor:
+def predict(
+    params: dict[str, torch.Tensor], task: Task, source: str, fixed: LayerStats | None, downsample: str = "pool"
+) -> torch.Tensor:
     """Query logits of the adapted ``params``, normalising as the query ``source`` says."""
     check_choice("query source", source, QUERY_SOURCES)
     if source == "batch":
-        return conv4_forward(params, task.query_x)
-    stats = batch_stats_at(params, task.support_x) if source == "adapted" else fixed
-    return conv4_forward(params, task.query_x, stats)
+        return conv4_forward(params, task.query_x, downsample=downsample)
+    stats = batch_stats_at(params, task.support_x, downsample) if source == "adapted" else fixed
+    return conv4_forward(params, task.query_x, stats, downsample=downsample)
 
 
 def alone_variants() -> dict[str, frozenset[int]]:
@@ -400,6 +404,10 @@ def alone_by_layer(
     ``one_at_a_time``, and the rows in between say which layers cost the accuracy.
     """
     check_conv4_bn(trained.model, downsample)
+    if trained.inner_rates is not None or trained.model.dropout.p > 0:
+        raise ConfigError("alone_by_layer adapts every weight at one rate through a Conv4 without Dropout; this "
+                          "model has learned or head-only inner rates, or Dropout: its rows would not be its "
+                          "placements")
     params = {name: p.detach() for name, p in trained.model.named_parameters()}
     device = next(trained.model.parameters()).device
     variants = alone_variants()

@@ -173,3 +173,25 @@ def test_the_placements_command_takes_dropout_and_dropout_off():
     assert not plain.test_dropout_off and "test_dropout_off" not in plain.as_dict()
     with pytest.raises(mk.ConfigError, match="--dropout"):
         _experiment(build_parser().parse_args(["placements", "--dropout", "1.5"]))
+    with pytest.raises(mk.ConfigError, match="--dropout P"):
+        _experiment(build_parser().parse_args(["placements", "--dropout-off"]))
+
+
+def test_query_batches_ends_are_the_transductive_and_one_at_a_time_placements(trained, test_sampler):
+    results = mk.evaluate.query_batches(trained, test_sampler, sizes=(1, 2, 15), n_tasks=3, inner_steps=2,
+                                        progress=False)
+    placed = mk.meta_test(trained, test_sampler, ["transductive", "one_at_a_time"], n_tasks=3, inner_steps=2,
+                          progress=False)
+    for balanced in (True, False):            # 5-way, 3 queries per class: 15 is the whole query set
+        assert np.array_equal(results[15, balanced].values, placed["transductive"].values)
+        assert np.array_equal(results[1, balanced].values, placed["one_at_a_time"].values)
+    assert results[2, True].task_indices == (0, 1, 2)
+
+
+def test_arrival_orders():
+    y = torch.tensor([2, 0, 1, 0, 2, 1, 1, 0, 2])
+    balanced = y[mk.evaluate.arrival_order(y, True)]
+    assert balanced.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2]               # every batch of 3 holds each class once
+    assert y[mk.evaluate.arrival_order(y, False)].tolist() == sorted(y.tolist())
+    with pytest.raises(mk.ConfigError, match="at least one example"):
+        mk.evaluate.predict_in_batches(torch.nn.Identity(), torch.rand(9, 3), y, 0, True)

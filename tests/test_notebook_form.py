@@ -201,7 +201,7 @@ def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
     runs = [length["it100"], here, length["it1000"], length["it3000"]]
     assert [r["experiment"]["train"]["iterations"] for r in runs] == [100, 300, 1000, 3000]
     sections = {name: v for name, v in alone.items() if isinstance(v, dict) and "experiment" in v}
-    assert set(sections) == {"hidden64", "firstorder", "stride", "stride-20w", "glyphs-stride"}
+    assert set(sections) == {"hidden64", "firstorder", "stride", "stride-firstorder", "stride-20w", "glyphs-stride"}
     for name, section in sections.items():
         # one change at a time: each run differs from the Conv4 here in the setting it is named for only
         ours, theirs = here["experiment"], section["experiment"]
@@ -210,8 +210,13 @@ def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
         defaults = {"downsample": "pool", "norm_steps": 5}          # fields older records do not have
         changed |= {f"model.{k}" for k, v in theirs["model"].items() if ours["model"].get(k, defaults.get(k)) != v}
         changed |= {f"train.{k}" for k in ours["train"] if ours["train"][k] != theirs["train"][k]}
+        # settings the older record predates are at their defaults in the newer one
+        assert {k: v for k, v in theirs.items() if k not in ours} == {"test_lr_scale": 1.0}, name
+        assert {k: v for k, v in theirs["train"].items() if k not in ours["train"]} == {"inner_rates": "fixed",
+                                                                                     "adapt": "all"}, name
         expected = {"hidden64": {"model.hidden"}, "firstorder": {"train.first_order"},
                     "stride": {"model.downsample"}, "stride-20w": {"model.downsample", "n_way"},
+                    "stride-firstorder": {"model.downsample", "train.first_order"},
                     "glyphs-stride": {"model.downsample"}}[name]
         assert changed == expected, (name, changed)
     alone_at = [tool.mean_of(r, "one_at_a_time") for r in runs]
@@ -221,6 +226,7 @@ def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
     assert gaps == sorted(gaps)                                                 # the cost of being alone grows
     assert tool.mean_of(alone["stride"], "one_at_a_time") < 20 + 3                # chance at 5-way ...
     assert tool.mean_of(alone["stride-20w"], "one_at_a_time") < 5 + 2             # ... and at 20-way
+    assert tool.mean_of(alone["stride-firstorder"], "one_at_a_time") < 20 + 3     # ... and first-order
     for name in ("hidden64", "firstorder"):
         assert tool.mean_of(alone[name], "one_at_a_time") > 20 + 20, name      # far above chance
     # the layer experiment's ends are the placements of the records, task for task
@@ -238,6 +244,7 @@ def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
               tool.mean_of(runs[3], "one_at_a_time"), tool.mean_of(alone["stride"], "one_at_a_time"),
               tool.mean_of(alone["stride-20w"], "one_at_a_time"),
               tool.mean_of(alone["glyphs-stride"], "one_at_a_time"),
+              tool.mean_of(alone["stride-firstorder"], "one_at_a_time"),
               tool.layer_mean("omniglot-stride", "layer 4 alone"), tool.layer_mean("glyphs-stride", "layer 4 alone"),
               tool.layer_mean("omniglot-stride", "all but layer 4 alone"),
               tool.layer_mean("glyphs-pool", "layer 1 alone"), tool.layer_mean("glyphs-stride", "layer 1 alone")]
@@ -246,6 +253,28 @@ def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
     for section in (runs[0], runs[2], runs[3], *sections.values()):
         assert f"{tool.seconds(section):,} s" in readme
     assert f"{tool.layers_seconds()} s" in readme
+
+
+def test_the_readmes_query_batch_table_is_the_record():
+    """tools/query_batches.py's table is in the README; the record's ends are the seeds records' transductive and
+    one_at_a_time tasks, and the claims and numbers of the prose hold."""
+    tool = load_tool("query_batches")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert tool.table() in readme
+    record = tool.load("query_batches")
+
+    def mean(dataset, key):
+        return sum(record[dataset]["results"][key]) / len(record[dataset]["results"][key])
+
+    for dataset in ("glyphs", "omniglot"):
+        seeds = tool.load(f"seeds-{dataset}")["placements"]["results"]["standard"]
+        for balanced in (True, False):
+            assert record[dataset]["results"][tool.key(25, balanced)] == seeds["transductive"][0]
+            assert record[dataset]["results"][tool.key(1, balanced)] == seeds["one_at_a_time"][0]
+        assert abs(mean(dataset, "5-balanced") - mean(dataset, "25-balanced")) < 3     # as good as the whole set
+        assert mean(dataset, "5-one-class") < mean(dataset, "5-balanced") - 20          # one class: much lower
+        for key in ("5-balanced", "25-balanced", "5-one-class"):
+            assert f"{mean(dataset, key):.1f}%" in readme, (dataset, key)
 
 
 def test_the_readmes_dropout_table_is_the_record():

@@ -26,10 +26,14 @@ def copy(tmp_path):
     return tmp_path
 
 
-def test_the_checkout_names_no_repository_yet_and_the_check_says_so(capsys):
-    assert reach.named_repository(ROOT) is None
+def test_the_checkout_is_consistent_with_the_repository_it_names(capsys):
+    """Before publication nothing is named and there is nothing to check; after make reach, the check passes."""
     assert reach.main(["--check"]) == 0
-    assert "nothing to check" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    if reach.named_repository(ROOT) is None:
+        assert "nothing to check" in out
+    else:
+        assert "match" in out
 
 
 def test_badges_and_setup_cells_for_a_named_repository(copy, capsys):
@@ -64,7 +68,8 @@ def test_running_it_again_changes_nothing_and_another_branch_replaces_the_badges
     assert "blob/v1/" in nb and "blob/main/" not in nb and nb.count('"id": "colab-setup"') == 1
     text = (copy / "pyproject.toml").read_text()
     assert text.count("[project.urls]") == 1
-    assert reach.main(["--check", "--root", str(copy)]) == 1     # the check expects main: it reports v1 as stale
+    assert reach.main(["--check", "--root", str(copy)]) == 0     # the check reads the branch from the badges
+    assert reach.main(["--check", "--branch", "main", "--root", str(copy)]) == 1
     tomllib = pytest.importorskip("tomllib")
     assert tomllib.loads(text)["project"]["urls"]["Repository"] == "https://github.com/example-org/mamlkit"
 
@@ -79,6 +84,29 @@ def test_bad_arguments_get_one_clear_line_and_nothing_is_written(copy, capsys, a
     assert reach.main([*args, "--root", str(copy)]) == 2
     assert message in capsys.readouterr().err
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+
+
+def test_the_executor_stores_the_setup_cell_unrun_and_the_lessons_counted_from_one(copy, monkeypatch):
+    """make notebooks on a published copy: the set-up cell is not run and stays as tools/reach.py wrote it."""
+    executor = load_tool("execute_notebooks")
+    reach.main(["--repo", "example-org/mamlkit", "--root", str(copy)])
+    path = copy / "notebooks" / "02_train_eval_basics.ipynb"
+    ran = []
+
+    class Client:
+        def __init__(self, nb, **kwargs):
+            self.nb = nb
+
+        def execute(self):
+            ran.extend(c for c in self.nb.cells if c.cell_type == "code")
+            for n, c in enumerate(ran, 1):
+                c.execution_count = n
+
+    monkeypatch.setattr(executor, "NotebookClient", Client)
+    executor.execute(path)
+    assert not any("colab-setup" in c.metadata.get("tags", []) for c in ran)
+    test_notebook_is_stored_with_outputs_from_a_clean_run(path)
+    assert reach.main(["--check", "--root", str(copy)]) == 0
 
 
 def setup_source(slug="example-org/mamlkit", branch="main"):

@@ -175,10 +175,16 @@ def test_alone_by_layer_ends_are_the_transductive_and_one_at_a_time_placements(s
                           inner_steps=exp.test_inner_steps, progress=False)
     assert rows["whole batch"].values.tolist() == theirs["transductive"].values.tolist()
     assert rows["every layer alone"].values.tolist() == theirs["one_at_a_time"].values.tolist()
+    dropped = mk.build_model(mk.ModelConfig(**{**exp.model_config().as_dict(), "downsample": downsample,
+                                               "dropout": 0.2}), seed=3, device="cpu")
+    with pytest.raises(mk.ConfigError, match="Dropout"):
+        we.alone_by_layer(mk.MetaTrained(dropped, trained.collected_stats, mk.adapt.History(), {}), sampler, 1,
+                          1, 0.4, downsample, progress=False)
 
 
 def test_a_lone_example_on_a_one_by_one_map_is_refused_in_train_mode():
-    """The limit case: one example and one position leave nothing to normalise; PyTorch refuses it."""
+    """The limit case notebook 15 quotes: one example and one position leave nothing to normalise, and PyTorch
+    refuses it (this pins PyTorch's behaviour the lesson's sentence rests on)."""
     norm = torch.nn.BatchNorm2d(4).train()
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         norm(torch.randn(1, 4, 1, 1))

@@ -36,6 +36,7 @@ def settings() -> dict[str, dict]:
         "64 channels": alone["hidden64"],
         "first-order": alone["firstorder"],
         "strided Conv4": alone["stride"],
+        "strided Conv4, first-order": alone["stride-firstorder"],
         "strided Conv4, 20-way": alone["stride-20w"],
         "glyphs, Conv4 here": load("seeds-glyphs")["placements"],
         "glyphs, strided Conv4": alone["glyphs-stride"],

@@ -37,11 +37,17 @@ def execute(path: Path, timeout: int = 1800, train_seed: int | None = None) -> f
     nb = nbformat.read(path, as_version=4)
     if train_seed is not None:
         nb.cells.insert(0, nbformat.v4.new_code_cell(SEED_PATCH.format(seed=train_seed)))
+    # the Colab set-up cell of a published copy (tools/reach.py) is never run here: stored as written
+    setup = [(i, cell) for i, cell in enumerate(nb.cells) if "colab-setup" in cell.get("metadata", {}).get("tags", [])]
+    for i, _ in reversed(setup):
+        del nb.cells[i]
     begin = time.perf_counter()
     resources = {"metadata": {"path": str(path.parent)}}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources)
     client.execute()
     seconds = time.perf_counter() - begin
+    for i, cell in setup:
+        nb.cells.insert(i, cell)
     if train_seed is not None:
         return seconds  # a check: the stored notebook is left as it is
     for cell in nb.cells:  # execution counts from a clean run, no stale metadata

@@ -113,6 +113,13 @@ def reach_pyproject(text: str, slug: str) -> str:
     return f"{head}{block}{sep}{rest}"
 
 
+def badge_branch(root: Path) -> str:
+    """The branch the README's Colab badge opens (``main`` where there is no badge yet)."""
+    match = re.search(r"colab\.research\.google\.com/github/[^/]+/[^/]+/blob/(.+?)/notebooks/",
+                      (root / "README.md").read_text())
+    return match.group(1) if match else "main"
+
+
 def named_repository(root: Path) -> str | None:
     """The ``owner/name`` of ``[project.urls] Repository`` in pyproject.toml, or None."""
     match = re.search(r'^Repository = "https://github\.com/([^"]+)"$', (root / "pyproject.toml").read_text(), re.M)
@@ -142,7 +149,8 @@ def planned(root: Path, slug: str, branch: str) -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", help="the public GitHub repository, owner/name")
-    parser.add_argument("--branch", default="main", help="the branch the badges open (default main)")
+    parser.add_argument("--branch", default=None,
+                        help="the branch the badges open (default main; --check: the branch of the README's badge)")
     parser.add_argument("--root", type=Path, default=ROOT, help="the collection's folder (default: this checkout)")
     parser.add_argument("--check", action="store_true",
                         help="only report whether the files match the repository named in pyproject.toml")
@@ -153,15 +161,17 @@ def main(argv: list[str] | None = None) -> int:
             if slug is None:
                 print("no repository named in pyproject.toml ([project.urls] Repository): nothing to check")
                 return 0
-            stale = [str(p.relative_to(args.root)) for p, text in planned(args.root, slug, args.branch).items()
+            branch = args.branch or badge_branch(args.root)
+            stale = [str(p.relative_to(args.root)) for p, text in planned(args.root, slug, branch).items()
                      if p.read_text() != text]
             if stale:
-                print(f"not up to date for {slug}: {', '.join(stale)}; run: make reach REPO={slug}")
+                print(f"not up to date for {slug} ({branch}): {', '.join(stale)}; run: make reach REPO={slug}")
                 return 1
-            print(f"badges and set-up cells match {slug}")
+            print(f"badges and set-up cells match {slug} ({branch})")
             return 0
         if not args.repo:
             raise ReachError("name the published repository: --repo owner/name (make reach REPO=owner/name)")
+        args.branch = args.branch or "main"
         files = planned(args.root, args.repo, args.branch)
     except ReachError as err:
         print(f"error: {err}", file=sys.stderr)
