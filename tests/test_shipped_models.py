@@ -33,7 +33,10 @@ def shipped_on(monkeypatch):
 
 def test_models_are_shipped_and_small():
     assert len(SHIPPED) >= len(GLYPH_MODELS)
-    assert sum(p.stat().st_size for p in SHIPPED) < 4_000_000
+    size = sum(p.stat().st_size for p in SHIPPED)
+    assert size < 4_000_000
+    readme = (shipped_dir().parents[1] / "README.md").read_text()
+    assert f"(`data/models`, {len(SHIPPED)} files, {size / 1e6:.1f} MB)" in readme, "the README's count is stale"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
