@@ -12,17 +12,13 @@ against the file.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
+from records import datasets, header, write  # noqa: E402
 
 import mamlkit as mk  # noqa: E402
 from mamlkit.experiments import get_meta_trained  # noqa: E402
@@ -35,18 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="Omniglot folder (without it, glyphs only)")
     parser.add_argument("--tasks", type=int, default=600)
     args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("MAMLKIT_THREADS", "1")))   # one thread, as the CLI records run
-    datasets = {"glyphs": {}}
-    if args.data_dir:
-        datasets["omniglot"] = {"data_dir": str(Path(args.data_dir).resolve())}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    record: dict = {
-        "about": "per-task accuracy (whole %) of mamlkit.why_eval.alone_by_layer; written by tools/alone_layers.py",
-        "command": "python tools/alone_layers.py " + " ".join(sys.argv[1:]),
-        "commit": commit.stdout.strip(),
-        "threads": torch.get_num_threads(),
-    }
-    for dataset, extra in datasets.items():
+    record = header("per-task accuracy (whole %) of mamlkit.why_eval.alone_by_layer; written by tools/alone_layers.py")
+    for dataset, extra in datasets(args.data_dir).items():
         for downsample in ("pool", "stride"):
             exp = mk.preset("full", dataset=dataset, test_tasks=args.tasks, model={"downsample": downsample}, **extra)
             data = exp.load_data()
@@ -62,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(f"{dataset} {downsample}: {seconds:.0f} s; " + ", ".join(
                 f"{name} {100 * r.mean:.1f}" for name, r in rows.items()), flush=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+    write(record, args.out)
     return 0
 
 

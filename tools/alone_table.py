@@ -10,21 +10,14 @@ is normalised by itself (``data/records/alone_layers.json``).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mamlkit.evaluate import confidence_interval  # noqa: E402
+from records import cell, load  # noqa: E402
 
-RECORDS = ROOT / "data" / "records"
 ROWS = ("transductive", "one_at_a_time", "one_class_at_a_time", "eval_collected", "reptile_protocol")
-
-
-def load(name: str) -> dict:
-    return json.loads((RECORDS / f"{name}.json").read_text())
 
 
 def settings() -> dict[str, dict]:
@@ -41,11 +34,6 @@ def settings() -> dict[str, dict]:
         "glyphs, Conv4 here": load("seeds-glyphs")["placements"],
         "glyphs, strided Conv4": alone["glyphs-stride"],
     }
-
-
-def cell(percents: list[int]) -> str:
-    mean, half = confidence_interval([p / 100 for p in percents])
-    return f"{100 * mean:.1f} ± {100 * half:.1f}"
 
 
 def mean_of(section: dict, placement: str) -> float:

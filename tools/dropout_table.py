@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from alone_table import cell, load  # noqa: E402
+from records import cell, load  # noqa: E402
 
 from mamlkit.evaluate import EvalResult, paired_difference  # noqa: E402
 

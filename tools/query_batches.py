@@ -12,26 +12,20 @@ meta-trained now) on glyphs and on the Omniglot subset, ``mamlkit.evaluate.query
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from alone_table import cell, load  # noqa: E402
+from records import cell, datasets, header, load, write  # noqa: E402
 
 import mamlkit as mk  # noqa: E402
 from mamlkit.evaluate import query_batches  # noqa: E402
 from mamlkit.experiments import get_meta_trained  # noqa: E402
 
 SIZES = (1, 2, 5, 10, 25)
-DATASETS = {"glyphs": "glyphs", "Omniglot subset": "omniglot"}
+DATASETS = {"glyphs": "glyphs", "Omniglot subset": "omniglot"}   # column label -> record section
 
 
 def key(size: int, balanced: bool) -> str:
@@ -60,18 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         parser.error("name the record to write, or --table")
-    torch.set_num_threads(int(os.environ.get("MAMLKIT_THREADS", "1")))
-    datasets = {"glyphs": {}}
-    if args.data_dir:
-        datasets["omniglot"] = {"data_dir": str(Path(args.data_dir).resolve())}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    record: dict = {
-        "about": "per-task accuracy (whole %) of mamlkit.evaluate.query_batches; written by tools/query_batches.py",
-        "command": "python tools/query_batches.py " + " ".join(sys.argv[1:]),
-        "commit": commit.stdout.strip(),
-        "threads": torch.get_num_threads(),
-    }
-    for dataset, extra in datasets.items():
+    record = header("per-task accuracy (whole %) of mamlkit.evaluate.query_batches; written by tools/query_batches.py")
+    for dataset, extra in datasets(args.data_dir).items():
         exp = mk.preset("full", dataset=dataset, test_tasks=args.tasks, **extra)
         data = exp.load_data()
         trained = get_meta_trained(exp, "standard", data, progress=False)
@@ -86,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{dataset}: {seconds:.0f} s; " + ", ".join(f"{key(s, b)} {100 * r.mean:.1f}"
                                                        for (s, b), r in results.items()), flush=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+    write(record, args.out)
     return 0
 
 
