@@ -5,8 +5,11 @@ The bare loop is written in the style of higher's own Omniglot MAML example: ``n
 ``diffopt.step``, the query loss back-propagated per task, one Adam step per meta-batch. All
 variants run the same model (Conv4, 32 channels, BatchNorm), the same tasks (glyphs, 5-way 1-shot,
 5 queries per class, 4 tasks per meta-batch, 5 inner steps at lr 0.4, Adam 1e-3), sampled the same
-way (``TaskSampler.batch``), with the same torch threads. Each round times every variant on the
-same block of meta-iterations, in rotating order; the report gives medians and ratios.
+way (``TaskSampler.batch``), with the same torch threads. At one thread on a machine with 2 cores it
+also times the two ways one process can use both: 2 torch threads (each operation split in two), and
+mamlkit's tasks side by side (``meta_train(threads=2)``: two tasks of a meta-batch at a time, each on one
+torch thread), and checks that the latter trains the same model bit for bit. Each round times every
+variant on the same block of meta-iterations, in rotating order; the report gives medians and ratios.
 
 Usage: python benchmarks/step_time.py [--rounds 8] [--steps 2] [--threads 1]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 
 import higher
@@ -56,29 +60,48 @@ def main(rounds: int = 8, steps: int = 2, threads: int = 1) -> dict:
     config = mk.TrainConfig(iterations=steps, meta_batch=META_BATCH, inner_steps=INNER_STEPS, inner_lr=INNER_LR,
                             outer_lr=OUTER_LR)
 
-    def bare() -> float:
-        net = copy.deepcopy(base)
-        begin = time.perf_counter()
-        bare_higher_loop(net, sampler, steps)
-        return time.perf_counter() - begin
+    def with_torch_threads(n: int, work) -> float:
+        """Seconds ``work()`` takes with torch at ``n`` threads (the benchmark's own count put back after)."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            begin = time.perf_counter()
+            work()
+            return time.perf_counter() - begin
+        finally:
+            torch.set_num_threads(before)
 
-    def mamlkit(backend: str):
+    def bare(torch_threads: int):
+        return lambda: with_torch_threads(torch_threads, lambda: bare_higher_loop(copy.deepcopy(base), sampler, steps))
+
+    def mamlkit(backend: str, torch_threads: int, task_threads: int):
         def run() -> float:
             net = copy.deepcopy(base)
-            begin = time.perf_counter()
-            mk.meta_train(net, sampler, config, progress=False, backend=backend)
-            return time.perf_counter() - begin
+            return with_torch_threads(torch_threads, lambda: mk.meta_train(net, sampler, config, progress=False,
+                                                                           backend=backend, threads=task_threads))
 
         return run
 
-    variants = {"bare higher loop": bare, "mamlkit, higher": mamlkit("higher"),
-                "mamlkit, torch.func": mamlkit("torch.func")}
+    variants = {"bare higher loop": bare(threads),
+                "mamlkit, higher": mamlkit("higher", threads, 1),
+                "mamlkit, torch.func": mamlkit("torch.func", threads, 1)}
+    if threads == 1 and len(os.sched_getaffinity(0)) >= 2:  # the two ways of using 2 cores in one process
+        variants["bare higher loop, 2 torch threads"] = bare(2)
+        variants["mamlkit, higher, 2 torch threads"] = mamlkit("higher", 2, 1)
+        variants["mamlkit, higher, 2 tasks side by side"] = mamlkit("higher", 1, 2)
     for run in variants.values():  # warm-up, not timed
         run()
     begin = time.perf_counter()
     times = interleaved(variants, rounds)
+    identical = None
+    if "mamlkit, higher, 2 tasks side by side" in variants:
+        one, two = copy.deepcopy(base), copy.deepcopy(base)
+        mk.meta_train(one, sampler, config, progress=False, threads=1)
+        mk.meta_train(two, sampler, config, progress=False, threads=2)
+        identical = all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), two.state_dict().values()))
     result = {
         "machine": machine(threads),
+        "side_by_side_identical": identical,
         "settings": {"rounds": rounds, "meta_iterations_per_round": steps, "n_way": N_WAY, "k_shot": K_SHOT,
                      "n_query": N_QUERY, "meta_batch": META_BATCH, "inner_steps": INNER_STEPS,
                      "model": "Conv4, 32 channels, BatchNorm", "dataset": "glyphs"},

@@ -19,6 +19,9 @@ only ``mamlkit.backends`` knows the difference.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -186,6 +189,7 @@ def meta_train(
     progress: bool = True,
     *,
     backend: str = "higher",
+    threads: int | None = None,
 ) -> MetaTrained:
     """Meta-train ``model`` in place with MAML on tasks from ``sampler``.
 
@@ -193,79 +197,148 @@ def meta_train(
     sampler seed and config give the same run. ``backend`` (``"higher"`` or ``"torch.func"``) picks
     the implementation of the inner loop; both give the same meta-gradients and statistics (up to
     floating-point rounding). It is not part of ``config``, the cache key.
+
+    ``threads``: how many tasks of a meta-batch are computed side by side in this process, each
+    operation on one torch thread (``None``: torch's thread count, at most ``meta_batch``). Each task's
+    meta-gradient is computed on its own and added to the model's ``.grad`` in task order, so the
+    model and its statistics are the same bit for bit whatever the number of threads, and equal a run
+    at one torch thread. Small convolutions split badly over torch's threads; whole tasks split well.
+    Tasks share state, and so run one at a time, with the ``torch.func`` backend, with
+    ``running_stats="write_back"``, with Dropout (its random masks are drawn in task order) and off
+    the CPU.
     """
     check_backend(backend)
     placement = get_train_placement(config.placement)
     device = next(model.parameters()).device
     torch.manual_seed(config.seed)
     rates = config.rates(model)
-    if rates is None:
-        outer_opt = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
-    else:  # learned rates are meta-parameters too
-        outer_opt = torch.optim.Adam([*model.parameters(), *rates.parameters()], lr=config.outer_lr)
+    meta_parameters = list(model.parameters()) if rates is None else [*model.parameters(), *rates.parameters()]
+    outer_opt = torch.optim.Adam(meta_parameters, lr=config.outer_lr)  # learned rates are meta-parameters too
+    leaves = [p for p in meta_parameters if p.requires_grad]  # what the query loss is differentiated for
+    # First order differentiates for the adapted weights and applies that gradient to the model's own.
+    targets = list(model.parameters()) if config.first_order else leaves
     momenta = _bn_momenta(model)
     collected = snapshot_bn_stats(model)
     history = History()
+    side_by_side = task_threads(model, config, backend, threads)
     start = time.perf_counter()
     bar = progress_bar(range(config.iterations), desc=f"meta-training ({placement.name})", enabled=progress)
-    for iteration in bar:
-        outer_opt.zero_grad(set_to_none=True)
-        losses, accs = [], []
-        for task in sampler.batch(iteration * config.meta_batch, config.meta_batch):
-            task = task.to(device)
-            loss, acc = _meta_train_task(model, task, placement, config, momenta, collected, backend, rates)
-            losses.append(loss)
-            accs.append(acc)
-        outer_opt.step()
-        history.loss.append(sum(losses) / len(losses))
-        history.accuracy.append(sum(accs) / len(accs))
-        if hasattr(bar, "set_postfix"):
-            shown = {"loss": f"{history.loss[-1]:.3f}"}
-            if history.accuracy[-1] == history.accuracy[-1]:  # not NaN: classification (regression has no accuracy)
-                shown["acc"] = f"{history.accuracy[-1]:.2f}"
-            bar.set_postfix(shown, refresh=False)
+    with _task_pool(side_by_side) as pool:
+        for iteration in bar:
+            outer_opt.zero_grad(set_to_none=True)
+            tasks = [task.to(device) for task in sampler.batch(iteration * config.meta_batch, config.meta_batch)]
+
+            def contribution(task: Task) -> _Contribution:
+                return _task_contribution(model, leaves, task, placement, config, list(collected), backend, rates)
+
+            losses, accs = [], []
+            for part in (map(contribution, tasks) if pool is None else pool.map(contribution, tasks)):
+                _add_contribution(model, targets, part, momenta, collected)
+                losses.append(part.loss)
+                accs.append(part.accuracy)
+            outer_opt.step()
+            history.loss.append(sum(losses) / len(losses))
+            history.accuracy.append(sum(accs) / len(accs))
+            if hasattr(bar, "set_postfix"):
+                shown = {"loss": f"{history.loss[-1]:.3f}"}
+                if history.accuracy[-1] == history.accuracy[-1]:  # not NaN: classification (regression has no accuracy)
+                    shown["acc"] = f"{history.accuracy[-1]:.2f}"
+                bar.set_postfix(shown, refresh=False)
     history.seconds = time.perf_counter() - start
     return MetaTrained(model, collected, history, {"train": config.as_dict()}, rates)
 
 
-def _meta_train_task(
+def task_threads(model: nn.Module, config: TrainConfig, backend: str, threads: int | None) -> int:
+    """How many tasks ``meta_train`` computes side by side (1: one at a time; see its ``threads``)."""
+    if threads is None:
+        threads = torch.get_num_threads()
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads must be a whole number of at least 1 (or None: torch's thread count), "
+                          f"got {threads!r}")
+    shared_state = (
+        backend != "higher"  # torch.func's copy sets the model's own modes during each call
+        or config.running_stats == "write_back"  # each task starts from the statistics the last one wrote
+        or any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())  # one random stream
+        or next(model.parameters()).device.type != "cpu"
+    )
+    return 1 if shared_state else min(threads, config.meta_batch)
+
+
+@contextmanager
+def _task_pool(threads: int) -> Iterator[ThreadPoolExecutor | None]:
+    """``threads`` worker threads, each running torch on one thread (None for one: work in this thread)."""
+    if threads == 1:
+        yield None
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class _Contribution:
+    """What one task adds to a meta-iteration: gradients, statistics before and after, loss and accuracy."""
+
+    grads: tuple[torch.Tensor | None, ...]
+    before: StatsSnapshot
+    after: StatsSnapshot
+    written_back: dict[str, torch.Tensor] | None
+    loss: float
+    accuracy: float
+
+
+def _task_contribution(
     model: nn.Module,
+    leaves: list[torch.Tensor],
     task: Task,
     placement: TrainPlacement,
     config: TrainConfig,
-    momenta: dict[str, float],
-    collected: StatsSnapshot,
+    stats_keys: list[str],
     backend: str,
     rates: InnerRates | None = None,
-) -> tuple[float, float]:
-    """One task's contribution to the meta-gradient (accumulated in the model's ``.grad``)."""
+) -> _Contribution:
+    """One task's contribution to the meta-gradient, computed without changing the model."""
     lr = config.inner_lr if rates is None else rates
     with adapted(model, lr, meta=True, first_order=config.first_order, backend=backend) as (fmodel, step, buffers):
-        before = {key: buffers()[key].clone() for key in collected}
+        before = {key: buffers()[key].clone() for key in stats_keys}
         fmodel.train(placement.adapt_mode == "train")
         for _ in range(config.inner_steps):
             step(task_loss(fmodel(task.support_x), task.support_y))
         fmodel.train(placement.query_mode == "train")
         logits = predict_query(fmodel, task, "batch")
         query_loss = task_loss(logits, task.query_y) / config.meta_batch
-        if not config.first_order:
-            query_loss.backward()
-        else:
+        if config.first_order:
             # First order: the fast weights were detached at every step, so the query gradient
             # at the adapted weights is applied to the initial weights as it is (FOMAML).
-            grads = torch.autograd.grad(query_loss, list(fmodel.parameters()), allow_unused=True)
-            for p, g in zip(model.parameters(), grads):
-                if g is not None:
-                    p.grad = g.detach() if p.grad is None else p.grad + g.detach()
-        after = {key: buffers()[key].clone() for key in collected}
-        _accumulate_written_back(collected, before, after, momenta)
+            leaves = list(fmodel.parameters())
+        grads = torch.autograd.grad(query_loss, leaves, allow_unused=True)
+        after = {key: buffers()[key].clone() for key in stats_keys}
+        written_back = None
         if config.running_stats == "write_back":
-            with torch.no_grad():
-                patched = buffers()
-                for name, buf in model.named_buffers():
-                    buf.copy_(patched[name])
+            written_back = {name: buf.detach().clone() for name, buf in buffers().items()}
         acc = accuracy(logits, task.query_y) if not task.query_y.dtype.is_floating_point else float("nan")
-    return query_loss.item() * config.meta_batch, acc
+    return _Contribution(tuple(g.detach() if g is not None else None for g in grads), before, after, written_back,
+                         query_loss.item() * config.meta_batch, acc)
+
+
+def _add_contribution(model: nn.Module, targets: list[torch.Tensor], part: _Contribution,
+                      momenta: dict[str, float], collected: StatsSnapshot) -> None:
+    """Add one task's gradients to ``.grad`` (in task order, as ``backward()`` would) and its statistics."""
+    with torch.no_grad():
+        for p, g in zip(targets, part.grads):
+            if g is not None:
+                if p.grad is None:
+                    p.grad = g
+                else:
+                    p.grad += g
+        if part.written_back is not None:
+            for name, buf in model.named_buffers():
+                buf.copy_(part.written_back[name])
+    _accumulate_written_back(collected, part.before, part.after, momenta)
 
 
 def adapt_and_predict(
@@ -301,6 +374,7 @@ def adapt_and_predict_many(
     inner_lr: float | InnerRates = 0.4,
     *,
     backend: str = "higher",
+    replay: tuple[StatsSnapshot, list[Placement]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """``adapt_and_predict`` for several placements that share an adaptation mode, adapting once.
 
@@ -310,18 +384,89 @@ def adapt_and_predict_many(
     from the same adapted copy. Eval-mode predictions run first: they read the copy's running
     statistics, which train-mode predictions would move (train mode never reads them), so the
     outputs are exactly those of separate runs. ``backend`` is ``"higher"`` or ``"torch.func"``.
+
+    ``replay=(start, others)``: more placements, adapted in train mode like ``placements`` but from the
+    running statistics ``start`` (a ``snapshot_bn_stats`` snapshot) instead of the model's. Train mode never
+    reads running statistics, so their fast weights are the same; only the statistics the steps leave
+    differ, and those are replayed: every BatchNorm layer's input at every step also updates a copy of
+    ``start`` through the same ``torch.batch_norm`` call, bit for bit what a separate adaptation would
+    leave (tested). Only for plain ``nn.BatchNorm2d`` layers with a momentum (see ``can_replay``) and
+    ``backend="higher"``.
     """
     check_backend(backend)
     modes = {p.adapt_mode for p in placements}
     if len(modes) != 1:
         raise ConfigError(f"placements must share their adapt mode to be adapted once, got {sorted(modes)}")
+    if replay is not None and (modes != {"train"} or backend != "higher" or not can_replay(model)):
+        raise ConfigError("replay needs train-mode adaptation, the higher backend and plain BatchNorm2d layers with "
+                          "a momentum and no active Dropout (mamlkit.adapt.can_replay)")
     outputs: dict[str, torch.Tensor] = {}
-    with adapted(model, inner_lr, meta=False, backend=backend) as (fmodel, step, _):
+    with adapted(model, inner_lr, meta=False, backend=backend) as (fmodel, step, buffers):
         fmodel.train(modes.pop() == "train")
-        for _ in range(inner_steps):
-            step(task_loss(fmodel(task.support_x), task.support_y))
+        with _replayed_statistics(fmodel, None if replay is None else replay[0]) as replayed:
+            for _ in range(inner_steps):
+                step(task_loss(fmodel(task.support_x), task.support_y))
+        others = [] if replay is None else list(replay[1])
         with torch.no_grad():
-            for p in sorted(placements, key=lambda p: p.query_mode == "train"):
-                fmodel.train(p.query_mode == "train")
-                outputs[p.name] = predict_query(fmodel, task, p.presentation)
+            for p in placements + others:
+                if p.query_mode == "eval" and p not in others:
+                    fmodel.eval()
+                    outputs[p.name] = predict_query(fmodel, task, p.presentation)
+            if others:
+                own = buffers()
+                for key, value in replayed.items():
+                    own[key].copy_(value)
+                for p in others:
+                    if p.query_mode == "eval":
+                        fmodel.eval()
+                        outputs[p.name] = predict_query(fmodel, task, p.presentation)
+            for p in placements + others:
+                if p.query_mode == "train":
+                    fmodel.train()
+                    outputs[p.name] = predict_query(fmodel, task, p.presentation)
     return outputs
+
+
+def can_replay(model: nn.Module) -> bool:
+    """True when ``adapt_and_predict_many(..., replay=...)`` can replay ``model``'s running statistics exactly.
+
+    Every module that keeps buffers must be a plain ``nn.BatchNorm2d`` (not a subclass: per-step layers keep a
+    set per step) with running statistics and a momentum, and no Dropout may draw random numbers (a separate
+    adaptation would draw them again from the same seed).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            return False
+        if any(True for _ in m.buffers(recurse=False)):
+            if type(m) is not nn.BatchNorm2d or not m.track_running_stats or m.momentum is None:
+                return False
+    return True
+
+
+@contextmanager
+def _replayed_statistics(fmodel: nn.Module, start: StatsSnapshot | None) -> Iterator[StatsSnapshot]:
+    """While open, each train-mode pass of ``fmodel``'s BatchNorm layers also updates a copy of ``start``.
+
+    The copy moves through the same ``torch.batch_norm`` call a layer makes, on the same input, so it ends as
+    the running statistics the layer would hold had it started from ``start``. Nothing is done for ``None``.
+    """
+    shadow = {} if start is None else {key: value.clone() for key, value in start.items()}
+    handles = []
+    if start is not None:
+        for name, layer in fmodel.named_modules():
+            if isinstance(layer, nn.BatchNorm2d) and layer.track_running_stats:
+
+                def update(module: nn.Module, args: tuple, name: str = name) -> None:
+                    if module.training:
+                        with torch.no_grad():
+                            torch.batch_norm(args[0], None, None, shadow[f"{name}.running_mean"],
+                                             shadow[f"{name}.running_var"], True, module.momentum, module.eps,
+                                             torch.backends.cudnn.enabled)
+                            shadow[f"{name}.num_batches_tracked"].add_(1)
+
+                handles.append(layer.register_forward_pre_hook(update))
+    try:
+        yield shadow
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, task_loss
+from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, can_replay, task_loss
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
 from mamlkit.lanes import run_in_lanes
-from mamlkit.modes import StatsSnapshot, preserved_bn_stats
+from mamlkit.modes import StatsSnapshot, preserved_bn_stats, snapshot_bn_stats
 from mamlkit.modes import dropout_off as without_dropout
 from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
 from mamlkit.progress import progress_counter
@@ -354,24 +354,42 @@ def _test_tasks(
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Per-task values and seconds of every placement in ``groups`` on tasks ``indices`` (the loop of ``meta_test``).
 
-    Placements that share a statistics source and an adapt mode share one adaptation per task. The model
+    Placements that share a statistics source and an adapt mode share one adaptation per task, and so do the
+    two train-mode sources where their statistics can be replayed (``adapt.can_replay``). The model
     is left exactly as it was. Whatever draws random numbers (Dropout in train mode) draws them from a
     generator seeded by the task's index, so the results do not depend on the lanes or on what ran before;
     the caller's random state is left as it was.
     """
     device = next(model.parameters()).device
     regression = sampler_is_regression(sampler)
+    # Train mode never reads running statistics, so the train-mode adaptations from untouched and from collected
+    # statistics reach the same weights: adapt once and replay the collected statistics (exact; adapt.can_replay).
+    replayed = None
+    if (("untouched", "train") in groups and ("collected", "train") in groups and backend == "higher"
+            and can_replay(model)):
+        replayed = groups[("collected", "train")]
     values: dict[str, list[float]] = {p.name: [] for group in groups.values() for p in group}
     seconds = dict.fromkeys(values, 0.0)
     with preserved_bn_stats(model):
+        start = None
+        if replayed is not None:
+            prepare_stats(model, "collected", collected_stats)
+            start = snapshot_bn_stats(model)
         for index in indices:
             task = sampler.task(index).to(device)
-            for (stats, _), group in groups.items():
+            for (stats, adapt_mode), group in groups.items():
+                if replayed is not None and (stats, adapt_mode) == ("collected", "train"):
+                    continue  # adapted with ("untouched", "train")
+                merged = replayed is not None and (stats, adapt_mode) == ("untouched", "train")
+                replay = (start, replayed) if merged else None
                 prepare_stats(model, stats, collected_stats)  # before the copy is made: it copies the buffers
                 begin = time.perf_counter()
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     torch.manual_seed(index)
-                    outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend)
+                    outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend,
+                                                     replay=replay)
+                if replay is not None:
+                    group = group + replayed
                 share = (time.perf_counter() - begin) / len(group)
                 for p in group:
                     out = outputs[p.name]

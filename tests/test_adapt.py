@@ -1,5 +1,7 @@
 """Facts about higher that the lessons rest on, and the behaviour of mamlkit's MAML loops."""
 
+import copy
+
 import higher
 import pytest
 import torch
@@ -136,3 +138,132 @@ def test_bad_train_config_is_refused_clearly():
         mk.TrainConfig(placement="eval_everywhere")
     with pytest.raises(mk.ConfigError, match="running_stats"):
         mk.TrainConfig(running_stats="shared")
+
+
+SIDE_BY_SIDE = {
+    "BatchNorm": ({}, {}),
+    "query in eval mode": ({}, {"placement": "query_eval"}),
+    "first order": ({}, {"first_order": True}),
+    "per-step BatchNorm": ({"norm": "bn_per_step"}, {}),
+    "learned inner rates": ({}, {"inner_rates": "learned"}),
+    "ANIL": ({}, {"adapt": "head"}),
+    "three tasks per meta-batch": ({}, {"meta_batch": 3}),
+}
+
+
+@pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
+def test_tasks_side_by_side_give_the_same_model_bit_for_bit(name):
+    """Threads change how fast a meta-iteration runs, not what it computes."""
+    model_args, train_args = SIDE_BY_SIDE[name]
+    config = mk.TrainConfig(**{"iterations": 3, "meta_batch": 2, "inner_steps": 2, **train_args})
+    runs = []
+    for threads in (1, 2):
+        sampler, model = setup(**model_args)
+        assert mk.adapt.task_threads(model, config, "higher", threads) == threads
+        runs.append(mk.meta_train(model, sampler, config, progress=False, threads=threads))
+    one, two = runs
+    assert one.model.state_dict().keys() == two.model.state_dict().keys()
+    for key, value in one.model.state_dict().items():
+        assert torch.equal(value, two.model.state_dict()[key]), key
+    for p, q in zip(one.model.parameters(), two.model.parameters()):
+        assert torch.equal(p.grad, q.grad)                    # the last meta-gradient is kept in .grad
+    assert all(torch.equal(one.collected_stats[k], two.collected_stats[k]) for k in one.collected_stats)
+    assert one.history.loss == two.history.loss and one.history.accuracy == two.history.accuracy
+    if one.inner_rates is not None:
+        assert torch.equal(one.inner_rates.rates, two.inner_rates.rates)
+
+
+def test_tasks_side_by_side_at_two_torch_threads_equal_one_torch_thread_and_restore_the_count():
+    config = mk.TrainConfig(iterations=2, meta_batch=2, inner_steps=2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        sampler, model = setup()
+        alone = mk.meta_train(model, sampler, config, progress=False)          # None: 1 torch thread, 1 task
+        torch.set_num_threads(2)
+        sampler, model = setup()
+        assert mk.adapt.task_threads(model, config, "higher", None) == 2
+        paired = mk.meta_train(model, sampler, config, progress=False)         # None: 2 tasks side by side
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for key, value in alone.model.state_dict().items():
+        assert torch.equal(value, paired.model.state_dict()[key]), key
+
+
+def test_the_meta_gradient_of_tasks_side_by_side_equals_a_bare_higher_loop():
+    sampler, model = setup()
+    bare = copy.deepcopy(model)
+    mk.meta_train(model, sampler, mk.TrainConfig(iterations=1, meta_batch=4, inner_steps=2), progress=False,
+                  threads=2)
+    inner_opt = torch.optim.SGD(bare.parameters(), lr=0.4)
+    for task in sampler.batch(0, 4):
+        with higher.innerloop_ctx(bare, inner_opt, copy_initial_weights=False) as (fmodel, diffopt):
+            for _ in range(2):
+                diffopt.step(task_loss(fmodel(task.support_x), task.support_y))
+            (task_loss(fmodel(task.query_x), task.query_y) / 4).backward()
+    ours = torch.cat([p.grad.flatten() for p in model.parameters()])
+    theirs = torch.cat([p.grad.flatten() for p in bare.parameters()])
+    assert torch.linalg.norm(ours - theirs) <= 1e-6 * torch.linalg.norm(theirs)
+
+
+def test_tasks_that_share_state_run_one_at_a_time_and_bad_thread_counts_are_refused():
+    sampler, model = setup()
+    config = mk.TrainConfig(iterations=1)
+    assert mk.adapt.task_threads(model, config, "higher", 8) == config.meta_batch     # at most one per task
+    assert mk.adapt.task_threads(model, config, "torch.func", 2) == 1
+    assert mk.adapt.task_threads(model, mk.TrainConfig(running_stats="write_back"), "higher", 2) == 1
+    dropped = mk.build_model(mk.ModelConfig(norm="bn", hidden=8, dropout=0.3), seed=0, device="cpu")
+    assert mk.adapt.task_threads(dropped, config, "higher", 2) == 1
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(mk.ConfigError, match="threads must be a whole number"):
+            mk.meta_train(model, sampler, config, progress=False, threads=bad)
+
+
+@pytest.mark.parametrize("norm", ["bn", "bn_batch", "metabn", "tasknorm_i", "none"])
+def test_replayed_statistics_give_what_a_separate_adaptation_gives_bit_for_bit(norm):
+    """Train-mode adaptation from collected statistics, replayed on the adaptation from untouched ones."""
+    from mamlkit.placements import Placement, prepare_stats
+
+    sampler, model = setup(norm=norm)
+    trained = mk.meta_train(model, sampler, mk.TrainConfig(iterations=3, meta_batch=2), progress=False)
+    own = [p for p in mk.PLACEMENTS.values() if p.adapt_mode == "train" and p.stats == "untouched"]
+    others = [mk.PLACEMENTS["train_then_eval_collected"],
+              Placement("collected, train query", "train", "train", "collected", "batch", "a custom one")]
+    with mk.modes.preserved_bn_stats(model):
+        for index in (0, 7):
+            task = sampler.task(index)
+            prepare_stats(model, "collected", trained.collected_stats)
+            start = mk.snapshot_bn_stats(model)
+            separate = mk.adapt.adapt_and_predict_many(model, task, others, inner_steps=3)
+            prepare_stats(model, "untouched", None)
+            alone = mk.adapt.adapt_and_predict_many(model, task, own, inner_steps=3)
+            together = mk.adapt.adapt_and_predict_many(model, task, own, inner_steps=3, replay=(start, others))
+            assert set(together) == {p.name for p in own + others}
+            for p in own:
+                assert torch.equal(together[p.name], alone[p.name]), p.name
+            for p in others:
+                assert torch.equal(together[p.name], separate[p.name]), p.name
+
+
+@pytest.mark.parametrize("norm, dropout, replayable", [("bn", 0.0, True), ("bn", 0.3, False),
+                                                        ("bn_per_step", 0.0, False), ("tasknorm_i", 0.0, True),
+                                                        ("metabn", 0.0, True), ("none", 0.0, True)])
+def test_replay_is_offered_only_where_it_is_exact(norm, dropout, replayable):
+    model = mk.build_model(mk.ModelConfig(norm=norm, hidden=8, dropout=dropout), seed=0, device="cpu")
+    assert mk.adapt.can_replay(model) == replayable
+    with mk.modes.dropout_off(model):
+        assert mk.adapt.can_replay(model) == (norm != "bn_per_step")  # MetaBN and TaskNorm-I keep no buffers
+
+
+def test_replay_is_refused_where_it_would_be_wrong():
+    sampler, model = setup()
+    start = mk.snapshot_bn_stats(model)
+    others = [mk.PLACEMENTS["train_then_eval_collected"]]
+    calls = [lambda: mk.adapt.adapt_and_predict_many(model, sampler.task(0), [mk.PLACEMENTS["eval_untouched"]],
+                                                     inner_steps=1, replay=(start, others)),
+             lambda: mk.adapt.adapt_and_predict_many(model, sampler.task(0), [mk.PLACEMENTS["transductive"]],
+                                                     inner_steps=1, replay=(start, others), backend="torch.func")]
+    for call in calls:
+        with pytest.raises(mk.ConfigError, match="replay needs train-mode adaptation"):
+            call()
