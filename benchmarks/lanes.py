@@ -53,11 +53,14 @@ def main(iterations: int = 60, tasks: int = 100, full: bool = False) -> dict:
     exp = mk.experiments.preset("full", test_tasks=tasks, train={"iterations": iterations})
     small = {}
     values = {}
+    models = {}
     for name, lanes, threads in VARIANTS:
         torch.set_num_threads(threads)
         train_s, test_s, results = timed_table(exp, lanes)
         small[name] = {"meta_train_s": train_s, "meta_test_s": test_s, "total_s": train_s + test_s}
         values[name] = per_task(results)
+        models[name] = {t: trained.model.state_dict() for t, trained in results.trained.items()}
+    one, two_threads = models["one process, 1 thread"], models["one process, 2 threads"]
     two = small["2 lanes, 1 thread each"]
     result = {
         "machine": machine("as named per variant"),
@@ -67,6 +70,10 @@ def main(iterations: int = 60, tasks: int = 100, full: bool = False) -> dict:
         "speedup_of_2_lanes": {name: {part: t[part] / two[part] for part in t} for name, t in small.items()
                                if name != "2 lanes, 1 thread each"},
         "identical": values["one process, 1 thread"] == values["2 lanes, 1 thread each"],
+        "two_threads": {  # meta-training runs tasks side by side (the same models); meta-test splits each operation
+            "same_models": all(torch.equal(one[t][k], two_threads[t][k]) for t in one for k in one[t]),
+            "same_per_task": values["one process, 1 thread"] == values["one process, 2 threads"],
+        },
     }
     if full:
         torch.set_num_threads(1)
@@ -82,6 +89,7 @@ def main(iterations: int = 60, tasks: int = 100, full: bool = False) -> dict:
             for t in recorded_run["results"] for p in recorded_run["results"][t]
         )
         result["full_table"] = {"wall_s": wall, "lanes": 2, "same_as_seed0_record": same,
+                                "meta_train_s": results.train_seconds, "meta_test_lane_s": results.test_seconds,
                                 "means": {t: {p: float(r.values.mean()) for p, r in row.items()}
                                           for t, row in results.results.items()}}
     record("lanes", result)

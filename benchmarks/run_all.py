@@ -14,9 +14,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import flop_floor
 import lanes
+import make_models
 import meta_test_time
 import notebook_times
 import remedies_time
@@ -24,7 +26,7 @@ import step_time
 from common import ROOT, record, recorded
 
 BENCHMARKS = {"step_time": step_time, "meta_test_time": meta_test_time, "flop_floor": flop_floor, "lanes": lanes,
-              "remedies_time": remedies_time, "notebooks": notebook_times}
+              "remedies_time": remedies_time, "notebooks": notebook_times, "make_models": make_models}
 
 
 def machine_line(result: dict) -> str:
@@ -99,7 +101,10 @@ def meta_test_section(result: dict | None) -> list[str]:
     lines += ["", "`track_higher_grads=True` (higher's default) keeps the graph of every inner step although "
               "nothing back-propagates through it at meta-test; mamlkit uses `False`.", "",
               "The placement table (`mk.meta_test(trained, tasks, mk.PLACEMENTS)`, every meta-test placement on "
-              "the same tasks, adapting once per shared adapt mode and statistics source):", "",
+              "the same tasks, adapting once per shared adapt mode and statistics source; with higher, the two "
+              "train-mode statistics sources also share one adaptation, the collected statistics replayed exactly "
+              "(`mamlkit.adapt.can_replay`); the first row asks for `train_then_eval_collected` apart, which is "
+              "what every table cost before):", "",
               "| backend | placements | tasks measured | seconds | s / task | 600 tasks (extrapolated) |",
               "| --- | --- | --- | --- | --- | --- |"]
     for backend, t in result["placement_table"].items():
@@ -217,17 +222,43 @@ def lanes_section(result: dict | None) -> list[str]:
         lines.append(f"2 lanes against {name}: meta-training {parts['meta_train_s']:.2f}x, meta-test "
                      f"{parts['meta_test_s']:.2f}x, total {parts['total_s']:.2f}x faster.")
     same = "identical" if result["identical"] else "NOT identical"
-    lines += ["", f"Per-task results of 2 lanes and of one process at one thread: {same}. One process at 2 threads "
-              "gives other last digits in meta-training (a different summation order), so its models differ "
-              "slightly; the README says so.", ""]
+    lines += ["", f"Per-task results of 2 lanes and of one process at one thread: {same}."]
+    two = result.get("two_threads")
+    if two is not None:
+        models = "the same models bit for bit" if two["same_models"] else "**other models**"
+        tasks = "identical" if two["same_per_task"] else "not identical"
+        lines[-1] += (f" One process at 2 threads meta-trains two tasks side by side, each on one thread, and so gives "
+                      f"{models} as one thread; its meta-test splits each operation over the two threads, which "
+                      f"changes the last digits of the outputs, and its per-task accuracies were {tasks} to one "
+                      "thread's in this run.")
+    lines.append("")
     if "full_table" in result:
         f = result["full_table"]
         same = "identical" if f["same_as_seed0_record"] else "NOT identical"
         lines += [f"**The README's full table** (`python -m mamlkit placements --dataset glyphs --no-cache`: 300 "
                   f"meta-iterations, 600 tasks x 8 placements, 2 meta-trainings) from scratch in 2 lanes: "
                   f"**{f['wall_s']:.0f} s**; every per-task result {same} to the seed-0 record in "
-                  "`data/records/seeds-glyphs.json`.", ""]
+                  "`data/records/seeds-glyphs.json`."]
+        if "meta_train_s" in f:
+            lines[-1] += (" Meta-training " + " s and ".join(f"{s:.0f}" for s in f["meta_train_s"].values())
+                          + f" s (side by side), meta-test {f['meta_test_lane_s']:.0f} s of lane time.")
+        lines.append("")
     return lines
+
+
+def make_models_section(result: dict | None) -> list[str]:
+    lines = ["## `make models` from scratch", ""]
+    if result is None:
+        return lines + ["Not measured yet: `python benchmarks/run_all.py --run make_models` (minutes).", ""]
+    seconds = result["model_seconds"]
+    return lines + [
+        machine_line(result), "",
+        f"Every lesson model the notebooks load, meta-trained now (`MAMLKIT_SHIPPED=0`, an empty cache): "
+        f"**{result['wall_s']:.0f} s** wall time for {result['models']} models, {result['cpu_s']:.0f} s of CPU time "
+        f"(so {result['cpu_s'] / result['wall_s']:.2f} of the 2 cores busy on average); each model "
+        f"{min(seconds)} to {max(seconds)} s as the command line printed it "
+        f"(median {statistics.median(seconds):.0f} s). "
+        "Where the shipped models match, `make models` takes seconds.", ""]
 
 
 def remedies_section(result: dict | None) -> list[str]:
@@ -269,6 +300,7 @@ def write_report() -> str:
     lines += meta_test_section(recorded("meta_test_time"))
     lines += flop_floor_section(recorded("flop_floor"))
     lines += lanes_section(recorded("lanes"))
+    lines += make_models_section(recorded("make_models"))
     lines += remedies_section(recorded("remedies_time"))
     lines += notebooks_section(recorded("notebooks"))
     lines += endurance_section(recorded("endurance"))
@@ -287,6 +319,8 @@ def main() -> None:
         module = BENCHMARKS[name]
         if name == "notebooks":
             result = module.main([])
+        elif name == "make_models":
+            result = module.main()
         elif name == "lanes":
             result = module.main(full=True)
         else:
