@@ -54,9 +54,11 @@ test-notebooks: setup models
 # now (about five minutes for all of them, where the data or the package differ from the shipped configuration).
 # Two chains run side by side, each meta-training two tasks at a time on 2 threads (mk.meta_train(threads=)), so
 # that the chain left running alone still uses both cores; the models are the same bit for bit at any thread count.
+# (Oversubscription is costly when torch splits each operation over threads; tasks side by side do not.)
 OMNIGLOT ?= $(firstword $(wildcard $(MAMLKIT_OMNIGLOT) data/omniglot ../shared/data/omniglot))
+MODEL_THREADS ?= 2
 models: setup
-	$(MAKE) --no-print-directory -j2 models-glyphs models-omniglot MAMLKIT_THREADS=2
+	$(MAKE) --no-print-directory -j2 models-glyphs models-omniglot MAMLKIT_THREADS=$(MODEL_THREADS)
 
 models-glyphs: setup
 	$(BIN)/python -m mamlkit train --preset lesson --no-progress

@@ -226,16 +226,16 @@ def lanes_section(result: dict | None) -> list[str]:
     two = result.get("two_threads")
     if two is not None:
         models = "the same models bit for bit" if two["same_models"] else "**other models**"
-        tasks = "identical" if two["same_per_task"] else "not identical"
-        lines[-1] += (f" One process at 2 threads meta-trains two tasks side by side, each on one thread, and so gives "
-                      f"{models} as one thread; its meta-test splits each operation over the two threads, which "
-                      f"changes the last digits of the outputs, and its per-task accuracies were {tasks} to one "
-                      "thread's in this run.")
+        tasks = "identical" if two["same_per_task"] else "**not identical**"
+        lines[-1] += (f" One process at 2 threads runs two tasks side by side, each on one torch thread, in "
+                      f"meta-training (`mk.meta_train(threads=)`) and in meta-test (`mk.meta_test(threads=)`): "
+                      f"{models} as one thread, and per-task results {tasks} to one thread's.")
     lines.append("")
     if "full_table" in result:
         f = result["full_table"]
         same = "identical" if f["same_as_seed0_record"] else "NOT identical"
-        lines += [f"**The README's full table** (`python -m mamlkit placements --dataset glyphs --no-cache`: 300 "
+        when = f" (measured {f['date']})" if "date" in f else ""
+        lines += [f"**The README's full table**{when} (`python -m mamlkit placements --dataset glyphs --no-cache`: 300 "
                   f"meta-iterations, 600 tasks x 8 placements, 2 meta-trainings) from scratch in 2 lanes: "
                   f"**{f['wall_s']:.0f} s**; every per-task result {same} to the seed-0 record in "
                   "`data/records/seeds-glyphs.json`."]
@@ -258,7 +258,19 @@ def make_models_section(result: dict | None) -> list[str]:
         f"(so {result['cpu_s'] / result['wall_s']:.2f} of the 2 cores busy on average); each model "
         f"{min(seconds)} to {max(seconds)} s as the command line printed it "
         f"(median {statistics.median(seconds):.0f} s). "
-        "Where the shipped models match, `make models` takes seconds.", ""]
+        "Where the shipped models match, `make models` takes seconds.", ""] + _make_models_runs(result)
+
+
+def _make_models_runs(result: dict) -> list[str]:
+    if "runs" not in result:
+        return []
+    one, two = result["runs"]["1"], result["runs"]["2"]
+    same = "the same models bit for bit" if result["same_models"] else "**other models**"
+    return [f"Its two chains (glyphs, Omniglot) run side by side; at one torch thread each, as before tasks could run "
+            f"side by side, the same run took {one['wall_s']:.0f} s ({one['cpu_s']:.0f} s of CPU time); at two "
+            f"threads each (the default, `MODEL_THREADS=2`) {two['wall_s']:.0f} s: "
+            f"{one['wall_s'] / two['wall_s']:.2f}x faster, {same}. Against one core doing all the work "
+            f"({one['cpu_s']:.0f} s of CPU time), both cores make it {one['cpu_s'] / two['wall_s']:.2f}x faster.", ""]
 
 
 def remedies_section(result: dict | None) -> list[str]:

@@ -200,12 +200,12 @@ def meta_train(
 
     ``threads``: how many tasks of a meta-batch are computed side by side in this process, each
     operation on one torch thread (``None``: torch's thread count, at most ``meta_batch``). Each task's
-    meta-gradient is computed on its own and added to the model's ``.grad`` in task order, so the
-    model and its statistics are the same bit for bit whatever the number of threads, and equal a run
-    at one torch thread. Small convolutions split badly over torch's threads; whole tasks split well.
-    Tasks share state, and so run one at a time, with the ``torch.func`` backend, with
-    ``running_stats="write_back"``, with Dropout (its random masks are drawn in task order) and off
-    the CPU.
+    meta-gradient is computed on its own and added to the model's ``.grad`` in task order, so with
+    tasks side by side the model and its statistics are the same bit for bit as one task at a time at
+    one torch thread. Small convolutions split badly over torch's threads; whole tasks split well.
+    Tasks run one at a time, at torch's thread count, where they would share state (``task_threads``):
+    the ``torch.func`` backend, ``running_stats="write_back"``, Dropout, autocast, off the CPU; a model
+    found to draw random numbers in the first meta-iteration also stays one at a time (at one thread).
     """
     check_backend(backend)
     placement = get_train_placement(config.placement)
@@ -220,6 +220,7 @@ def meta_train(
     momenta = _bn_momenta(model)
     collected = snapshot_bn_stats(model)
     history = History()
+    stats_keys = list(collected)
     side_by_side = task_threads(model, config, backend, threads)
     start = time.perf_counter()
     bar = progress_bar(range(config.iterations), desc=f"meta-training ({placement.name})", enabled=progress)
@@ -229,13 +230,21 @@ def meta_train(
             tasks = [task.to(device) for task in sampler.batch(iteration * config.meta_batch, config.meta_batch)]
 
             def contribution(task: Task) -> _Contribution:
-                return _task_contribution(model, leaves, task, placement, config, list(collected), backend, rates)
+                return _task_contribution(model, leaves, task, placement, config, stats_keys, backend, rates)
 
+            # The first meta-iteration runs in this thread: if it draws random numbers (a layer mamlkit does not
+            # know), tasks side by side would share torch's one generator, so they stay one at a time. One at a
+            # time, ``map`` is lazy: task i + 1's copy is made after task i has written its statistics back.
+            probe = pool is not None and iteration == 0
+            random_state = torch.random.get_rng_state() if probe else None
+            side = pool is not None and iteration > 0
             losses, accs = [], []
-            for part in (map(contribution, tasks) if pool is None else pool.map(contribution, tasks)):
+            for part in (pool.map(contribution, tasks) if side else map(contribution, tasks)):
                 _add_contribution(model, targets, part, momenta, collected)
                 losses.append(part.loss)
                 accs.append(part.accuracy)
+            if probe and not torch.equal(random_state, torch.random.get_rng_state()):
+                pool = None
             outer_opt.step()
             history.loss.append(sum(losses) / len(losses))
             history.accuracy.append(sum(accs) / len(accs))
@@ -260,6 +269,8 @@ def task_threads(model: nn.Module, config: TrainConfig, backend: str, threads: i
         or config.running_stats == "write_back"  # each task starts from the statistics the last one wrote
         or any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())  # one random stream
         or next(model.parameters()).device.type != "cpu"
+        or not torch.is_grad_enabled() or torch.is_inference_mode_enabled()  # thread-local: workers would not see it
+        or torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu")
     )
     return 1 if shared_state else min(threads, config.meta_batch)
 
@@ -332,7 +343,7 @@ def _add_contribution(model: nn.Module, targets: list[torch.Tensor], part: _Cont
         for p, g in zip(targets, part.grads):
             if g is not None:
                 if p.grad is None:
-                    p.grad = g
+                    p.grad = g.clone()  # as backward() stores it: never a view or a tensor shared by two leaves
                 else:
                     p.grad += g
         if part.written_back is not None:
@@ -397,9 +408,15 @@ def adapt_and_predict_many(
     modes = {p.adapt_mode for p in placements}
     if len(modes) != 1:
         raise ConfigError(f"placements must share their adapt mode to be adapted once, got {sorted(modes)}")
-    if replay is not None and (modes != {"train"} or backend != "higher" or not can_replay(model)):
-        raise ConfigError("replay needs train-mode adaptation, the higher backend and plain BatchNorm2d layers with "
-                          "a momentum and no active Dropout (mamlkit.adapt.can_replay)")
+    if replay is not None:
+        start, others = replay
+        if ({p.adapt_mode for p in others} | modes != {"train"} or backend != "higher" or not can_replay(model)
+                or set(start) != set(snapshot_bn_stats(model))):
+            raise ConfigError("replay needs train-mode adaptation for every placement, the higher backend, a model on "
+                              "the CPU with plain BatchNorm2d layers with a momentum and no active Dropout "
+                              "(mamlkit.adapt.can_replay), and a snapshot of its statistics")
+        if {p.name for p in others} & {p.name for p in placements}:
+            raise ConfigError("replay: a placement cannot be both adapted and replayed")
     outputs: dict[str, torch.Tensor] = {}
     with adapted(model, inner_lr, meta=False, backend=backend) as (fmodel, step, buffers):
         fmodel.train(modes.pop() == "train")
@@ -431,9 +448,13 @@ def can_replay(model: nn.Module) -> bool:
     """True when ``adapt_and_predict_many(..., replay=...)`` can replay ``model``'s running statistics exactly.
 
     Every module that keeps buffers must be a plain ``nn.BatchNorm2d`` (not a subclass: per-step layers keep a
-    set per step) with running statistics and a momentum, and no Dropout may draw random numbers (a separate
-    adaptation would draw them again from the same seed).
+    set per step) with running statistics and a momentum, no Dropout may draw random numbers (a separate
+    adaptation would draw them again from the same seed), and the model must be on the CPU (where the replay was
+    checked; on a GPU the layer and the replay could take different kernels).
     """
+    first = next(model.parameters(), None)
+    if first is not None and first.device.type != "cpu":
+        return False
     for m in model.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
             return False
@@ -459,7 +480,9 @@ def _replayed_statistics(fmodel: nn.Module, start: StatsSnapshot | None) -> Iter
                 def update(module: nn.Module, args: tuple, name: str = name) -> None:
                     if module.training:
                         with torch.no_grad():
-                            torch.batch_norm(args[0], None, None, shadow[f"{name}.running_mean"],
+                            weight = None if module.weight is None else module.weight.detach()
+                            bias = None if module.bias is None else module.bias.detach()
+                            torch.batch_norm(args[0], weight, bias, shadow[f"{name}.running_mean"],
                                              shadow[f"{name}.running_var"], True, module.momentum, module.eps,
                                              torch.backends.cudnn.enabled)
                             shadow[f"{name}.num_batches_tracked"].add_(1)

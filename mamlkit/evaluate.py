@@ -11,6 +11,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -234,17 +235,55 @@ def placement_verdict(
     return line
 
 
-def _run_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend, lanes, moved):
-    """The tasks of ``indices``, in this process or shared among lanes; one (values, seconds) part per piece."""
+def _run_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend, lanes, threads,
+               moved):
+    """The tasks of ``indices``, in this process (one task at a time, or side by side in threads) or shared among
+    lanes; one (values, seconds) part per piece."""
     n_tasks = len(indices)
-    if lanes > 1 and n_tasks > 1 and next(model.parameters()).device.type == "cpu":
-        # about ten pieces per lane, so that the bar moves; each piece is a run of consecutive tasks
-        size = max(1, math.ceil(n_tasks / (10 * lanes)))
-        pieces = [indices[i : i + size] for i in range(0, n_tasks, size)]
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    ways = lanes if lanes > 1 else threads
+    # about ten pieces per lane or thread, so that the bar moves; each piece is a run of consecutive tasks
+    size = max(1, math.ceil(n_tasks / (10 * ways)))
+    pieces = [indices[i : i + size] for i in range(0, n_tasks, size)]
+    if lanes > 1 and n_tasks > 1 and on_cpu:
         return run_in_lanes(_lane_setup, (model, sampler, groups, inner_steps, inner_lr, collected_stats, backend),
                             _lane_work, pieces, lanes, on_done=lambda i: moved(len(pieces[i])))
+    if (threads > 1 and n_tasks > 1 and on_cpu and not draws_random_numbers(model)
+            and not torch.is_autocast_enabled("cpu")):  # autocast is per thread: the workers would not see it
+        state = torch.random.get_rng_state()
+        parts = _run_in_threads(model, sampler, groups, pieces, inner_steps, inner_lr, collected_stats, backend,
+                                threads, moved)
+        if torch.equal(state, torch.random.get_rng_state()):
+            return parts
+        # A layer drew random numbers from torch's one generator, shared by the threads: again, one at a time.
+        torch.random.set_rng_state(state)
     return [_test_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend,
                         lambda: moved(1))]
+
+
+def draws_random_numbers(model: nn.Module) -> bool:
+    """True when a forward pass of ``model`` in train mode draws random numbers (a Dropout with p > 0)."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
+def _run_in_threads(model, sampler, groups, pieces, inner_steps, inner_lr, collected_stats, backend, threads, moved):
+    """The pieces side by side in ``threads`` threads of this process, each on a private copy of the model and
+    one torch thread, so each task computes exactly what it computes alone at one thread. Nothing may draw
+    random numbers (the tasks would share torch's generator): the caller checks ``draws_random_numbers``."""
+    parts: list = [None] * len(pieces)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            futures = {pool.submit(_test_tasks, copy.deepcopy(model), sampler, groups, piece, inner_steps, inner_lr,
+                                   collected_stats, backend, None, False): i for i, piece in enumerate(pieces)}
+            for future in as_completed(futures):
+                i = futures[future]
+                parts[i] = future.result()
+                moved(len(pieces[i]))
+    finally:
+        torch.set_num_threads(before)
+    return parts
 
 
 def meta_test(
@@ -262,14 +301,16 @@ def meta_test(
     backend: str = "higher",
     lanes: int | None = None,
     dropout_off: bool = False,
+    threads: int | None = None,
 ) -> EvalResult | dict[str, EvalResult]:
     """Adapt to and evaluate tasks ``start .. start + n_tasks - 1`` of ``sampler`` under one or more placements.
 
     One placement (a name or a ``Placement``) gives one ``EvalResult``; several (a list, or
     ``mk.PLACEMENTS`` for all) give ``{name: EvalResult}``, measured on the same tasks. Placements with the
     same adapt mode and statistics source share one adaptation per task (their fast weights are
-    identical), and the results equal separate runs exactly. The model is left exactly as it was:
-    parameters, running statistics and modes.
+    identical), and so do the two train-mode statistics sources where the collected statistics can be
+    replayed (``mamlkit.adapt.can_replay``); the results equal separate runs exactly. The model is left
+    exactly as it was: parameters, running statistics and modes.
 
     Args:
         model: a meta-trained model, or a ``MetaTrained`` (its model, collected statistics and, when it has
@@ -284,6 +325,9 @@ def meta_test(
             this process). The results equal one process at one torch thread exactly, in any number of lanes.
         dropout_off: every Dropout layer drops nothing in every placement (``mamlkit.modes.dropout_off``), so a
             train-mode placement is "BatchNorm in train mode, Dropout off"; eval mode turns Dropout off anyway.
+        threads: in this process (``lanes`` None or 1), how many tasks run side by side, each on one torch
+            thread and a private copy of the model (None: torch's thread count). The results equal one thread's
+            bit for bit, and so the lanes'. A model whose Dropout draws random masks runs one task at a time.
     """
     check_backend(backend)
     if isinstance(model, MetaTrained):
@@ -301,6 +345,10 @@ def meta_test(
     lanes = 1 if lanes is None else lanes
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ConfigError(f"lanes must be a whole number of at least 1 (or None: this process), got {lanes!r}")
+    threads = torch.get_num_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a whole number of at least 1 (or None: torch's thread count), "
+                          f"got {threads!r}")
     if any(p.stats == "collected" for p in chosen) and collected_stats is None:
         raise ConfigError(
             "placements with collected running statistics need collected_stats "
@@ -325,6 +373,7 @@ def meta_test(
     try:
         with without_dropout(model) if dropout_off else nullcontext():
             parts = _run_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend, lanes,
+                               threads,
                                moved)
     finally:
         bar.close()
@@ -351,6 +400,7 @@ def _test_tasks(
     collected_stats: StatsSnapshot | None,
     backend: str,
     after_task: Callable[[], None] | None = None,
+    seeded: bool = True,
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Per-task values and seconds of every placement in ``groups`` on tasks ``indices`` (the loop of ``meta_test``).
 
@@ -358,7 +408,8 @@ def _test_tasks(
     two train-mode sources where their statistics can be replayed (``adapt.can_replay``). The model
     is left exactly as it was. Whatever draws random numbers (Dropout in train mode) draws them from a
     generator seeded by the task's index, so the results do not depend on the lanes or on what ran before;
-    the caller's random state is left as it was.
+    the caller's random state is left as it was. ``seeded=False`` skips that, for models that draw nothing
+    (``draws_random_numbers``) run in threads, which must not touch torch's one global generator.
     """
     device = next(model.parameters()).device
     regression = sampler_is_regression(sampler)
@@ -384,8 +435,10 @@ def _test_tasks(
                 replay = (start, replayed) if merged else None
                 prepare_stats(model, stats, collected_stats)  # before the copy is made: it copies the buffers
                 begin = time.perf_counter()
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    torch.manual_seed(index)
+                with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []) if seeded
+                      else nullcontext()):
+                    if seeded:
+                        torch.manual_seed(index)
                     outputs = adapt_and_predict_many(model, task, group, inner_steps, inner_lr, backend=backend,
                                                      replay=replay)
                 if replay is not None:

@@ -267,3 +267,65 @@ def test_replay_is_refused_where_it_would_be_wrong():
     for call in calls:
         with pytest.raises(mk.ConfigError, match="replay needs train-mode adaptation"):
             call()
+
+
+class Noise(torch.nn.Module):
+    """A layer mamlkit does not know, which draws random numbers in every forward pass."""
+
+    def forward(self, x):
+        return x + 0.5 * torch.randn_like(x)
+
+
+def noisy(model):
+    model.dropout = Noise()  # in place of the Conv4's Dropout(p=0), before the classifier
+    return model
+
+
+def test_a_model_that_draws_random_numbers_stays_one_task_at_a_time():
+    config = mk.TrainConfig(iterations=3, meta_batch=2, inner_steps=2)
+    runs = []
+    for threads in (1, 2):
+        sampler, model = setup()
+        runs.append(mk.meta_train(noisy(model), sampler, config, progress=False, threads=threads))
+    for key, value in runs[0].model.state_dict().items():
+        assert torch.equal(value, runs[1].model.state_dict()[key]), key
+
+
+def test_the_torch_thread_count_comes_back_when_a_task_fails(monkeypatch):
+    sampler, model = setup()
+    before = torch.get_num_threads()
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("a task failed")
+
+    monkeypatch.setattr(mk.adapt, "_task_contribution", fails)
+    with pytest.raises(RuntimeError, match="a task failed"):
+        mk.meta_train(model, sampler, mk.TrainConfig(iterations=2, meta_batch=2), progress=False, threads=2)
+    assert torch.get_num_threads() == before
+
+
+def test_replay_refuses_what_it_cannot_replay():
+    class MyBatchNorm(torch.nn.BatchNorm2d):
+        pass
+
+    assert not mk.adapt.can_replay(torch.nn.Sequential(torch.nn.BatchNorm2d(3, momentum=None)))
+    assert not mk.adapt.can_replay(torch.nn.Sequential(MyBatchNorm(3)))
+    assert not mk.adapt.can_replay(torch.nn.Sequential(torch.nn.BatchNorm1d(3)))
+    sampler, model = setup()
+    task, start = sampler.task(0), mk.snapshot_bn_stats(model)
+    transductive, collected = mk.PLACEMENTS["transductive"], mk.PLACEMENTS["train_then_eval_collected"]
+    per_step = setup(norm="bn_per_step")[1]
+    calls = {
+        "a model it cannot replay": lambda: mk.adapt.adapt_and_predict_many(
+            per_step, task, [transductive], inner_steps=1, replay=(mk.snapshot_bn_stats(per_step), [collected])),
+        "an eval-mode placement to replay": lambda: mk.adapt.adapt_and_predict_many(
+            model, task, [transductive], inner_steps=1, replay=(start, [mk.PLACEMENTS["eval_collected"]])),
+        "a snapshot of another model": lambda: mk.adapt.adapt_and_predict_many(
+            model, task, [transductive], inner_steps=1, replay=({}, [collected])),
+        "one placement on both sides": lambda: mk.adapt.adapt_and_predict_many(
+            model, task, [transductive], inner_steps=1, replay=(start, [transductive])),
+    }
+    for what, call in calls.items():
+        with pytest.raises(mk.ConfigError, match="replay"):
+            call()
+        assert what

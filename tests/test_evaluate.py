@@ -78,6 +78,53 @@ def test_meta_test_in_two_lanes_equals_one_process_bit_for_bit(trained, test_sam
             mk.meta_test(trained, test_sampler, "transductive", n_tasks=2, progress=False, lanes=bad)
 
 
+def test_meta_test_in_threads_equals_one_thread_bit_for_bit(trained, test_sampler):
+    """Tasks side by side in threads of this process (each on a model copy and one torch thread) give the values
+    of one task at a time at one thread; the caller's torch thread count and random state are left as they were."""
+    torch.set_num_threads(1)
+    here = mk.meta_test(trained, test_sampler, mk.PLACEMENTS, n_tasks=5, inner_steps=2, progress=False)
+    torch.manual_seed(3)
+    state = torch.random.get_rng_state()
+    seen = []
+    for threads in (2, 3):
+        side = mk.meta_test(trained, test_sampler, mk.PLACEMENTS, n_tasks=5, inner_steps=2, progress=False,
+                            threads=threads, on_task=lambda done, total: seen.append((done, total)))
+        for name in mk.PLACEMENTS:
+            assert np.array_equal(here[name].values, side[name].values), (threads, name)
+            assert side[name].task_indices == tuple(range(5))
+        assert seen[-1] == (5, 5) and len(seen) >= 2
+    assert torch.get_num_threads() == 1 and torch.equal(torch.random.get_rng_state(), state)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(mk.ConfigError, match="threads must be"):
+            mk.meta_test(trained, test_sampler, "transductive", n_tasks=2, progress=False, threads=bad)
+
+
+def test_a_model_whose_dropout_draws_runs_one_task_at_a_time(test_sampler):
+    torch.set_num_threads(1)
+    model = mk.build_model(mk.ModelConfig(dropout=0.5), seed=4, device="cpu")
+    assert mk.evaluate.draws_random_numbers(model)
+    with mk.modes.dropout_off(model):
+        assert not mk.evaluate.draws_random_numbers(model)
+    alone = mk.meta_test(model, test_sampler, "transductive", n_tasks=6, inner_steps=2, progress=False)
+    side = mk.meta_test(model, test_sampler, "transductive", n_tasks=6, inner_steps=2, progress=False, threads=2)
+    assert np.array_equal(alone.values, side.values)                    # masks seeded by task index, in order
+
+
+def test_tasks_in_threads_that_draw_random_numbers_are_measured_again_one_at_a_time(test_sampler):
+    """A layer mamlkit does not know draws from torch's generator: the threads would share it, so meta_test sees
+    the generator move and measures the tasks again one at a time, each seeded by its index."""
+    torch.set_num_threads(1)
+    from test_adapt import noisy
+
+    model = noisy(mk.build_model(mk.ModelConfig(), seed=4, device="cpu"))
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    alone = mk.meta_test(model, test_sampler, "transductive", n_tasks=6, inner_steps=2, progress=False, threads=1)
+    side = mk.meta_test(model, test_sampler, "transductive", n_tasks=6, inner_steps=2, progress=False, threads=2)
+    assert np.array_equal(alone.values, side.values)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_collected_placement_needs_collected_stats(trained, test_sampler):
     with pytest.raises(mk.ConfigError, match="collected_stats"):
         mk.meta_test(trained.model, test_sampler, "eval_collected", n_tasks=2, progress=False)
