@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def main(iterations: int = 60, tasks: int = 100, full: bool = False) -> dict:
     models = {}
     for name, lanes, threads in VARIANTS:
         torch.set_num_threads(threads)
+        os.environ["MAMLKIT_TASK_THREADS"] = str(threads)  # what the command line sets: tasks side by side
         train_s, test_s, results = timed_table(exp, lanes)
         small[name] = {"meta_train_s": train_s, "meta_test_s": test_s, "total_s": train_s + test_s}
         values[name] = per_task(results)

@@ -71,7 +71,8 @@ def step_time_section(result: dict | None) -> list[str]:
         one, split = summary["mamlkit, higher"], summary["mamlkit, higher, 2 torch threads"]
         same = {True: "the same model bit for bit", False: "**a different model**", None: "not checked"}
         lines += [
-            "Both cores in one process (`mk.meta_train(..., threads=2)`, the default wherever torch has 2 threads): "
+            "Both cores in one process (`mk.meta_train(..., threads=2)`; the command line's default where torch has 2 "
+            "threads): "
             "two tasks of a meta-batch at a time, each on one torch thread, their meta-gradients added in task "
             f"order. Per meta-iteration **{one['median_s'] / side['median_s']:.2f}x** faster than one task at a time "
             f"at one torch thread and **{split['median_s'] / side['median_s']:.2f}x** faster than one task at a "

@@ -30,7 +30,8 @@ from torch import nn
 
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
-from mamlkit.modes import StatsSnapshot, snapshot_bn_stats
+from mamlkit.lanes import default_threads, thread_pool
+from mamlkit.modes import StatsSnapshot, draws_random_numbers, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement, predict_query
 from mamlkit.progress import progress_bar
@@ -199,7 +200,9 @@ def meta_train(
     floating-point rounding). It is not part of ``config``, the cache key.
 
     ``threads``: how many tasks of a meta-batch are computed side by side in this process, each
-    operation on one torch thread (``None``: torch's thread count, at most ``meta_batch``). Each task's
+    operation on one torch thread, at most ``meta_batch`` (``None``: ``$MAMLKIT_TASK_THREADS``, else 1, one
+    task at a time at torch's thread count, as a loop written by hand; the command line uses torch's thread
+    count). Each task's
     meta-gradient is computed on its own and added to the model's ``.grad`` in task order, so with
     tasks side by side the model and its statistics are the same bit for bit as one task at a time at
     one torch thread. Small convolutions split badly over torch's threads; whole tasks split well.
@@ -260,14 +263,14 @@ def meta_train(
 def task_threads(model: nn.Module, config: TrainConfig, backend: str, threads: int | None) -> int:
     """How many tasks ``meta_train`` computes side by side (1: one at a time; see its ``threads``)."""
     if threads is None:
-        threads = torch.get_num_threads()
+        threads = default_threads()
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ConfigError(f"threads must be a whole number of at least 1 (or None: torch's thread count), "
+        raise ConfigError(f"threads must be a whole number of at least 1 (or None: $MAMLKIT_TASK_THREADS, else 1), "
                           f"got {threads!r}")
     shared_state = (
         backend != "higher"  # torch.func's copy sets the model's own modes during each call
         or config.running_stats == "write_back"  # each task starts from the statistics the last one wrote
-        or any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())  # one random stream
+        or draws_random_numbers(model)  # the tasks would share torch's one generator
         or next(model.parameters()).device.type != "cpu"
         or not torch.is_grad_enabled() or torch.is_inference_mode_enabled()  # thread-local: workers would not see it
         or torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu")
@@ -277,17 +280,12 @@ def task_threads(model: nn.Module, config: TrainConfig, backend: str, threads: i
 
 @contextmanager
 def _task_pool(threads: int) -> Iterator[ThreadPoolExecutor | None]:
-    """``threads`` worker threads, each running torch on one thread (None for one: work in this thread)."""
+    """``lanes.thread_pool(threads)``, or None for one thread: the work is done in this thread as it is."""
     if threads == 1:
         yield None
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(before)
+    with thread_pool(threads) as pool:
+        yield pool
 
 
 @dataclass
@@ -455,9 +453,9 @@ def can_replay(model: nn.Module) -> bool:
     first = next(model.parameters(), None)
     if first is not None and first.device.type != "cpu":
         return False
+    if draws_random_numbers(model):
+        return False
     for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
-            return False
         if any(True for _ in m.buffers(recurse=False)):
             if type(m) is not nn.BatchNorm2d or not m.track_running_stats or m.momentum is None:
                 return False

@@ -470,10 +470,12 @@ def report_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     threads = os.environ.get("MAMLKIT_THREADS")
-    if threads:
-        import torch
+    import torch
 
+    if threads:
         torch.set_num_threads(int(threads))
+    # In one process, tasks side by side at one torch thread each: the numbers of one thread, as in the lanes.
+    os.environ.setdefault("MAMLKIT_TASK_THREADS", str(torch.get_num_threads()))
     try:
         if args.command == "describe":
             print(describe_placements())

@@ -11,7 +11,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -22,8 +22,8 @@ from torch import nn
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, can_replay, task_loss
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
-from mamlkit.lanes import run_in_lanes
-from mamlkit.modes import StatsSnapshot, preserved_bn_stats, snapshot_bn_stats
+from mamlkit.lanes import default_threads, run_in_lanes, thread_pool
+from mamlkit.modes import StatsSnapshot, draws_random_numbers, preserved_bn_stats, snapshot_bn_stats
 from mamlkit.modes import dropout_off as without_dropout
 from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
 from mamlkit.progress import progress_counter
@@ -261,28 +261,18 @@ def _run_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected
                         lambda: moved(1))]
 
 
-def draws_random_numbers(model: nn.Module) -> bool:
-    """True when a forward pass of ``model`` in train mode draws random numbers (a Dropout with p > 0)."""
-    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
-
-
 def _run_in_threads(model, sampler, groups, pieces, inner_steps, inner_lr, collected_stats, backend, threads, moved):
     """The pieces side by side in ``threads`` threads of this process, each on a private copy of the model and
     one torch thread, so each task computes exactly what it computes alone at one thread. Nothing may draw
     random numbers (the tasks would share torch's generator): the caller checks ``draws_random_numbers``."""
     parts: list = [None] * len(pieces)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            futures = {pool.submit(_test_tasks, copy.deepcopy(model), sampler, groups, piece, inner_steps, inner_lr,
-                                   collected_stats, backend, None, False): i for i, piece in enumerate(pieces)}
-            for future in as_completed(futures):
-                i = futures[future]
-                parts[i] = future.result()
-                moved(len(pieces[i]))
-    finally:
-        torch.set_num_threads(before)
+    with thread_pool(threads) as pool:
+        futures = {pool.submit(_test_tasks, copy.deepcopy(model), sampler, groups, piece, inner_steps, inner_lr,
+                               collected_stats, backend, None, False): i for i, piece in enumerate(pieces)}
+        for future in as_completed(futures):
+            i = futures[future]
+            parts[i] = future.result()
+            moved(len(pieces[i]))
     return parts
 
 
@@ -326,8 +316,10 @@ def meta_test(
         dropout_off: every Dropout layer drops nothing in every placement (``mamlkit.modes.dropout_off``), so a
             train-mode placement is "BatchNorm in train mode, Dropout off"; eval mode turns Dropout off anyway.
         threads: in this process (``lanes`` None or 1), how many tasks run side by side, each on one torch
-            thread and a private copy of the model (None: torch's thread count). The results equal one thread's
-            bit for bit, and so the lanes'. A model whose Dropout draws random masks runs one task at a time.
+            thread and a private copy of the model (None: ``$MAMLKIT_TASK_THREADS``, else 1: one task at a time
+            at torch's thread count; the command line uses torch's thread count). With 2 or more the results equal
+            one thread's bit for bit, and so the lanes'. A model whose Dropout draws random masks runs one task at
+            a time.
     """
     check_backend(backend)
     if isinstance(model, MetaTrained):
@@ -345,9 +337,9 @@ def meta_test(
     lanes = 1 if lanes is None else lanes
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ConfigError(f"lanes must be a whole number of at least 1 (or None: this process), got {lanes!r}")
-    threads = torch.get_num_threads() if threads is None else threads
+    threads = default_threads() if threads is None else threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads must be a whole number of at least 1 (or None: torch's thread count), "
+        raise ConfigError(f"threads must be a whole number of at least 1 (or None: $MAMLKIT_TASK_THREADS, else 1), "
                           f"got {threads!r}")
     if any(p.stats == "collected" for p in chosen) and collected_stats is None:
         raise ConfigError(

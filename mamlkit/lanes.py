@@ -4,7 +4,9 @@ On a 2-core laptop two processes with one torch thread each finish independent w
 one process, and faster than one process with two threads (small convolutions do not split well over
 threads). ``run_in_lanes`` starts ``lanes`` fresh worker processes (``spawn``), each with one torch thread,
 gives each the same starting state once (``setup(*setup_args)``), then hands out the jobs and returns their
-results in the order of the jobs, whatever order they finish in.
+results in the order of the jobs, whatever order they finish in. ``thread_pool`` is the in-process kind: threads
+with one torch thread each, for work that shares no state (the tasks of ``mk.meta_train`` and ``mk.meta_test`` in
+one process); Python's lock makes threads somewhat slower than processes, but they need no copy of the data.
 
 Fresh processes (``spawn``), not forks of this one, so that a worker inherits no thread pool or allocator
 state; a script that uses lanes needs the usual ``if __name__ == "__main__":`` guard (notebooks and
@@ -27,14 +29,27 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 from mamlkit.errors import ConfigError
 
 _STATE: Any = None
+
+
+def default_threads() -> int:
+    """How many tasks ``mk.meta_train`` and ``mk.meta_test`` run side by side when not told: ``$MAMLKIT_TASK_THREADS``
+    if set, else 1 (one task at a time at torch's thread count, as a loop written by hand runs). The command line
+    sets it to torch's thread count, so that one process gives the numbers of one thread, as the lanes do."""
+    text = os.environ.get("MAMLKIT_TASK_THREADS")
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"MAMLKIT_TASK_THREADS must be a whole number of at least 1, got {text!r}")
+        return int(text)
+    return 1
 
 
 def default_lanes() -> int:
@@ -48,11 +63,31 @@ def default_lanes() -> int:
     return max(1, min(2, usable))
 
 
+@contextmanager
+def thread_pool(threads: int) -> Iterator[ThreadPoolExecutor]:
+    """``threads`` worker threads in this process, torch on one thread in each (and here while the block runs).
+
+    For work that keeps no shared state (tasks side by side: ``mk.meta_train(threads=)``, ``mk.meta_test(threads=)``):
+    each operation then runs as it does at one thread, so the results are those of one thread, bit for bit.
+    Torch's thread count is put back on exit, also after an error.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(before)
+
+
 def _start(setup: Callable[..., Any], setup_args: tuple) -> None:
     import torch
 
     torch.set_num_threads(1)
     os.environ["MAMLKIT_PROGRESS"] = "0"
+    os.environ["MAMLKIT_TASK_THREADS"] = "1"  # a lane is one thread: nothing side by side inside it
     global _STATE
     _STATE = setup(*setup_args)
 

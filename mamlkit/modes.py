@@ -52,6 +52,11 @@ def mode(model: nn.Module, training: bool, norm_only: bool = False) -> Iterator[
         restore_modes(model, before)
 
 
+def draws_random_numbers(model: nn.Module) -> bool:
+    """True when a train-mode forward pass of ``model`` draws random numbers: a Dropout layer with p > 0."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
 @contextmanager
 def dropout_off(model: nn.Module) -> Iterator[nn.Module]:
     """Within the block every Dropout layer of ``model`` drops nothing (``p = 0``), in either mode.

@@ -179,16 +179,30 @@ def test_tasks_side_by_side_at_two_torch_threads_equal_one_torch_thread_and_rest
     try:
         torch.set_num_threads(1)
         sampler, model = setup()
-        alone = mk.meta_train(model, sampler, config, progress=False)          # None: 1 torch thread, 1 task
+        alone = mk.meta_train(model, sampler, config, progress=False)          # None: 1 task at a time
         torch.set_num_threads(2)
         sampler, model = setup()
-        assert mk.adapt.task_threads(model, config, "higher", None) == 2
-        paired = mk.meta_train(model, sampler, config, progress=False)         # None: 2 tasks side by side
+        assert mk.adapt.task_threads(model, config, "higher", 2) == 2
+        paired = mk.meta_train(model, sampler, config, progress=False, threads=2)   # 2 tasks side by side
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     for key, value in alone.model.state_dict().items():
         assert torch.equal(value, paired.model.state_dict()[key]), key
+
+
+def test_one_task_at_a_time_unless_told_otherwise(monkeypatch):
+    """The default is what a hand-written loop does (notebook 08 compares one with mk.meta_train at 2 threads);
+    $MAMLKIT_TASK_THREADS (which the command line sets to torch's thread count) asks for tasks side by side."""
+    _, model = setup()
+    config = mk.TrainConfig(iterations=1)
+    monkeypatch.delenv("MAMLKIT_TASK_THREADS", raising=False)
+    assert mk.adapt.task_threads(model, config, "higher", None) == 1
+    monkeypatch.setenv("MAMLKIT_TASK_THREADS", "2")
+    assert mk.adapt.task_threads(model, config, "higher", None) == 2
+    monkeypatch.setenv("MAMLKIT_TASK_THREADS", "two")
+    with pytest.raises(mk.ConfigError, match="MAMLKIT_TASK_THREADS must be a whole number"):
+        mk.adapt.task_threads(model, config, "higher", None)
 
 
 def test_the_meta_gradient_of_tasks_side_by_side_equals_a_bare_higher_loop():

@@ -102,9 +102,9 @@ def test_meta_test_in_threads_equals_one_thread_bit_for_bit(trained, test_sample
 def test_a_model_whose_dropout_draws_runs_one_task_at_a_time(test_sampler):
     torch.set_num_threads(1)
     model = mk.build_model(mk.ModelConfig(dropout=0.5), seed=4, device="cpu")
-    assert mk.evaluate.draws_random_numbers(model)
+    assert mk.modes.draws_random_numbers(model)
     with mk.modes.dropout_off(model):
-        assert not mk.evaluate.draws_random_numbers(model)
+        assert not mk.modes.draws_random_numbers(model)
     alone = mk.meta_test(model, test_sampler, "transductive", n_tasks=6, inner_steps=2, progress=False)
     side = mk.meta_test(model, test_sampler, "transductive", n_tasks=6, inner_steps=2, progress=False, threads=2)
     assert np.array_equal(alone.values, side.values)                    # masks seeded by task index, in order
