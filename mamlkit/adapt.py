@@ -202,10 +202,9 @@ def meta_train(
     ``threads``: how many tasks of a meta-batch are computed side by side in this process, each
     operation on one torch thread, at most ``meta_batch`` (``None``: ``$MAMLKIT_TASK_THREADS``, else 1, one
     task at a time at torch's thread count, as a loop written by hand; the command line uses torch's thread
-    count). Each task's
-    meta-gradient is computed on its own and added to the model's ``.grad`` in task order, so with
-    tasks side by side the model and its statistics are the same bit for bit as one task at a time at
-    one torch thread. Small convolutions split badly over torch's threads; whole tasks split well.
+    count). Each task's meta-gradient is computed on its own and added to the model's ``.grad`` in task
+    order, so with tasks side by side the model and its statistics are the same bit for bit as one task at
+    a time at one torch thread. Small convolutions split badly over torch's threads; whole tasks split well.
     Tasks run one at a time, at torch's thread count, where they would share state (``task_threads``):
     the ``torch.func`` backend, ``running_stats="write_back"``, Dropout, autocast, off the CPU; a model
     found to draw random numbers in the first meta-iteration also stays one at a time (at one thread).
@@ -399,8 +398,8 @@ def adapt_and_predict_many(
     reads running statistics, so their fast weights are the same; only the statistics the steps leave
     differ, and those are replayed: every BatchNorm layer's input at every step also updates a copy of
     ``start`` through the same ``torch.batch_norm`` call, bit for bit what a separate adaptation would
-    leave (tested). Only for plain ``nn.BatchNorm2d`` layers with a momentum (see ``can_replay``) and
-    ``backend="higher"``.
+    leave (tested). Only on the CPU, for plain ``nn.BatchNorm2d`` layers with a momentum (see ``can_replay``)
+    and ``backend="higher"``.
     """
     check_backend(backend)
     modes = {p.adapt_mode for p in placements}
@@ -423,8 +422,8 @@ def adapt_and_predict_many(
                 step(task_loss(fmodel(task.support_x), task.support_y))
         others = [] if replay is None else list(replay[1])
         with torch.no_grad():
-            for p in placements + others:
-                if p.query_mode == "eval" and p not in others:
+            for p in placements:
+                if p.query_mode == "eval":
                     fmodel.eval()
                     outputs[p.name] = predict_query(fmodel, task, p.presentation)
             if others:
