@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig
 from mamlkit.errors import CacheError
+from mamlkit.files import save_torch
 
 FORMAT_VERSION = 1
 
@@ -66,17 +66,7 @@ def save_trained(trained: MetaTrained, path: Path) -> Path:
     }
     if trained.inner_rates is not None:
         payload["inner_rates"] = {k: v.detach().cpu() for k, v in trained.inner_rates.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_torch(path, payload)
 
 
 def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTrained:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mamlkit.errors import ConfigError, DataError
 from mamlkit.experiments import NORM_METHODS
+from mamlkit.files import write_text
 from mamlkit.lanes import default_lanes
 from mamlkit.models import DOWNSAMPLES
 from mamlkit.norms import NORMS
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="meta-test YOUR model under every placement that applies: table, paired differences, verdict",
         description="Load your model and episodes from an entry file and meta-test every placement that applies, "
         "with the statistics your model holds, untouched ones and re-estimated ones, on the same tasks; print the "
-        "table with 95%% intervals and a verdict in plain words (mamlkit.diagnosis.placement_report).",
+        "table with 95% intervals and a verdict in plain words (mamlkit.diagnosis.placement_report).",
         epilog=ENTRY_FILE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -309,7 +310,7 @@ def _over_seeds(args: argparse.Namespace, stem: str, run, transpose: bool = Fals
                                             f"meta-training seeds {', '.join(map(str, seeds))}", transpose=transpose)
         print(table)
         path = Path(args.out) / f"{stem}-{base.dataset}-seeds.md"
-        path.write_text(table.to_markdown() + "\n")
+        write_text(path, table.to_markdown() + "\n")
         print(f"wrote {path}")
     return 0
 
@@ -400,7 +401,7 @@ def _report(res, out: Path, stem: str, timings: list[str], wall: float) -> None:
         print(line)
     print(f"meta-test: {res.test_seconds:.0f} s; total wall time {wall:.0f} s")
     res.chart(out / f"{stem}.png")
-    (out / f"{stem}.md").write_text(table.to_markdown() + "\n")
+    write_text(out / f"{stem}.md", table.to_markdown() + "\n")
     res.save_json(out / f"{stem}.json")
     print(f"wrote {out / (stem + '.png')}, {stem}.md and {stem}.json")
 

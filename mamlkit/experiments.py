@@ -22,8 +22,6 @@ Two experiments live here (a third, ``mamlkit.why_eval``, in its own module):
 from __future__ import annotations
 
 import copy
-import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,6 +33,7 @@ from mamlkit.cache import cached_path, find_cached, load_trained, save_trained, 
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import CacheError, ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
+from mamlkit.files import write_json
 from mamlkit.lanes import run_in_lanes
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.placements import (
@@ -238,11 +237,7 @@ class ResultsRecord:
 
     def save_json(self, path: str | Path) -> Path:
         """Write ``to_dict()`` to ``path`` (through a temporary file, so never half-written)."""
-        path = Path(path)
-        partial = path.with_name(path.name + ".part")
-        partial.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(partial, path)
-        return path
+        return write_json(path, self.to_dict())
 
 
 @dataclass

@@ -8,13 +8,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mamlkit.evaluate import EvalResult
+from mamlkit.files import save_figure
 from mamlkit.placements import PLACEMENTS, PRESENTATIONS
 
 
 def _save(fig: plt.Figure, path: str | Path | None) -> None:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def placement_chart(

@@ -1,6 +1,6 @@
 """Safe downloads: nothing half-written is ever left where data is expected.
 
-A download is streamed to a temporary ``<name>.part-<random>`` file beside its destination, its md5
+A download is streamed to a temporary file beside its destination (``mamlkit.files.atomic_path``), its md5
 is checked, and only then is it moved into place with :func:`os.replace` (atomic on one file system);
 on any failure (no network, a wrong checksum, Ctrl-C) the temporary file is removed, so a later run
 never mistakes a partial file for data. Archives are not extracted: the Omniglot loader reads the
@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import os
-import secrets
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from mamlkit.errors import DataError
+from mamlkit.files import atomic_file
 from mamlkit.progress import progress_counter
 
 __all__ = ["download_file", "md5sum"]
@@ -68,7 +68,7 @@ def download_file(
 
     Raises:
         DataError: the download failed or the checksum did not match; the message says what to do.
-            The temporary ``.part-*`` file is always removed. A ``KeyboardInterrupt`` also removes
+            The temporary file is always removed. A ``KeyboardInterrupt`` also removes
             it, and is then re-raised unchanged so that Ctrl-C still stops the program.
     """
     dest = Path(dest)
@@ -94,46 +94,51 @@ def download_file(
         raise DataError(
             f"cannot create the folder {dest.parent} for {dest.name} ({e}); choose a writable data folder"
         ) from e
-    tmp = dest.parent / f"{dest.name}.part-{secrets.token_hex(4)}"
     try:
-        h = _md5()
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                bar = progress_counter(total, dest.name, progress, unit="B")
-                received = 0
-                try:
-                    for chunk in iter(lambda: response.read(_CHUNK), b""):
-                        out.write(chunk)
-                        h.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-                finally:
-                    bar.close()
-                if total is not None and received != total:
-                    raise http.client.IncompleteRead(b"", total - received)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-            # URLError covers HTTP errors and unreachable hosts; HTTPException a connection closed before
-            # the whole file arrived (IncompleteRead); OSError timeouts, dropped connections and a full
-            # disk; ValueError an unknown URL scheme. Nothing is kept: run the same call again to restart.
-            raise DataError(
-                f"could not download {url} to {dest}: {_reason(e)}. Nothing was kept: check your connection (and "
-                f"the URL) and run the same command again to restart the download, or {by_hand}"
-            ) from e
-        actual = h.hexdigest()
-        if expected is not None and actual != expected:
-            raise DataError(
-                f"checksum mismatch for {url}: md5 {actual}, expected {expected}; the download is "
-                f"corrupt or incomplete (nothing was kept). Try again, or {by_hand}"
-            )
-        os.replace(tmp, dest)
+        with atomic_file(dest) as out:
+            _fetch(url, dest, out, expected, timeout, progress, by_hand)
+    except OSError as e:  # the temporary file could not be created or moved into place (the fetch's own are DataErrors)
+        raise DataError(f"cannot write {dest} ({e}); nothing was kept: choose a writable data folder") from e
     except KeyboardInterrupt:
         log.warning("download of %s interrupted; the partial file was removed", url)
         raise
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
+
+
+def _fetch(url: str, dest: Path, out: BinaryIO, expected: str | None, timeout: float, progress: bool,
+           by_hand: str) -> None:
+    """Stream ``url`` into ``out`` and check its md5 (``atomic_file`` then moves it onto ``dest``, or removes it)."""
+    h = _md5()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            bar = progress_counter(total, dest.name, progress, unit="B")
+            received = 0
+            try:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(chunk)
+                    h.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            finally:
+                bar.close()
+            if total is not None and received != total:
+                raise http.client.IncompleteRead(b"", total - received)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+        # URLError covers HTTP errors and unreachable hosts; HTTPException a connection closed before
+        # the whole file arrived (IncompleteRead); OSError timeouts, dropped connections and a full
+        # disk; ValueError an unknown URL scheme. Nothing is kept: run the same call again to restart.
+        raise DataError(
+            f"could not download {url} to {dest}: {_reason(e)}. Nothing was kept: check your connection (and "
+            f"the URL) and run the same command again to restart the download, or {by_hand}"
+        ) from e
+    actual = h.hexdigest()
+    if expected is not None and actual != expected:
+        raise DataError(
+            f"checksum mismatch for {url}: md5 {actual}, expected {expected}; the download is "
+            f"corrupt or incomplete (nothing was kept). Try again, or {by_hand}"
+        )
 
 
 def _reason(error: BaseException) -> str:

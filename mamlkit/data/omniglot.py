@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 import zipfile
 import zlib
@@ -46,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from mamlkit.data.base import FewShotDataset, split_by_alphabet
 from mamlkit.data.download import download_file
 from mamlkit.errors import DataError
+from mamlkit.files import save_torch
 from mamlkit.tasks import Task
 
 __all__ = [
@@ -345,21 +345,18 @@ def _load_cache(path: Path, key: str) -> dict | None:
 
 
 def _save_cache(path: Path, data: dict) -> bool:
-    """Write atomically (temp file + os.replace); False, silently, where that is not possible."""
+    """Write atomically (``mamlkit.files``: the temporary file is removed on any failure or interrupt); False,
+    silently, where that is not possible."""
     if not _writable(path.parent):
         log.debug("not writing the Omniglot cache: %s is read-only", path.parent)
         return False
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(data, tmp)
-        os.replace(tmp, path)
+        save_torch(path, data)
         return True
     except Exception as e:  # noqa: BLE001 - a cache is an optimisation; never fail a load over it
         log.debug("could not write the Omniglot cache %s: %s", path, e)
         return False
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------------
