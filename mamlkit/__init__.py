@@ -17,6 +17,7 @@ the classroom lab are imported on their own (``from mamlkit import plots, widget
 matplotlib and ipywidgets.
 """
 
+from mamlkit import startup as _startup  # noqa: I001  (first: a Ctrl-C while starting says one line)
 from mamlkit import (  # noqa: F401  (the modules, so that mk.<module>.<name> always works)
     adapt,
     backends,
@@ -61,6 +62,8 @@ from mamlkit.table import Table
 from mamlkit.tasks import FixedTasks, Task, TaskSampler
 
 __version__ = "0.1.0"
+
+_startup.usual_interrupts()
 
 __all__ = [
     # data and tasks

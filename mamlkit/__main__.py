@@ -2,7 +2,12 @@
 
 import sys
 
-from mamlkit.cli import main
+try:
+    from mamlkit.cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch is still being imported: one line, not a traceback
+    if __name__ == "__main__":
+        print("interrupted", file=sys.stderr)
+    sys.exit(130)  # in a lane's worker process (mamlkit.lanes) too, where this module is imported at start-up
 
 if __name__ == "__main__":  # worker processes (mamlkit.lanes) import this module without running the CLI
     sys.exit(main())

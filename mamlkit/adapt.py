@@ -18,6 +18,7 @@ only ``mamlkit.backends`` knows the difference.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mamlkit import checks
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
 from mamlkit.lanes import default_threads, thread_pool
@@ -94,10 +96,13 @@ class TrainConfig:
         if self.running_stats not in ("copies", "write_back"):
             raise ConfigError(f"running_stats must be 'copies' or 'write_back', got {self.running_stats!r}")
         for name in ("iterations", "meta_batch"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.inner_steps < 0:
-            raise ConfigError(f"inner_steps must be 0 or more, got {self.inner_steps}")
+            checks.whole_number(name, getattr(self, name), 1)
+        checks.whole_number("inner_steps", self.inner_steps, 0)
+        checks.rate("inner_lr", self.inner_lr, "0.4")
+        checks.rate("outer_lr", self.outer_lr, "1e-3")
+        checks.seed("seed", self.seed)
+        if not isinstance(self.first_order, bool):
+            raise ConfigError(f"first_order must be True or False, got {self.first_order!r}")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -210,8 +215,12 @@ def meta_train(
     found to draw random numbers in the first meta-iteration also stays one at a time (at one thread).
     """
     check_backend(backend)
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}: wrap your settings as "
+                          "mk.TrainConfig(**settings)")
+    device = checks.model_device(model)
+    _check_sampler(sampler)
     placement = get_train_placement(config.placement)
-    device = next(model.parameters()).device
     torch.manual_seed(config.seed)
     rates = config.rates(model)
     meta_parameters = list(model.parameters()) if rates is None else [*model.parameters(), *rates.parameters()]
@@ -230,6 +239,10 @@ def meta_train(
         for iteration in bar:
             outer_opt.zero_grad(set_to_none=True)
             tasks = [task.to(device) for task in sampler.batch(iteration * config.meta_batch, config.meta_batch)]
+            for i, task in enumerate(tasks):
+                checks.task(task, f"training task {iteration * config.meta_batch + i}")
+            if iteration == 0 and not tasks[0].support_y.dtype.is_floating_point:
+                checks.head(model, tasks[0], int(tasks[0].support_y.max()) + 1, "the first training task")
 
             def contribution(task: Task) -> _Contribution:
                 return _task_contribution(model, leaves, task, placement, config, stats_keys, backend, rates)
@@ -247,6 +260,7 @@ def meta_train(
                 accs.append(part.accuracy)
             if probe and not torch.equal(random_state, torch.random.get_rng_state()):
                 pool = None
+            _stop_if_diverged(losses, iteration, config)
             outer_opt.step()
             history.loss.append(sum(losses) / len(losses))
             history.accuracy.append(sum(accs) / len(accs))
@@ -257,6 +271,22 @@ def meta_train(
                 bar.set_postfix(shown, refresh=False)
     history.seconds = time.perf_counter() - start
     return MetaTrained(model, collected, history, {"train": config.as_dict()}, rates)
+
+
+def _check_sampler(sampler: object) -> None:
+    """A task source for meta-training: anything with ``batch(start, size)`` and ``task(i)`` (a ``TaskSampler``)."""
+    if not (callable(getattr(sampler, "batch", None)) and callable(getattr(sampler, "task", None))):
+        raise ConfigError(f"sampler must be a task sampler such as mk.TaskSampler(data['train'], ...), got "
+                          f"{type(sampler).__name__}")
+
+
+def _stop_if_diverged(losses: list[float], iteration: int, config: TrainConfig) -> None:
+    """Stop meta-training at a query loss that is NaN or infinite (before the update that would spread it)."""
+    loss = sum(losses) / len(losses)
+    if not math.isfinite(loss):
+        raise ConfigError(f"meta-training diverged: the query loss is {loss} at meta-iteration {iteration + 1} of "
+                          f"{config.iterations}; try a smaller inner_lr (now {config.inner_lr:g}) or outer_lr (now "
+                          f"{config.outer_lr:g})")
 
 
 def task_threads(model: nn.Module, config: TrainConfig, backend: str, threads: int | None) -> int:

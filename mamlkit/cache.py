@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,6 +68,26 @@ def save_trained(trained: MetaTrained, path: Path) -> Path:
     if trained.inner_rates is not None:
         payload["inner_rates"] = {k: v.detach().cpu() for k, v in trained.inner_rates.state_dict().items()}
     return save_torch(path, payload)
+
+
+#: Cache folders already warned about (``store``): one warning each per process.
+_WARNED: set[str] = set()
+
+
+def store(trained: MetaTrained, path: Path) -> bool:
+    """``save_trained``, where the cache can be written; else one warning per folder and False (the run goes on:
+    a cache is an optimisation, and the model is still returned to the caller)."""
+    try:
+        save_trained(trained, path)
+        return True
+    except OSError as exc:
+        folder = str(Path(path).parent)
+        if folder not in _WARNED:
+            _WARNED.add(folder)
+            warnings.warn(f"mamlkit: the model cache {folder} cannot be written ({exc.strerror or exc}); models are "
+                          "not stored, so they are meta-trained again next time (set MAMLKIT_CACHE to a writable "
+                          "folder)", stacklevel=2)
+        return False
 
 
 def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTrained:
@@ -195,5 +216,5 @@ def cached_training(
     history = train(model) or History()
     history.seconds = time.perf_counter() - begin
     trained = MetaTrained(model, {}, history, config)
-    save_trained(trained, path)
+    store(trained, path)
     return trained

@@ -16,11 +16,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
+from mamlkit import checks
 from mamlkit.errors import ConfigError, DataError
 from mamlkit.experiments import NORM_METHODS
 from mamlkit.files import write_text
@@ -48,6 +50,27 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _finite(text: str) -> float:
+    """A finite number (NaN and infinity refused here; the range is checked where the option is used)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _add_experiment_arguments(parser: argparse.ArgumentParser, default_preset: str) -> None:
     """The settings every measuring command shares: data, preset, task shape and counts."""
     parser.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"],
@@ -63,12 +86,13 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, default_preset: s
     parser.add_argument("--tasks", type=_positive, help="meta-test tasks (default 600)")
     parser.add_argument("--n-way", type=_positive, help="classes per task (default 5)")
     parser.add_argument("--k-shot", type=_positive, help="support examples per class (default 1)")
+    parser.add_argument("--n-query", type=_positive, help="query examples per class (default 5)")
 
 
 def _add_seed_arguments(parser: argparse.ArgumentParser) -> None:
     """One meta-training seed, or several with a table across them."""
-    parser.add_argument("--seed", type=int, help="meta-training seed (weights and tasks)")
-    parser.add_argument("--seeds", type=int, nargs="+",
+    parser.add_argument("--seed", type=_seed, help="meta-training seed (weights and tasks)")
+    parser.add_argument("--seeds", type=_seed, nargs="+",
                         help="several meta-training seeds: one table per seed, then one across seeds "
                         "(mean ± t interval)")
 
@@ -119,14 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "pooling: Finn et al.'s Omniglot network)")
     p.add_argument("--first-order", action="store_true",
                    help="first-order MAML (no gradient through the inner loop's gradients)")
-    p.add_argument("--dropout", type=float, default=None,
+    p.add_argument("--dropout", type=_finite, default=None,
                    help="Dropout probability before the classifier (default 0: no Dropout)")
     p.add_argument("--dropout-off", action="store_true",
                    help="at meta-test, Dropout drops nothing in every placement: train-mode placements become "
                    "'BatchNorm in train mode, Dropout off'")
     _add_inner_loop_arguments(p)
     p.add_argument("--test-steps", type=_positive, default=None, help="inner steps at meta-test (default 10)")
-    p.add_argument("--test-lr-scale", type=float, default=None,
+    p.add_argument("--test-lr-scale", type=_finite, default=None,
                    help="meta-test inner learning rate as a multiple of meta-training's (learned rates too; default 1)")
     _add_seed_arguments(p)
     _add_lanes_argument(p)
@@ -182,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_experiment_arguments(w, "lesson, the model the notebooks load")
-    w.add_argument("--seeds", type=int, nargs="+", default=[0],
+    w.add_argument("--seeds", type=_seed, nargs="+", default=[0],
                    help="meta-training seeds: one model and one table per seed (default: 0)")
-    w.add_argument("--lr-factors", type=float, nargs="+", default=None,
+    w.add_argument("--lr-factors", type=_finite, nargs="+", default=None,
                    help="inner learning rates as fractions of the meta-training one (default: 1 0.25 0.1 0.025)")
     w.add_argument("--no-remedies", action="store_true",
                    help="skip the model meta-trained with the query loss in eval mode")
@@ -202,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", help="a state dict to load into build_model()'s network (overrides CHECKPOINT)")
     r.add_argument("--tasks", type=_positive, default=100, help="episodes to measure (default 100)")
     r.add_argument("--inner-steps", type=int, help="inner steps (overrides INNER_STEPS)")
-    r.add_argument("--inner-lr", type=float, help="inner learning rate (overrides INNER_LR)")
+    r.add_argument("--inner-lr", type=_finite, help="inner learning rate (overrides INNER_LR)")
     r.add_argument("--backend", choices=["higher", "torch.func"], default="higher")
     r.add_argument("--out", help="also write the table as Markdown and the report as JSON into this folder")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -255,6 +279,8 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
         changes["n_way"] = args.n_way
     if args.k_shot:
         changes["k_shot"] = args.k_shot
+    if args.n_query:
+        changes["n_query"] = args.n_query
     train = {}
     if args.iterations:
         train["iterations"] = args.iterations
@@ -268,8 +294,7 @@ def _experiment(args: argparse.Namespace, default_preset: str = "full"):
     if getattr(args, "test_steps", None):
         changes["test_inner_steps"] = args.test_steps
     if getattr(args, "test_lr_scale", None) is not None:
-        if args.test_lr_scale <= 0:
-            raise ConfigError(f"--test-lr-scale must be above 0, got {args.test_lr_scale}")
+        checks.rate("--test-lr-scale", args.test_lr_scale, "0.5")
         changes["test_lr_scale"] = args.test_lr_scale
     if train:
         changes["train"] = train
@@ -295,6 +320,9 @@ def _over_seeds(args: argparse.Namespace, stem: str, run, transpose: bool = Fals
 
     base = _experiment(args)
     seeds = args.seeds or [None]
+    stems = [f"{stem}-{base.dataset}{'' if seed is None else f'-seed{seed}'}" for seed in seeds]
+    names = [f"{s}.{kind}" for s in stems for kind in ("png", "md", "json")]
+    checks.output_folder(args.out, names + ([f"{stem}-{base.dataset}-seeds.md"] if len(seeds) > 1 else []))
     records = []
     begin = time.perf_counter()
     for seed in seeds:
@@ -368,6 +396,8 @@ def why_eval_command(args: argparse.Namespace) -> int:
     base = _experiment(args, default_preset="lesson")
     if not args.tasks and not args.quick:
         base = base.with_changes(test_tasks=600)  # the published protocol, whatever the preset's default
+    checks.output_folder(args.out, [f"why-eval-{base.dataset}-seed{seed}.{kind}" for seed in args.seeds
+                                    for kind in ("png", "md", "json")])
     begin = time.perf_counter()
     records = []
     for seed in args.seeds:
@@ -452,6 +482,8 @@ def report_command(args: argparse.Namespace) -> int:
     if steps is None or lr is None:
         raise ConfigError(f"{args.entry}: say how your model adapts: set INNER_STEPS and INNER_LR in the entry file, "
                           "or pass --inner-steps and --inner-lr")
+    if args.out:  # checked before the work, so that a run's results are never lost to a folder that cannot hold them
+        checks.output_folder(args.out, ["placement_report.md", "placement_report.json"])
     begin = time.perf_counter()
     report = placement_report(entry.model, entry.episodes, inner_steps=steps, inner_lr=lr, n_tasks=args.tasks,
                               estimate_on=entry.estimate_episodes, backend=args.backend,
@@ -468,36 +500,49 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    threads = os.environ.get("MAMLKIT_THREADS")
-    import torch
+def _check_environment() -> None:
+    """The environment variables the package reads, checked before any work (one line each where wrong)."""
+    for variable in ("MAMLKIT_THREADS", "MAMLKIT_LANES", "MAMLKIT_TASK_THREADS"):
+        checks.env_whole_number(variable, 1)
+    checks.env_device("MAMLKIT_DEVICE")
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    # In one process, tasks side by side at one torch thread each: the numbers of one thread, as in the lanes.
-    os.environ.setdefault("MAMLKIT_TASK_THREADS", str(torch.get_num_threads()))
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; 0 on success, 2 with a one-line error for a bad input, 130 after Ctrl-C."""
     try:
-        if args.command == "describe":
-            print(describe_placements())
-            print("normalisations:")
-            for name, text in NORMS.items():
-                print(f"  {name:<26} {text}")
-            return 0
-        if args.command == "train":
-            return train_command(args)
-        if args.command == "norms":
-            return norms_command(args)
-        if args.command == "why-eval":
-            return why_eval_command(args)
-        if args.command == "report":
-            return report_command(args)
-        if args.command == "download":
-            return download_command(args)
-        return run_placements_command(args)
+        return _main(argv)
     except (DataError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_environment()
+    threads = checks.env_whole_number("MAMLKIT_THREADS", 1)
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    # In one process, tasks side by side at one torch thread each: the numbers of one thread, as in the lanes.
+    os.environ.setdefault("MAMLKIT_TASK_THREADS", str(torch.get_num_threads()))
+    if args.command == "describe":
+        print(describe_placements())
+        print("normalisations:")
+        for name, text in NORMS.items():
+            print(f"  {name:<26} {text}")
+        return 0
+    if args.command == "train":
+        return train_command(args)
+    if args.command == "norms":
+        return norms_command(args)
+    if args.command == "why-eval":
+        return why_eval_command(args)
+    if args.command == "report":
+        return report_command(args)
+    if args.command == "download":
+        return download_command(args)
+    return run_placements_command(args)

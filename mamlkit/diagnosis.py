@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mamlkit import checks
 from mamlkit.errors import ConfigError
 from mamlkit.evaluate import EvalResult, PairedDifference, meta_test, paired_difference
 from mamlkit.files import write_json, write_text
@@ -199,10 +200,14 @@ def as_tasks(tasks: object, n_tasks: int | None = None) -> FixedTasks:
     if not converted:
         raise ConfigError("the task source gave no episodes")
     n_way = converted[0].n_way
+    shape = tuple(converted[0].support_x.shape[1:])
     for task in converted[1:]:
         if task.n_way != n_way:
             raise ConfigError(f"episode {task.index} has {task.n_way} classes and episode 0 has {n_way}: a report "
                               "compares placements on tasks of one shape; give episodes with one number of classes")
+        if tuple(task.support_x.shape[1:]) != shape:
+            raise ConfigError(f"episode {task.index} has inputs of shape {tuple(task.support_x.shape[1:])} and episode "
+                              f"0 of shape {shape}: give episodes whose inputs all have one shape")
     return FixedTasks(converted, "your tasks")
 
 
@@ -232,6 +237,7 @@ def _as_task(episode: object, index: int) -> Task:
                           f"support_y {tuple(support_y.shape)} and query_y {tuple(query_y.shape)}")
     if support_y.dtype.is_floating_point or query_y.dtype.is_floating_point:
         raise ConfigError(f"episode {index}: labels must be class indices (integers); the report is for classifiers")
+    checks.task(Task(support_x, support_y, query_x, query_y), f"episode {index}", None, ConfigError)
     if len(support_x) != len(support_y) or len(query_x) != len(query_y):
         raise ConfigError(f"episode {index}: {len(support_x)} support inputs for {len(support_y)} labels and "
                           f"{len(query_x)} query inputs for {len(query_y)} labels; they must match")
@@ -250,8 +256,7 @@ def _as_task(episode: object, index: int) -> Task:
 def _check_model(model: nn.Module, tasks: FixedTasks) -> tuple[int, bool, dict[str, str]]:
     """The number of classes, whether any normalisation layer keeps running statistics, and the presentations that
     cannot run in train mode (with the reason); clear errors for a model that does not fit."""
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checks.model_device(model)
     if not any(is_batchnorm(m) for m in model.modules()) and not uses_context(model):
         raise ConfigError(
             "the model has no BatchNorm layer, so .train() and .eval() do not change its normalisation: the "
@@ -396,8 +401,8 @@ def placement_report(
     """
     if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
         raise ConfigError(f"inner_steps must be a whole number of at least 0, got {inner_steps!r}")
-    if not isinstance(inner_lr, (int, float)) or inner_lr <= 0:
-        raise ConfigError(f"inner_lr must be a positive number, got {inner_lr!r}")
+    checks.rate("inner_lr", inner_lr, "0.4")
+    checks.model_device(model)
     measured = as_tasks(tasks, n_tasks)
     n_way, keeps_stats, skipped = _check_model(model, measured)
     held = snapshot_bn_stats(model)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mamlkit import checks
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, can_replay, task_loss
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
@@ -328,12 +329,26 @@ def meta_test(
         if model.inner_rates is not None:  # learned rates, or ANIL's head only: they replace inner_lr
             inner_lr = model.inner_rates
         model = model.model
+    checks.model_device(model)
+    if not callable(getattr(sampler, "task", None)):
+        raise ConfigError(f"sampler must be a task source with task(i), such as mk.TaskSampler(data['test'], ...) "
+                          f"or mk.FixedTasks([...]), got {type(sampler).__name__}")
     single = isinstance(placements, (str, Placement))
+    if not single and not isinstance(placements, Iterable):
+        raise ConfigError(f"placements must be a placement name, a list of them or mk.PLACEMENTS, got "
+                          f"{type(placements).__name__}")
     chosen = [get_placement(p) for p in ([placements] if single else placements)]
     if not chosen:
         raise ConfigError("no placements given")
-    if n_tasks < 1:
-        raise ConfigError(f"n_tasks must be at least 1, got {n_tasks}")
+    checks.whole_number("n_tasks", n_tasks, 1)
+    checks.whole_number("inner_steps", inner_steps, 0)
+    checks.whole_number("start", start, 0)
+    if not isinstance(inner_lr, InnerRates):
+        checks.rate("inner_lr", inner_lr, "0.4")
+    first = sampler.task(start)
+    checks.task(first, f"task {start}")
+    if not sampler_is_regression(sampler) and not first.support_y.dtype.is_floating_point:
+        checks.head(model, first, int(first.support_y.max()) + 1, f"task {start}")
     lanes = 1 if lanes is None else lanes
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ConfigError(f"lanes must be a whole number of at least 1 (or None: this process), got {lanes!r}")
@@ -420,6 +435,7 @@ def _test_tasks(
             start = snapshot_bn_stats(model)
         for index in indices:
             task = sampler.task(index).to(device)
+            checks.task(task, f"task {index}")
             for (stats, adapt_mode), group in groups.items():
                 if replayed is not None and (stats, adapt_mode) == ("collected", "train"):
                     continue  # adapted with ("untouched", "train")

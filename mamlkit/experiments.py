@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig, meta_train
-from mamlkit.cache import cached_path, find_cached, load_trained, save_trained, tensor_fingerprint
+from mamlkit.cache import cached_path, find_cached, load_trained, store, tensor_fingerprint
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import CacheError, ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
@@ -180,7 +180,7 @@ def get_meta_trained(
     trained = meta_train(model, exp.train_sampler(data), replace(exp.train, placement=placement), progress)
     trained.config = config
     if cache:
-        save_trained(trained, path)
+        store(trained, path)  # an unwritable cache warns once; the run goes on
     return trained
 
 

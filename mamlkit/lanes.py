@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -46,7 +47,7 @@ def default_threads() -> int:
     sets it to torch's thread count, so that one process gives the numbers of one thread, as the lanes do."""
     text = os.environ.get("MAMLKIT_TASK_THREADS")
     if text:
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
             raise ConfigError(f"MAMLKIT_TASK_THREADS must be a whole number of at least 1, got {text!r}")
         return int(text)
     return 1
@@ -56,7 +57,7 @@ def default_lanes() -> int:
     """``$MAMLKIT_LANES`` if set, else the number of usable cores, at most 2 (what the machines here have)."""
     text = os.environ.get("MAMLKIT_LANES")
     if text:
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
             raise ConfigError(f"MAMLKIT_LANES must be a whole number of at least 1, got {text!r}")
         return int(text)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -82,8 +83,15 @@ def thread_pool(threads: int) -> Iterator[ThreadPoolExecutor]:
         torch.set_num_threads(before)
 
 
+def _leave(signum: int, frame: object) -> None:
+    """A worker's Ctrl-C: leave at once and quietly; the main process reports the interrupt (one line)."""
+    os._exit(130)
+
+
 def _start(setup: Callable[..., Any], setup_args: tuple) -> None:
     import torch
+
+    signal.signal(signal.SIGINT, _leave)
 
     torch.set_num_threads(1)
     os.environ["MAMLKIT_PROGRESS"] = "0"
@@ -122,11 +130,15 @@ def run_in_lanes(
         with ProcessPoolExecutor(min(lanes, len(jobs)), mp_context=context, initializer=_start,
                                  initargs=(setup, setup_args)) as pool:
             futures = {pool.submit(_do, work, job): i for i, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                i = futures[future]
-                results[i] = future.result()
-                if on_done is not None:
-                    on_done(i)
+            try:
+                for future in as_completed(futures):
+                    i = futures[future]
+                    results[i] = future.result()
+                    if on_done is not None:
+                        on_done(i)
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)  # the jobs not started yet are dropped, not waited for
+                raise
     except BrokenProcessPool as exc:
         raise ConfigError(
             "a lane's worker process stopped before it could start its work. In a script, put the code that "

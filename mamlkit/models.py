@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from mamlkit.errors import ConfigError
-from mamlkit.norms import is_context_norm, make_norm
+from mamlkit import checks
+from mamlkit.errors import ConfigError, check_choice
+from mamlkit.norms import NORMS, is_context_norm, make_norm
 
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU; the ``MAMLKIT_DEVICE`` environment variable overrides."""
-    wanted = os.environ.get("MAMLKIT_DEVICE")
-    if wanted:
-        return torch.device(wanted)
+    wanted = checks.env_device("MAMLKIT_DEVICE")  # refused in one line where it names no device of this machine
+    if wanted is not None:
+        return wanted
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -49,6 +49,16 @@ class ModelConfig:
     dropout: float = 0.0
     norm_steps: int = 5
     downsample: str = "pool"
+
+    def __post_init__(self) -> None:
+        check_choice("model kind", self.kind, ("conv4", "mlp"))
+        for name in ("n_out", "in_channels", "hidden", "norm_steps"):
+            checks.whole_number(name, getattr(self, name), 1)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("downsample", self.downsample, DOWNSAMPLES)
+        if not checks.is_real(self.bn_momentum) or not 0 <= self.bn_momentum <= 1:
+            raise ConfigError(f"bn_momentum must be a number from 0 to 1 (e.g. 0.1), got {self.bn_momentum!r}")
+        checks.probability("dropout", self.dropout)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -130,6 +140,13 @@ class MLP(nn.Module):
 
 def build_model(config: ModelConfig, seed: int | None = 0, device: torch.device | str | None = None) -> nn.Module:
     """A freshly initialised model for ``config``; the same seed gives the same initial weights."""
+    if not isinstance(config, ModelConfig):
+        raise ConfigError(f"config must be a ModelConfig, got {type(config).__name__}: wrap your settings as "
+                          "mk.ModelConfig(**settings)")
+    if seed is not None:
+        checks.seed("seed", seed)
+    if device is not None:
+        device = checks.device("device", device)
     if seed is not None:
         torch.manual_seed(seed)
     if config.kind == "conv4":

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 import torch
 from torch import nn
 
+from mamlkit.errors import ConfigError
 from mamlkit.norms import is_batchnorm, is_norm_layer
 from mamlkit.table import Table
 
@@ -36,20 +37,30 @@ def restore_modes(model: nn.Module, modes: Modes) -> None:
             m.training = modes[name]
 
 
-@contextmanager
-def mode(model: nn.Module, training: bool, norm_only: bool = False) -> Iterator[nn.Module]:
-    """Within the block, ``model`` (or, with ``norm_only``, just its normalisation layers) is in the given mode.
+class mode(AbstractContextManager):  # noqa: N801 - used like a function: ``with mode(model, True):``
+    """``model`` (or, with ``norm_only``, just its normalisation layers) switched to the given mode at once.
 
-    On exit every submodule gets back exactly the flag it had before, even after an exception.
+    The switch happens when ``mode(...)`` is called, as ``model.train()`` would do it; used as ``with mode(...):``
+    every submodule gets back exactly the flag it had before when the block ends, even after an exception. Called
+    without ``with``, the model simply stays switched (nothing restores it).
     """
-    before = get_modes(model)
-    for m in model.modules():
-        if not norm_only or is_norm_layer(m):
-            m.training = training
-    try:
-        yield model
-    finally:
-        restore_modes(model, before)
+
+    def __init__(self, model: nn.Module, training: bool, norm_only: bool = False) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(norm_only, bool):
+            raise ConfigError(f"norm_only must be True or False, got {norm_only!r}")
+        self.model = model
+        self.before = get_modes(model)
+        for m in model.modules():
+            if not norm_only or is_norm_layer(m):
+                m.training = bool(training)
+
+    def __enter__(self) -> nn.Module:
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        restore_modes(self.model, self.before)
 
 
 def draws_random_numbers(model: nn.Module) -> bool:
@@ -81,6 +92,8 @@ def train_mode(model: nn.Module, norm_only: bool = False) -> AbstractContextMana
     """``with train_mode(model):`` the whole model in train mode, previous modes restored after.
 
     ``norm_only=True``: only the normalisation layers (batch statistics); Dropout and the rest keep their flags.
+    The model is switched when ``train_mode`` is called: without ``with``, ``mk.train_mode(model)`` works like
+    ``model.train()`` (and nothing restores the modes).
     """
     return mode(model, True, norm_only)
 
@@ -89,6 +102,8 @@ def eval_mode(model: nn.Module, norm_only: bool = False) -> AbstractContextManag
     """``with eval_mode(model):`` the whole model in eval mode, previous modes restored after.
 
     ``norm_only=True``: only the normalisation layers (running statistics); Dropout and the rest keep their flags.
+    The model is switched when ``eval_mode`` is called: without ``with``, ``mk.eval_mode(model)`` works like
+    ``model.eval()`` (and nothing restores the modes).
     """
     return mode(model, False, norm_only)
 

@@ -10,12 +10,13 @@ were drawn before it, because each task has its own random generator seeded by `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from mamlkit import checks
 from mamlkit.data.base import ClassSplit
 from mamlkit.errors import DataError
 
@@ -92,9 +93,16 @@ class TaskSampler:
         seed: int = 0,
         rotations: bool = False,
     ) -> None:
+        if not isinstance(split, ClassSplit):
+            hint = (" (a whole dataset: pick one of its splits, e.g. data['train'])"
+                    if isinstance(split, Mapping) or hasattr(split, "splits") else "")
+            raise DataError(f"split must be one split of a dataset, such as data['train'], got "
+                            f"{type(split).__name__}{hint}")
         for name, value in (("n_way", n_way), ("k_shot", k_shot), ("n_query", n_query)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise DataError(f"{name} must be a positive whole number, got {value!r}")
+            checks.whole_number(name, value, 1, DataError)
+        checks.seed("seed", seed, DataError)
+        if not isinstance(rotations, bool):
+            raise DataError(f"rotations must be True or False, got {rotations!r}")
         if n_way < 2:
             raise DataError(f"n_way must be at least 2 for a classification task, got {n_way}")
         n_classes = split.n_classes * (4 if rotations else 1)
@@ -103,6 +111,12 @@ class TaskSampler:
                 f"n_way={n_way} is more than the {n_classes} classes in split {split.name!r}"
                 f"{' (with rotations)' if rotations else ''}; use n_way <= {n_classes}"
                 + ("" if rotations else " or turn on rotations=True to get 4x the classes")
+            )
+        if k_shot >= split.n_examples:
+            raise DataError(
+                f"k_shot={k_shot} leaves no query example: split {split.name!r} has only {split.n_examples} "
+                f"examples per class; use k_shot of at most {split.n_examples - 1}, and k_shot + n_query of at most "
+                f"{split.n_examples}"
             )
         if k_shot + n_query > split.n_examples:
             raise DataError(
