@@ -16,9 +16,12 @@ TEST_THREADS := $(if $(filter 0,$(JOBS)),$(MAMLKIT_THREADS),1)
 .PHONY: setup lab demo test test-unit test-notebooks test-browser browser-deps student-copy book models models-glyphs models-omniglot lint reach notebooks seed-check \
 	constraints clean
 
+# learn2learn 0.2.0 (compared with mamlkit in tests and docs) cannot be a pip extra: installed with its dependencies it
+# replaces the CPU torch; mamlkit.libraries builds its released source without them (see that module).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[lab,dev,book]"
+	$(BIN)/python -m mamlkit.libraries install-learn2learn -c constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -122,7 +125,8 @@ seed-check: setup
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 constraints: setup
-	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.new
+	{ sed -n '1,2p' constraints.txt; grep '^Cython==' constraints.txt; \
+	  $(BIN)/pip freeze --exclude-editable --exclude learn2learn | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.new
 	mv constraints.new constraints.txt
 
 clean:
