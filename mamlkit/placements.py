@@ -94,19 +94,21 @@ class Placement:
         if self.query_mode == "eval":
             if self.adapt_mode == "eval" and self.stats == "untouched":
                 return ("eval mode adapts and predicts with the statistics higher leaves in the model (0 and 1), "
-                        "which fit no task at any step size tried (notebook 12)")
+                        "which fit no task's features: eval mode with them stays far below train mode at every step "
+                        "size tried (notebook 12, later in the course)")
             if self.adapt_mode == "eval":
                 return ("eval mode freezes the normalisation while the inner steps move the weights: at the "
                         "meta-training step size frozen statistics go stale, collected or not; even the task's own "
-                        "statistics at the start fail, while statistics re-estimated before every step or a much "
-                        "smaller step rescue it (notebook 12)")
+                        "statistics at the start fail, while statistics re-estimated before every step recover most of "
+                        "the gap and a much smaller step lifts it far above chance, short of train mode (notebook 12, "
+                        "later in the course)")
             if self.stats == "untouched":
                 return ("each support pass moves the copy's statistics only a tenth of the way from 0 and 1 towards "
                         "the batch's (momentum 0.1), and eval mode normalises the query with that mixture "
                         "(notebook 04)")
             return ("the support passes pulled the collected statistics towards this task, so eval mode can work, "
                     "but it stays below train mode; statistics re-estimated on the support set at the adapted "
-                    "weights do better (notebook 12)")
+                    "weights do better (notebook 12, later in the course)")
         if self.adapt_mode == "eval":
             return ("the weights were adapted with running statistics (eval mode) but the query is normalised "
                     "with batch statistics: the two halves do not match (notebook 04)")
