@@ -33,6 +33,7 @@ from mamlkit import checks
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
 from mamlkit.lanes import default_threads, thread_pool
+from mamlkit.machine import signature as machine_signature
 from mamlkit.modes import StatsSnapshot, draws_random_numbers, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement, predict_query
@@ -179,6 +180,8 @@ class MetaTrained:
         config: the configuration it was trained with (a plain dict, the cache key's content).
         inner_rates: the inner learning rates it adapts with when they are not one number (learned, or ANIL's
             head only; ``mamlkit.rates``); ``meta_test`` uses them in place of its ``inner_lr``.
+        machine: the signature of the machine that meta-trained it (``mamlkit.machine.signature``; ``None``
+            where it is not known): another run reproduces it bit for bit only on the same machine.
     """
 
     model: nn.Module
@@ -186,6 +189,7 @@ class MetaTrained:
     history: History
     config: dict
     inner_rates: InnerRates | None = None
+    machine: dict | None = None
 
 
 def meta_train(
@@ -270,7 +274,7 @@ def meta_train(
                     shown["acc"] = f"{history.accuracy[-1]:.2f}"
                 bar.set_postfix(shown, refresh=False)
     history.seconds = time.perf_counter() - start
-    return MetaTrained(model, collected, history, {"train": config.as_dict()}, rates)
+    return MetaTrained(model, collected, history, {"train": config.as_dict()}, rates, machine_signature())
 
 
 def _check_sampler(sampler: object) -> None:

@@ -64,6 +64,7 @@ def save_trained(trained: MetaTrained, path: Path) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()},
         "collected_stats": {k: v.detach().cpu() for k, v in trained.collected_stats.items()},
         "history": trained.history.as_dict(),
+        "machine": json.dumps(trained.machine, sort_keys=True),          # "null" where it is not known
     }
     if trained.inner_rates is not None:
         payload["inner_rates"] = {k: v.detach().cpu() for k, v in trained.inner_rates.state_dict().items()}
@@ -136,7 +137,8 @@ def load_trained(path: Path, model: torch.nn.Module, config: dict) -> MetaTraine
     h = payload["history"]
     history = History(list(h["loss"]), list(h["accuracy"]), float(h["seconds"]))
     rates = _load_rates(model, stored, payload.get("inner_rates"), path)
-    return MetaTrained(model, collected, history, stored, rates)
+    machine = json.loads(payload["machine"]) if isinstance(payload.get("machine"), str) else None
+    return MetaTrained(model, collected, history, stored, rates, machine)
 
 
 def _load_rates(model: torch.nn.Module, stored: dict, state: dict | None, path: Path):  # -> InnerRates | None

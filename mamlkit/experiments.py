@@ -35,6 +35,7 @@ from mamlkit.errors import CacheError, ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
 from mamlkit.files import write_json
 from mamlkit.lanes import run_in_lanes
+from mamlkit.machine import signature as machine_signature
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.placements import (
     PLACEMENTS,
@@ -207,7 +208,7 @@ def get_meta_trained_many(
             rates = exp.train.rates(model)
             if rates is not None:
                 rates.load_state_dict({k: v.clone() for k, v in rates_state.items()})
-            trained[placement] = MetaTrained(model, collected, History(**history), config, rates)
+            trained[placement] = MetaTrained(model, collected, History(**history), config, rates, machine_signature())
     return {p: trained.get(p) or get_meta_trained(exp, p, data, progress, cache, cache_dir) for p in placements}
 
 
@@ -304,9 +305,11 @@ def across_seeds(records: list[ResultsRecord], title: str = "", transpose: bool 
 
 def results_to_dict(exp: Experiment, results: dict[str, dict[str, EvalResult]], train_seconds: dict[str, float],
                     test_seconds: float) -> dict:
-    """A JSON-ready record of a two-level table of results, per-task values included."""
+    """A JSON-ready record of a two-level table of results, per-task values included, and the machine that
+    computed them (``mamlkit.machine.signature``: the numbers are reproducible bit for bit only there)."""
     return {
         "experiment": exp.as_dict(),
+        "machine": machine_signature(),
         "train_seconds": train_seconds,
         "test_seconds": test_seconds,
         "results": {

@@ -52,8 +52,12 @@ def pack_section(paths: list[Path]) -> dict:
             for col, r in by.items():
                 values = whole_percents(r["values"], f"{path} [{row}][{col}]")
                 results.setdefault(row, {}).setdefault(col, []).append(values)
+    machines = [r.get("machine") for r in records]
+    if any(m != machines[0] for m in machines):
+        raise SystemExit(f"the records {', '.join(map(str, paths))} were computed on different machines")
     return {
         "experiment": first,
+        "machine": machines[0],
         "seeds": seeds,
         "train_seconds": [r["train_seconds"] for r in records],
         "test_seconds": [r["test_seconds"] for r in records],
