@@ -1,9 +1,10 @@
 """A placement checker for your own MAML code: ``with mk.check_maml(model) as report: ...``.
 
-Wrap your own meta-training or meta-test loop (written with ``higher``, with
-``torch.func.functional_call``, or with mamlkit) in ``check_maml(model)``. While the block runs, the
-checker watches the model, the patched copies ``higher`` makes of it, and the optimisers that update
-its parameters. Afterwards ``print(report)`` lists each mistake it saw, in plain words, with what to
+Wrap your own meta-training or meta-test loop (written with ``higher``, learn2learn, TorchOpt,
+``torch.func`` or mamlkit) in ``check_maml(model)``. While the block runs, the checker watches the model,
+the patched copies ``higher`` makes of it, the clones learn2learn makes of it, and the optimisers that
+update its parameters. It imports neither learn2learn nor TorchOpt: it recognises their objects by their
+structure. Afterwards ``print(report)`` lists each mistake it saw, in plain words, with what to
 do about it and the lesson notebook that explains it; ``report.ok`` is True when it saw none.
 
 What it watches, and how (global hooks, filtered to the model and its copies, so nothing is attached
@@ -12,15 +13,22 @@ to the model itself and ``torch.save(model)`` still works inside the block):
 - forward passes of the model, of its BatchNorm layers, and of ``higher``'s patched copies of them
   (a global module forward pre-hook). ``torch.func.functional_call`` runs the model itself, so
   those calls are seen too, and told apart from plain calls because the parameters are not the
-  model's own. Hooks registered on the model would not carry over to ``higher``'s copies (it builds
-  new modules), so inside the block ``higher.monkeypatch``, which ``innerloop_ctx`` calls, is
-  wrapped to learn which modules are copies of the model, their ``copy_initial_weights`` and the
-  modes they were created with;
+  model's own (``functional_call`` is told from weights left in place, TorchOpt's ``MetaSGD`` style, by
+  wrapping the context manager it swaps them with). Hooks registered on the model would not carry over to
+  ``higher``'s copies (it builds new modules), so inside the block ``higher.monkeypatch``, which
+  ``innerloop_ctx`` calls, is wrapped to learn which modules are copies of the model, their
+  ``copy_initial_weights`` and the modes they were created with;
+- clones: a module first seen running whose buffers are the model's own tensors, or whose parameters are
+  computed from the model's (learn2learn's ``maml.clone()``/``clone_module`` makes both), is watched as a
+  clone from then on: its passes, modes and batch sizes, and the statistics it writes into the model, which
+  count as the model's. A module that holds the model itself (learn2learn's ``MAML`` wrapper) is noted;
 - every ``torch.optim`` optimiser step over the model's parameters (a global step pre-hook);
 - ``backward()`` calls (``torch.autograd.backward`` is wrapped inside the block);
 - saving: ``model.state_dict()`` and ``torch.save(model)`` (both wrapped inside the block).
 
-Everything is put back when the block ends, even after an exception.
+Everything is put back when the block ends, even after an exception; with several checkers at once, the
+wrapped functions are put back when the last one leaves, in whatever order they leave. ``check_maml(model)``
+used without ``with`` checks nothing and says so (``print(checker)``; ``checker.ok`` raises).
 
 The mistakes it reports (``MISTAKES``), and when:
 
@@ -30,14 +38,19 @@ The mistakes it reports (``MISTAKES``), and when:
   None or zero (``higher``'s default ``copy_initial_weights=True`` is the usual cause).
 - ``inner_loop_on_meta_parameters`` (02): an optimiser steps the model's parameters after
   grad-enabled forward passes of the model itself and none of a patched copy or functional call;
-  or the parameters change in place between two such forward passes.
+  or the parameters change in place between two such forward passes; or a MAML wrapper ran while the
+  model's parameters were replaced by adapted tensors (learn2learn's ``maml.adapt`` on the wrapper).
+- ``adapted_from_previous_task`` (11): the fast weights of the model or of one clone take inner steps on
+  a second input batch without going back to the meta-parameters (TorchOpt without ``recover_state_dict``,
+  a learn2learn clone reused across tasks, a functional_call loop carrying its weights over), or the model
+  still holds adapted weights when the outer optimiser steps, when it is saved or when the block ends.
 - ``query_loss_without_graph`` (02): ``backward()`` is called on a tensor that does not require
   grad, after forward passes of the model ran under ``no_grad``/``inference_mode``.
 - ``stale_patched_mode`` (03): a patched copy runs in the modes it was created with, while the
   model's modes were changed after it was created.
 - ``meta_test_stats_saved`` (05): at meta-test, the model is saved (``state_dict()``,
-  ``torch.save(model)``) with BatchNorm running statistics that train-mode passes of the model
-  itself changed inside the block.
+  ``torch.save(model)``) with BatchNorm running statistics that train-mode passes changed inside the
+  block: of the model itself, of a clone sharing its buffers, or of a functional_call given its buffers.
 - ``train_mode_single_example`` (06): a BatchNorm layer runs in train mode on a batch of one.
 - ``track_running_stats_flipped`` (13): a BatchNorm layer runs in eval mode with
   ``track_running_stats`` set to False after it was built (its running buffers still exist), so it
@@ -48,13 +61,15 @@ a forward pass under ``torch.no_grad()`` is fine (that is how meta-test predicts
 reported when ``backward()`` is then called on a loss without a graph; running statistics that
 change at meta-test are only reported when the model is saved with them.
 
+Findings seen in a learn2learn, TorchOpt or torch.func loop carry advice in that library's terms.
 "Meta-test" here means: no optimiser has stepped the model's parameters inside the block.
-Only the model given to ``check_maml`` (and ``higher``'s copies of it) is watched: a
-``copy.deepcopy`` of it is a different model.
+Only the model given to ``check_maml`` (and ``higher``'s copies and the clones of it) is watched: a
+``copy.deepcopy`` of it is a different model. mamlkit's own probing passes run under ``unwatched()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import weakref
 from dataclasses import dataclass, field
@@ -180,7 +195,63 @@ MISTAKES: dict[str, Mistake] = {
             "only for deliberate Monte Carlo dropout.",
             "15_does_it_hold",
         ),
+        Mistake(
+            "adapted_from_previous_task",
+            "A task was adapted from the weights the previous task's adaptation ended with",
+            "Start every task's inner loop from the meta-parameters: with TorchOpt, "
+            "`state = torchopt.extract_state_dict(net, by='reference', detach_buffers=True)` before the tasks and "
+            "`torchopt.recover_state_dict(net, state)` after each one; with learn2learn, a fresh "
+            "`learner = maml.clone()` per task; with functional_call, `params = dict(model.named_parameters())` "
+            "at the start of each task. Otherwise each task starts where the last one ended and the meta-gradient "
+            "runs through every earlier task's inner loop.",
+            "11_check_your_code",
+        ),
     ]
+}
+
+#: Advice in the terms of the style of loop where a mistake was seen (the style is read from the loop's
+#: structure, never by importing a library): ``clone`` (learn2learn's ``maml.clone()``, modules sharing the
+#: model's buffers), ``wrapper`` (a MAML wrapper holding the model), ``replaced`` (the model's own parameters
+#: replaced by adapted tensors, as TorchOpt's ``MetaSGD`` does), ``functional_call`` (``torch.func``).
+_STYLE_ADVICE: dict[tuple[str, str], str] = {
+    ("inner_loop_on_meta_parameters", "wrapper"):
+        "Adapt a clone, never the wrapper: per task `learner = maml.clone()`, then `learner.adapt(loss)` and "
+        "`learner(x)`. maml.adapt(loss) replaces the model's own parameters by adapted tensors, so the "
+        "meta-parameters are lost for the next task and for saving.",
+    ("adapted_from_previous_task", "clone"):
+        "Make a fresh clone for every task (`learner = maml.clone()` inside the task loop): a clone keeps its "
+        "adapted weights, so a reused clone starts each task where the last one ended.",
+    ("adapted_from_previous_task", "replaced"):
+        "TorchOpt's MetaSGD adapts the model's own parameters: take `state = torchopt.extract_state_dict(net, "
+        "by='reference', detach_buffers=True)` before the tasks and call `torchopt.recover_state_dict(net, "
+        "state)` after each task (and before saving), so that every task starts from the meta-parameters.",
+    ("adapted_from_previous_task", "functional_call"):
+        "Start each task from `params = dict(model.named_parameters())`; keep the adapted dictionary inside "
+        "the task.",
+    ("meta_test_stats_saved", "clone"):
+        "learn2learn's clones share the model's BatchNorm buffers, so every train-mode pass of a clone "
+        "(learner = maml.clone()) writes into the model's running statistics, at meta-test as at "
+        "meta-training. Save the checkpoint before meta-test, or restore the statistics before saving "
+        "(`with mk.preserved_bn_stats(model): ...` around the meta-test). Train-mode predictions never read them.",
+    ("meta_test_stats_saved", "functional_call"):
+        "functional_call writes the running statistics into whatever buffers it is given: pass clones "
+        "(`{k: v.clone() for k, v in model.named_buffers()}`), or restore them before saving "
+        "(`with mk.preserved_bn_stats(model): ...`).",
+    ("eval_untouched_stats", "replaced"):
+        "TorchOpt's loop adapts the model itself, and recover_state_dict puts back the buffers it extracted, "
+        "so the running statistics are still mean 0, variance 1 after meta-training. Keep `net.train()` at "
+        "meta-test, as during meta-training (transductive batch statistics), and say so.",
+    ("eval_untouched_stats", "functional_call"):
+        "With torch.func keep the model in train mode at meta-test, or build BatchNorm with "
+        "track_running_stats=False as PyTorch's own MAML example does (batch statistics in both modes): "
+        "running statistics that were never written are mean 0, variance 1.",
+    ("eval_untouched_stats", "clone"):
+        "Keep the clone in train mode at meta-test (learner.train()), as during meta-training.",
+    ("train_mode_single_example", "clone"):
+        "Predict the whole query set in one call of the adapted clone (`learner(task.query_x)`) and say the "
+        "result is transductive, or normalise each query example with the support set "
+        "(`learner(torch.cat([support_x, x[None]]))[-1]`, Reptile's protocol). One example alone in train "
+        "mode is normalised by its own statistics.",
 }
 
 
@@ -241,6 +312,9 @@ class Report:
             "higher patched copies": 0,
             "forward passes of patched copies": 0,
             "functional_call passes with other weights": 0,
+            "clones of the model": 0,
+            "forward passes of clones": 0,
+            "forward passes of the model with adapted weights in place": 0,
             "optimiser steps on the model": 0,
         }
     )
@@ -255,14 +329,15 @@ class Report:
         """The codes of the mistakes seen, in the order first seen."""
         return [f.code for f in self.findings]
 
-    def add(self, code: str, message: str) -> None:
-        """Record one occurrence of mistake ``code`` (a repeat only increases its count)."""
+    def add(self, code: str, message: str, advice: str | None = None) -> None:
+        """Record one occurrence of mistake ``code`` (a repeat only increases its count); ``advice`` in the
+        terms of the loop's style replaces the mistake's general advice."""
         for finding in self.findings:
             if finding.code == code:
                 finding.count += 1
                 return
         m = MISTAKES[code]
-        self.findings.append(Finding(code, m.title, message, m.advice, m.notebook))
+        self.findings.append(Finding(code, m.title, message, advice or m.advice, m.notebook))
 
     def summary(self) -> str:
         """One line: how many mistakes, and what was observed."""
@@ -305,6 +380,18 @@ class _PatchedCopy:
     stale_reported: bool = False
 
 
+#: What wrote into the model's running statistics, in the words of the findings.
+_WRITERS = {"model": "the model itself", "clone": "clones sharing the model's buffers (learn2learn's maml.clone())",
+            "functional_call": "functional_call given the model's own buffers"}
+
+#: Where a watched module comes from, in the words of the findings.
+_WHERE = {
+    "model": "the model",
+    "higher": "higher's patched copy",
+    "clone": "a clone of the model (learn2learn's maml.clone() / clone_module)",
+}
+
+
 @dataclass(frozen=True)
 class _Watched:
     """A watched module: its name in its root, whose it is, and what to check on its forward pass."""
@@ -315,10 +402,171 @@ class _Watched:
     root: bool
     norm: bool
     dropout: bool = False
+    clone: bool = False
+
+    @property
+    def where(self) -> str:
+        return _WHERE["model" if self.original else "clone" if self.clone else "higher"]
+
+
+@dataclass
+class _Chain:
+    """One root's fast weights since they were last the meta-parameters (or since the clone was made): the
+    weights of its last forward pass, the input of its last pass with gradients, and the inputs its steps used."""
+
+    params: tuple[torch.Tensor, ...] | None = None
+    last_input: tuple | None = None
+    step_inputs: list[tuple] = field(default_factory=list)
+    reported: bool = False
+
+
+def _unwrap(t: torch.Tensor) -> torch.Tensor:
+    """The tensor under torch.func's wrappers (grad, vmap): the one the user passed in."""
+    functorch = torch._C._functorch
+    while isinstance(t, torch.Tensor) and functorch.is_functorch_wrapped_tensor(t):
+        t = functorch.get_unwrapped(t)
+    return t
+
+
+def _node(t: torch.Tensor):
+    """The autograd node that produced ``t`` (its AccumulateGrad for a leaf), or None."""
+    if t.grad_fn is not None:
+        return t.grad_fn
+    if t.requires_grad:
+        return "leaf"
+    return None
+
+
+def _derived_from(new: torch.Tensor, old: torch.Tensor, depth: int = 4) -> bool:
+    """True when ``new`` is computed from ``old`` through at most ``depth`` autograd nodes (a clone of it, or
+    ``old`` minus a step): the structure of a fast weight, whatever library made it."""
+    if new is old:
+        return True
+    if new.grad_fn is None:
+        return False
+    frontier, seen = [new.grad_fn], set()
+    for _ in range(depth):
+        following = []
+        for node in frontier:
+            for parent, _index in getattr(node, "next_functions", ()):
+                if parent is None or id(parent) in seen:
+                    continue
+                seen.add(id(parent))
+                if parent is old.grad_fn or getattr(parent, "variable", None) is old:
+                    return True
+                following.append(parent)
+        frontier = following
+    return False
+
+
+def _fingerprint(args: tuple) -> tuple | None:
+    """What tells one input batch from another: its shape and where its data lives (no copy, no sync)."""
+    if not args or not isinstance(args[0], torch.Tensor):
+        return None
+    x = _unwrap(args[0])
+    try:
+        return (tuple(x.shape), x.device.type, x.data_ptr())
+    except RuntimeError:
+        return None
+
+
+# ---------------------------------------------------------------- what the checkers wrap, shared by all of them
+
+#: The checkers whose blocks are running, in the order they were entered. The wrapped functions are installed
+#: when the first one enters and put back when the last one leaves, whatever the order of leaving.
+_ACTIVE: list[MAMLChecker] = []
+_ORIGINALS: dict[tuple[int, str], tuple[object, object, object]] = {}
+_FUNCTIONAL_DEPTH = [0]
+_UNWATCHED = [0]
+
+
+@contextlib.contextmanager
+def unwatched():
+    """Forward passes inside this block are not the user's loop: mamlkit's own probes (e.g. the check of a
+    model's head before meta-training) run here, and no active ``check_maml`` counts or judges them."""
+    _UNWATCHED[0] += 1
+    try:
+        yield
+    finally:
+        _UNWATCHED[0] -= 1
+
+
+def _install_wrappers() -> None:
+    import torch.nn.utils.stateless as stateless
+
+    wrappers = [(module, "monkeypatch", _checked_monkeypatch) for module in (higher, higher.patch)]
+    wrappers += [(torch.autograd, "backward", _checked_backward), (torch, "save", _checked_save),
+                 (nn.Module, "state_dict", _checked_state_dict)]
+    if hasattr(stateless, "_reparametrize_module"):
+        wrappers.append((stateless, "_reparametrize_module", _checked_reparametrize))
+    for owner, name, wrapper in wrappers:
+        original = getattr(owner, name)
+        _ORIGINALS[(id(owner), name)] = (owner, original, wrapper)
+        setattr(owner, name, wrapper)
+
+
+def _restore_wrappers() -> None:
+    """Put back every wrapped function (only where the checker's wrapper is still the one in place: a wrapper
+    someone installed over it afterwards is left alone, and ours passes through once no checker is active)."""
+    for (_, name), (owner, original, wrapper) in _ORIGINALS.items():
+        if getattr(owner, name) is wrapper:
+            setattr(owner, name, original)
+    _ORIGINALS.clear()
+
+
+def _original(owner: object, name: str):
+    return _ORIGINALS[(id(owner), name)][1]
+
+
+def _checked_monkeypatch(module, device=None, copy_initial_weights=True, track_higher_grads=True):
+    fmodule = _original(higher.patch, "monkeypatch")(
+        module, device, copy_initial_weights=copy_initial_weights, track_higher_grads=track_higher_grads)
+    for checker in list(_ACTIVE):
+        checker._on_monkeypatch(module, fmodule, copy_initial_weights)
+    return fmodule
+
+
+def _checked_backward(tensors, *args, **kwargs):
+    for checker in list(_ACTIVE):
+        checker._check_backward(tensors)
+    return _original(torch.autograd, "backward")(tensors, *args, **kwargs)
+
+
+def _checked_save(obj, *args, **kwargs):
+    for checker in list(_ACTIVE):
+        if obj is checker.model:
+            checker._check_saved("torch.save(model)")
+    return _original(torch, "save")(obj, *args, **kwargs)
+
+
+def _checked_state_dict(module, *args, **kwargs):
+    for checker in list(_ACTIVE):
+        if module is checker.model:
+            checker._check_saved("model.state_dict()")
+    return _original(nn.Module, "state_dict")(module, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _checked_reparametrize(*args, **kwargs):
+    import torch.nn.utils.stateless as stateless
+
+    with _original(stateless, "_reparametrize_module")(*args, **kwargs):
+        _FUNCTIONAL_DEPTH[0] += 1
+        try:
+            yield
+        finally:
+            _FUNCTIONAL_DEPTH[0] -= 1
+
+
+_NOT_ENTERED = ("check_maml(model) was not used with `with`, so nothing was checked: write "
+                "`with mk.check_maml(model) as report:` around your loop, then print(report) or report.ok")
 
 
 class MAMLChecker:
-    """The context manager behind ``check_maml``; entering it returns the (live) ``Report``."""
+    """The context manager behind ``check_maml``; entering it returns the (live) ``Report``.
+
+    Used without ``with``, it checks nothing and says so: ``print(checker)`` shows why, and ``checker.ok``
+    (or ``.codes``, ``.findings``) raises a RuntimeError with what to write instead."""
 
     def __init__(self, model: nn.Module, raise_on_exit: bool = False) -> None:
         if not isinstance(model, nn.Module):
@@ -327,16 +575,49 @@ class MAMLChecker:
         self.raise_on_exit = raise_on_exit
         self.report = Report()
         self._watched: weakref.WeakKeyDictionary[nn.Module, _Watched] = weakref.WeakKeyDictionary()
+        self._ignored: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+        self._chains: weakref.WeakKeyDictionary[nn.Module, _Chain] = weakref.WeakKeyDictionary()
         self._handles: list = []
-        self._restore: list = []
         self._active = False
+        self._entered = False
+
+    # ------------------------------------------------------------------ used without `with`
+
+    def _require_entered(self, what: str) -> Report:
+        if not self._entered:
+            raise RuntimeError(f"{_NOT_ENTERED} ({what} asked of the checker itself)")
+        return self.report
+
+    @property
+    def ok(self) -> bool:
+        """The report's ``ok`` once the block has run; a RuntimeError that says why if it never ran."""
+        return self._require_entered("ok").ok
+
+    @property
+    def codes(self) -> list[str]:
+        """The report's ``codes`` once the block has run."""
+        return self._require_entered("codes").codes
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The report's ``findings`` once the block has run."""
+        return self._require_entered("findings").findings
+
+    def __str__(self) -> str:
+        return str(self.report) if self._entered else f"MAML check: {_NOT_ENTERED}."
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return self.report._repr_html_() if self._entered else f"<p>MAML check: {_NOT_ENTERED}.</p>"
 
     # ------------------------------------------------------------------ entering and leaving
 
     def __enter__(self) -> Report:
         if self._active:
             raise RuntimeError("this check_maml context is already active")
-        self._active = True
+        self._active = self._entered = True
         self.report = Report()
         self._params = list(self.model.parameters())
         self._param_ids = {id(p) for p in self._params}
@@ -344,6 +625,10 @@ class MAMLChecker:
         self._own_running_means = {
             name: m.running_mean for name, m in self.model.named_modules() if is_batchnorm(m)
         }
+        self._own_stat_ids = {id(m.running_mean) for m in self.model.modules()
+                              if is_batchnorm(m) and m.running_mean is not None}
+        self._own_buffers = dict(self.model.named_buffers())
+        self._param_names = [name for name, _ in self.model.named_parameters()]
         # what happened since the last optimiser step on the model
         self._plain_since_step = 0
         self._meta_since_step = 0
@@ -355,7 +640,10 @@ class MAMLChecker:
         self._stepped_since_plain = False
         self._nograd_forwards = 0
         self._stats_written = False
+        self._stats_writers: set[str] = set()
         self._model_steps = 0
+        self._wrapper_seen = False
+        self._replaced_seen = False
         try:
             self._install()
         except BaseException:
@@ -369,114 +657,141 @@ class MAMLChecker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._uninstall()
+        try:
+            if exc_type is None:
+                self._check_weights_put_back("when the block ended")
+                self._advise_in_the_loop_s_terms()
+        finally:
+            self._uninstall()
         if self.raise_on_exit and exc_type is None and not self.report.ok:
             raise MAMLMistakeError(str(self.report))
 
+    def _advise_in_the_loop_s_terms(self) -> None:
+        """A finding on the model's own layers seen before the loop's style showed (the first pass of a TorchOpt
+        loop runs the model with its meta-parameters) gets the advice of that style once it is known."""
+        if not self._replaced_seen:
+            return
+        for finding in self.report.findings:
+            advice = _STYLE_ADVICE.get((finding.code, "replaced"))
+            if advice and finding.advice == MISTAKES[finding.code].advice and "of the model " in finding.message:
+                finding.advice = advice
+
     def _install(self) -> None:
         # Global hooks, filtered by module: nothing is attached to the model itself, so it can still
-        # be pickled (torch.save(model)) inside the block, and higher's copies need no hooks of their own.
+        # be pickled (torch.save(model)) inside the block, and the copies and clones need no hooks of their own.
         self._watch(self.model, original=True)
+        for m in self.model.modules():
+            if m not in self._watched:
+                self._ignored.add(m)
         self._handles.append(register_module_forward_pre_hook(self._on_module_forward))
         self._handles.append(register_optimizer_step_pre_hook(self._on_optimizer_step))
-        for module in (higher, higher.patch):
-            self._replace(module, "monkeypatch", self._wrap_monkeypatch(module.monkeypatch))
-        self._replace(torch.autograd, "backward", self._wrap_backward(torch.autograd.backward))
-        self._replace(torch, "save", self._wrap_save(torch.save))
-        self._replace(nn.Module, "state_dict", self._wrap_state_dict(nn.Module.state_dict))
-
-    def _replace(self, owner: object, name: str, value: object) -> None:
-        self._restore.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, value)
+        if not _ACTIVE:
+            _install_wrappers()
+        _ACTIVE.append(self)
 
     def _uninstall(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._watched.clear()
-        for owner, name, value in reversed(self._restore):
-            setattr(owner, name, value)
-        self._restore.clear()
+        self._chains.clear()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+            if not _ACTIVE:
+                _restore_wrappers()
         self._active = False
 
     # ------------------------------------------------------------------ hooks
 
-    def _watch(self, root: nn.Module, original: bool, copy: _PatchedCopy | None = None) -> None:
-        """Watch ``root`` (the model or a patched copy), its BatchNorm layers and its Dropout layers."""
+    def _watch(self, root: nn.Module, original: bool, copy: _PatchedCopy | None = None, clone: bool = False) -> None:
+        """Watch ``root`` (the model, a patched copy or a clone), its BatchNorm layers and its Dropout layers."""
         for name, m in root.named_modules():
             dropout = isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
             if m is root or is_batchnorm(m) or dropout:
-                self._watched[m] = _Watched(name, original, copy, m is root, is_batchnorm(m), dropout)
+                self._watched[m] = _Watched(name, original, copy, m is root, is_batchnorm(m), dropout, clone)
+            elif not original:
+                self._ignored.add(m)
+
+    def _classify(self, module: nn.Module) -> _Watched | None:
+        """A module first seen running: a clone of the model, watched from now on, when its buffers are the
+        model's own tensors or its parameters are computed from the model's (learn2learn's ``clone_module``
+        makes both: ``param.clone()`` and the buffers shared); a wrapper that holds the model itself (a MAML
+        wrapper) is noted; anything else is ignored from now on."""
+        if any(m is self.model for m in module.modules()):
+            self._wrapper_seen = True
+            self._ignored.add(module)
+            return None
+        buffers = dict(module.named_buffers())
+        shares_buffers = bool(buffers) and buffers.keys() == self._own_buffers.keys() and all(
+            buffers[k] is self._own_buffers[k] for k in buffers)
+        derived = False
+        if not shares_buffers and self._param_names:
+            params = dict(module.named_parameters())
+            derived = list(params) == self._param_names and all(
+                _derived_from(params[name], own) for name, own in zip(self._param_names, self._params))
+        if not (shares_buffers or derived):
+            self._ignored.add(module)
+            return None
+        self.report.observed["clones of the model"] += 1
+        self._watch(module, original=False, clone=True)
+        return self._watched.get(module)
 
     def _on_module_forward(self, module: nn.Module, args: tuple) -> None:
+        if _UNWATCHED[0]:
+            return
         info = self._watched.get(module)
         if info is None:
-            return
+            if module in self._ignored:
+                return
+            info = self._classify(module)
+            if info is None:
+                if self._wrapper_seen:
+                    self._check_weights_put_back("when the MAML wrapper ran")
+                return
         if info.root:
-            self._on_forward(module, info.original, info.copy)
+            self._on_forward(module, info, args)
         if info.norm:
-            self._check_norm(info.name, module, args, info.original)
+            self._check_norm(info, module, args)
         if info.dropout and module.training and not torch.is_grad_enabled():
-            where = "the model" if info.original else "higher's patched copy"
             self.report.add(
                 "dropout_in_prediction",
-                f"Dropout layer '{info.name}' of {where} (p={module.p:g}) was active in a forward pass without "
+                f"Dropout layer '{info.name}' of {info.where} (p={module.p:g}) was active in a forward pass without "
                 "gradients: a prediction with random units dropped.",
             )
 
-    def _wrap_monkeypatch(self, monkeypatch):
-        def checked_monkeypatch(module, device=None, copy_initial_weights=True, track_higher_grads=True):
-            fmodule = monkeypatch(
-                module, device, copy_initial_weights=copy_initial_weights, track_higher_grads=track_higher_grads
-            )
-            if module is self.model:
-                self.report.observed["higher patched copies"] += 1
-                if copy_initial_weights:
-                    self._copied_weights_since_step = True
-                self._watch(fmodule, original=False, copy=_PatchedCopy(get_modes(module), copy_initial_weights))
-            return fmodule
-
-        return checked_monkeypatch
-
-    def _wrap_backward(self, backward):
-        def checked_backward(tensors, *args, **kwargs):
-            self._check_backward(tensors)
-            return backward(tensors, *args, **kwargs)
-
-        return checked_backward
-
-    def _wrap_save(self, save):
-        def checked_save(obj, *args, **kwargs):
-            if obj is self.model:
-                self._check_saved("torch.save(model)")
-            return save(obj, *args, **kwargs)
-
-        return checked_save
-
-    def _wrap_state_dict(self, state_dict):
-        def checked_state_dict(module, *args, **kwargs):
-            if module is self.model:
-                self._check_saved("model.state_dict()")
-            return state_dict(module, *args, **kwargs)
-
-        return checked_state_dict
+    def _on_monkeypatch(self, module: nn.Module, fmodule: nn.Module, copy_initial_weights: bool) -> None:
+        if module is self.model:
+            self.report.observed["higher patched copies"] += 1
+            if copy_initial_weights:
+                self._copied_weights_since_step = True
+            self._watch(fmodule, original=False, copy=_PatchedCopy(get_modes(module), copy_initial_weights))
 
     # ------------------------------------------------------------------ observations and rules
 
-    def _on_forward(self, module: nn.Module, original: bool, copy: _PatchedCopy | None) -> None:
+    def _on_forward(self, module: nn.Module, info: _Watched, args: tuple) -> None:
         grad = torch.is_grad_enabled()
         if not grad:
             self._nograd_forwards += 1
             self._nograd_since_step += 1
-        if copy is not None:
+        if info.copy is not None:
             self.report.observed["forward passes of patched copies"] += 1
-            self._check_stale_mode(module, copy)
+            self._check_stale_mode(module, info.copy)
+            kind = "meta"
+        elif info.clone:
+            self.report.observed["forward passes of clones"] += 1
+            self._follow_chain(module, args, grad)
             kind = "meta"
         elif all(p is q for p, q in zip(module.parameters(), self._params)):
             self.report.observed["forward passes of the model"] += 1
+            self._follow_chain(module, args, grad)
             kind = "plain"
         else:
-            self.report.observed["functional_call passes with other weights"] += 1
+            functional = _FUNCTIONAL_DEPTH[0] > 0
+            self.report.observed["functional_call passes with other weights" if functional
+                                 else "forward passes of the model with adapted weights in place"] += 1
+            if not functional:
+                self._replaced_seen = True
+            self._follow_chain(module, args, grad)
             kind = "meta"
         if not grad:
             return
@@ -487,19 +802,82 @@ class MAMLChecker:
         self._plain_since_step += 1
         self._check_in_place_update()
 
-    def _check_norm(self, name: str, module: nn.Module, args: tuple, original: bool) -> None:
-        """``eval_untouched_stats``: a BatchNorm layer (of the model or of a patched copy) runs in eval
+    def _follow_chain(self, root: nn.Module, args: tuple, grad: bool) -> None:
+        """``adapted_from_previous_task``: the fast weights of one root (the model, or one clone) took inner
+        steps on two different input batches without going back to the meta-parameters in between: a task
+        adapted from where the previous task's adaptation ended (TorchOpt without ``recover_state_dict``, a
+        learn2learn clone reused across tasks, a functional_call loop that carries its weights over)."""
+        params = tuple(_unwrap(p) for p in root.parameters())
+        chain = self._chains.get(root)
+        if chain is None or all(p is q for p, q in zip(params, self._params)):
+            chain = self._chains[root] = _Chain(params)
+        elif not all(p is q for p, q in zip(params, chain.params)):
+            trainable = [(p, q) for p, q in zip(params, chain.params) if p.requires_grad]
+            if trainable and all(_derived_from(p, q) for p, q in trainable):
+                if chain.last_input is not None and chain.last_input not in chain.step_inputs:
+                    chain.step_inputs.append(chain.last_input)
+                if len(chain.step_inputs) > 1 and not chain.reported:
+                    chain.reported = True
+                    self._report_previous_task(root)
+            else:                                                   # fresh weights: a new adaptation
+                chain = self._chains[root] = _Chain(params)
+            chain.params = params
+        if grad:
+            chain.last_input = _fingerprint(args)
+
+    def _report_previous_task(self, root: nn.Module) -> None:
+        info = self._watched.get(root)
+        if info is not None and info.clone:
+            style, who = "clone", "a learn2learn-style clone"
+        elif _FUNCTIONAL_DEPTH[0] > 0:
+            style, who = "functional_call", "functional_call's weights"
+        else:
+            style, who = "replaced", "the model (its adapted weights in place, as TorchOpt's MetaSGD leaves them)"
+        self.report.add(
+            "adapted_from_previous_task",
+            f"{who} took inner-loop steps on a second input batch without going back to the meta-parameters: "
+            "the next task was adapted from the weights the previous task's adaptation ended with.",
+            advice=_STYLE_ADVICE.get(("adapted_from_previous_task", style)),
+        )
+
+    def _check_weights_put_back(self, when: str) -> None:
+        """The model's parameters are its meta-parameters again (learn2learn's ``maml.adapt`` on the wrapper
+        and TorchOpt's ``MetaSGD`` put adapted tensors in their place; a functional_call puts them back itself).
+        Via a MAML wrapper: ``inner_loop_on_meta_parameters``; else ``adapted_from_previous_task``."""
+        if _FUNCTIONAL_DEPTH[0] > 0 or all(p is q for p, q in zip(self.model.parameters(), self._params)):
+            return
+        if self._wrapper_seen:
+            self.report.add(
+                "inner_loop_on_meta_parameters",
+                f"{when}, the model's parameters had been replaced by adapted tensors: adapt() was called on the "
+                "MAML wrapper itself (maml.adapt(loss)), which adapts the model and so the meta-parameters in place.",
+                advice=_STYLE_ADVICE[("inner_loop_on_meta_parameters", "wrapper")],
+            )
+        elif "adapted_from_previous_task" not in self.report.codes:
+            self.report.add(
+                "adapted_from_previous_task",
+                f"{when}, the model still held adapted weights in place of its meta-parameters (they were never "
+                "put back): whatever runs next starts from the last task's adapted weights.",
+                advice=_STYLE_ADVICE[("adapted_from_previous_task", "replaced")],
+            )
+
+    def _check_norm(self, info: _Watched, module: nn.Module, args: tuple) -> None:
+        """``eval_untouched_stats``: a BatchNorm layer (of the model, a patched copy or a clone) runs in eval
         mode while its running statistics were never updated (``num_batches_tracked == 0``).
         ``train_mode_single_example``: a BatchNorm layer runs in train mode on a batch of one example.
         ``track_running_stats_flipped``: eval mode with the flag cleared but the buffers still there.
-        Also notes train-mode passes that write into the model's own running statistics."""
+        Also notes train-mode passes that write into the model's own running statistics (the model's
+        layers, a clone's, or a functional_call given the model's buffers)."""
+        name, where = info.name, info.where
         tracks = module.track_running_stats and module.running_mean is not None
-        where = "the model" if original else "higher's patched copy"
+        style = ("clone" if info.clone else "functional_call" if _FUNCTIONAL_DEPTH[0] > 0
+                 else "replaced" if info.original and self._replaced_seen else None)
         if not module.training and tracks and int(module.num_batches_tracked.sum()) == 0:
             self.report.add(
                 "eval_untouched_stats",
                 f"BatchNorm layer '{name}' of {where} normalised a batch in eval mode with running statistics "
                 "that were never updated (num_batches_tracked = 0: mean 0, variance 1).",
+                advice=_STYLE_ADVICE.get(("eval_untouched_stats", style)),
             )
         if not module.training and not module.track_running_stats and module.running_mean is not None:
             self.report.add(
@@ -512,15 +890,19 @@ class MAMLChecker:
                 "train_mode_single_example",
                 f"BatchNorm layer '{name}' of {where} was given a batch of one example in train mode, so the "
                 "example was normalised with its own statistics.",
+                advice=_STYLE_ADVICE.get(("train_mode_single_example", style)),
             )
-        if original and module.training and tracks and module.running_mean is self._own_running_means.get(name):
+        if module.training and tracks and id(_unwrap(module.running_mean)) in self._own_stat_ids:
             self._stats_written = True
+            self._stats_writers.add("clone" if info.clone else
+                                    "functional_call" if _FUNCTIONAL_DEPTH[0] > 0 else "model")
 
     def _on_optimizer_step(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"] if id(p) in self._param_ids]
         if not params:
             return
         self.report.observed["optimiser steps on the model"] += 1
+        self._check_weights_put_back("when the outer optimiser stepped")
         self._check_meta_gradient(optimizer, params)
         self._check_plain_inner_step(optimizer)
         self._plain_since_step = self._meta_since_step = self._nograd_since_step = 0
@@ -612,6 +994,7 @@ class MAMLChecker:
         """``meta_test_stats_saved``: at meta-test (no optimiser step on the model inside the block),
         the model is saved while its BatchNorm running statistics differ from those it had when the
         block began, after train-mode passes wrote into its own buffers."""
+        self._check_weights_put_back(f"when {how} saved the model")
         if self._model_steps or not self._stats_written:
             return
         now = snapshot_bn_stats(self.model)
@@ -621,7 +1004,9 @@ class MAMLChecker:
             self.report.add(
                 "meta_test_stats_saved",
                 f"{how} saved running statistics of {len(layers)} BatchNorm layer(s) that train-mode passes of "
-                "the model itself had changed during meta-test: they now contain meta-test data.",
+                f"{' and '.join(sorted(_WRITERS[w] for w in self._stats_writers))} had changed during meta-test: "
+                "they now contain meta-test data.",
+                advice=_STYLE_ADVICE.get(("meta_test_stats_saved", next(iter(self._stats_writers - {"model"}), ""))),
             )
 
 

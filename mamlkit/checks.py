@@ -171,13 +171,14 @@ def head(model: nn.Module, episode: object, n_way: int, where: str = "the first 
     One forward pass of ``episode``'s first query example in eval mode, without gradients; the model's modes and
     running statistics are left as they were. A model that fails on it is left for the real run to report.
     """
+    from mamlkit.checker import unwatched
     from mamlkit.modes import mode, preserved_bn_stats
     from mamlkit.norms import uses_context
 
     dev = model_device(model)
     sx, qx = episode.support_x, episode.query_x  # type: ignore[attr-defined]
     try:
-        with torch.no_grad(), preserved_bn_stats(model), mode(model, False):
+        with torch.no_grad(), preserved_bn_stats(model), mode(model, False), unwatched():  # not the user's loop
             if uses_context(model):
                 out = model(torch.cat([sx, qx[:1]]).to(dev), n_context=len(sx))
             else:

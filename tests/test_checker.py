@@ -311,3 +311,31 @@ def test_dropout_left_on_in_a_prediction_is_reported_and_the_correct_variant_is_
     with check_maml(plain) as report:
         meta_test_task(plain, task, training=True)
     assert report.ok, str(report)
+
+
+def test_checkers_left_in_any_order_put_everything_back():
+    import torch.nn.utils.stateless as stateless
+
+    model = setup()[1]
+    wrapped = (higher.monkeypatch, higher.patch.monkeypatch, torch.autograd.backward, torch.save,
+               torch.nn.Module.state_dict, stateless._reparametrize_module)
+    sampler, other = setup(1)
+    a, b = check_maml(model), check_maml(other)
+    a.__enter__()
+    report = b.__enter__()
+    a.__exit__(None, None, None)
+    meta_test_task(other, sampler.task(0))             # b still checks after a has left
+    assert report.observed["higher patched copies"] == 1
+    b.__exit__(None, None, None)
+    assert (higher.monkeypatch, higher.patch.monkeypatch, torch.autograd.backward, torch.save,
+            torch.nn.Module.state_dict, stateless._reparametrize_module) == wrapped
+
+
+def test_a_checker_used_without_with_says_so():
+    checker = check_maml(setup()[1])
+    assert "was not used with `with`" in str(checker)
+    with pytest.raises(RuntimeError, match="nothing was checked"):
+        assert checker.ok
+    with checker as report:
+        pass
+    assert checker.ok is report.ok and "nothing observed" in str(checker)
