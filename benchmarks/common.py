@@ -33,7 +33,8 @@ def cpu_model() -> str:
 
 
 def machine(threads: int | None = None) -> dict:
-    """Where and when a benchmark ran: CPU, cores, load, versions, torch threads, date."""
+    """Where and when a benchmark ran: CPU, torch's CPU capability, BLAS and oneDNN builds, any kernel switches
+    (``mamlkit.machine``), cores, load, versions, torch threads, date."""
     import torch
 
     try:
@@ -44,8 +45,15 @@ def machine(threads: int | None = None) -> dict:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = []
+    from mamlkit.machine import signature
+
+    sig = signature()
     return {
         "cpu": cpu_model(),
+        "cpu_capability": sig["cpu_capability"],
+        "blas": sig["blas"],
+        "onednn": sig["onednn"],
+        "kernel_switches": sig["kernel_switches"],
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "load_average_1_5_15_min": load,

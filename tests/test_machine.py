@@ -56,3 +56,11 @@ def test_the_forced_kernels_compute_differently_and_say_so():
     assert forced["kernel_switches"] == switches
     assert forced["arithmetic"] != here["arithmetic"], "the forced kernels compute the same bits on this machine"
     assert not same_machine(forced, here)
+
+
+def test_every_record_names_the_machine_that_made_it():
+    records = sorted((ROOT / "data" / "records").glob("*.json"))
+    assert records
+    for path in records:
+        machine = json.loads(path.read_text()).get("machine")
+        assert isinstance(machine, dict) and set(FIELDS) <= set(machine), path.name

@@ -52,12 +52,9 @@ def pack_section(paths: list[Path]) -> dict:
             for col, r in by.items():
                 values = whole_percents(r["values"], f"{path} [{row}][{col}]")
                 results.setdefault(row, {}).setdefault(col, []).append(values)
-    machines = [r.get("machine") for r in records]
-    if any(m != machines[0] for m in machines):
-        raise SystemExit(f"the records {', '.join(map(str, paths))} were computed on different machines")
     return {
         "experiment": first,
-        "machine": machines[0],
+        "machine": records[0].get("machine"),
         "seeds": seeds,
         "train_seconds": [r["train_seconds"] for r in records],
         "test_seconds": [r["test_seconds"] for r in records],
@@ -103,6 +100,10 @@ def main(argv: list[str]) -> int:
         if not paths:
             raise SystemExit(f"--section {name}: no JSON records given")
         record[name] = pack_section([Path(p) for p in paths])
+    machines = [section.pop("machine") for section in (record[name] for name, *_ in args.section)]
+    if any(m != machines[0] for m in machines):
+        raise SystemExit("the records were computed on different machines; pack each machine's runs apart")
+    record["machine"] = machines[0]         # mamlkit.machine.signature of the machine that computed them
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".part")
     partial.write_text(dump(record))

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mamlkit.evaluate import confidence_interval  # noqa: E402
+from mamlkit.machine import signature  # noqa: E402
 
 RECORDS = ROOT / "data" / "records"
 
@@ -43,7 +44,7 @@ def header(about: str) -> dict:
     torch.set_num_threads(int(os.environ.get("MAMLKIT_THREADS", "1")))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     return {"about": about, "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-            "commit": commit.stdout.strip(), "threads": torch.get_num_threads()}
+            "commit": commit.stdout.strip(), "threads": torch.get_num_threads(), "machine": signature()}
 
 
 def write(record: dict, out: Path) -> None:
