@@ -303,6 +303,10 @@ class Report:
         findings: one entry per kind of mistake seen, in the order first seen.
         observed: counts of what the checker saw (forward passes, patched copies, optimiser steps),
             so that a clean report can be told apart from a loop the checker never saw.
+        stats_writes: train-mode forward passes that wrote into the model's own BatchNorm running statistics,
+            by what ran them: ``"model"`` (the model itself), ``"clone"`` (a clone sharing its buffers, as
+            learn2learn's) or ``"functional_call"`` (given the model's own buffers). A pass that wrote and whose
+            statistics were put back afterwards (TorchOpt's ``recover_state_dict``) counts too.
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -318,6 +322,7 @@ class Report:
             "optimiser steps on the model": 0,
         }
     )
+    stats_writes: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -477,6 +482,8 @@ def _fingerprint(args: tuple) -> tuple | None:
 _ACTIVE: list[MAMLChecker] = []
 _ORIGINALS: dict[tuple[int, str], tuple[object, object, object]] = {}
 _FUNCTIONAL_DEPTH = [0]
+#: For each functional_call running: its module and the ids of the buffers that module held before the swap.
+_FUNCTIONAL_CALLS: list[tuple[nn.Module, set[int]]] = []
 _UNWATCHED = [0]
 
 
@@ -547,14 +554,17 @@ def _checked_state_dict(module, *args, **kwargs):
 
 
 @contextlib.contextmanager
-def _checked_reparametrize(*args, **kwargs):
+def _checked_reparametrize(module, *args, **kwargs):
     import torch.nn.utils.stateless as stateless
 
-    with _original(stateless, "_reparametrize_module")(*args, **kwargs):
+    held = {id(b) for b in module.buffers()}
+    with _original(stateless, "_reparametrize_module")(module, *args, **kwargs):
         _FUNCTIONAL_DEPTH[0] += 1
+        _FUNCTIONAL_CALLS.append((module, held))
         try:
             yield
         finally:
+            _FUNCTIONAL_CALLS.pop()
             _FUNCTIONAL_DEPTH[0] -= 1
 
 
@@ -625,8 +635,7 @@ class MAMLChecker:
         self._own_running_means = {
             name: m.running_mean for name, m in self.model.named_modules() if is_batchnorm(m)
         }
-        self._own_stat_ids = {id(m.running_mean) for m in self.model.modules()
-                              if is_batchnorm(m) and m.running_mean is not None}
+        self._first_norm = next((name for name, m in self.model.named_modules() if is_batchnorm(m)), None)
         self._own_buffers = dict(self.model.named_buffers())
         self._param_names = [name for name, _ in self.model.named_parameters()]
         # what happened since the last optimiser step on the model
@@ -665,6 +674,14 @@ class MAMLChecker:
             self._uninstall()
         if self.raise_on_exit and exc_type is None and not self.report.ok:
             raise MAMLMistakeError(str(self.report))
+
+    def _own_buffer_ids(self) -> set[int]:
+        """The ids of the buffers the model holds now (TorchOpt's recover_state_dict puts new tensors in their
+        place), or, inside a functional_call of the model, those it held before the call swapped them."""
+        for module, held in reversed(_FUNCTIONAL_CALLS):
+            if module is self.model:
+                return held
+        return {id(b) for b in self.model.buffers()}
 
     def _advise_in_the_loop_s_terms(self) -> None:
         """A finding on the model's own layers seen before the loop's style showed (the first pass of a TorchOpt
@@ -892,10 +909,12 @@ class MAMLChecker:
                 "example was normalised with its own statistics.",
                 advice=_STYLE_ADVICE.get(("train_mode_single_example", style)),
             )
-        if module.training and tracks and id(_unwrap(module.running_mean)) in self._own_stat_ids:
+        if module.training and tracks and id(_unwrap(module.running_mean)) in self._own_buffer_ids():
             self._stats_written = True
-            self._stats_writers.add("clone" if info.clone else
-                                    "functional_call" if _FUNCTIONAL_DEPTH[0] > 0 else "model")
+            writer = "clone" if info.clone else "functional_call" if _FUNCTIONAL_DEPTH[0] > 0 else "model"
+            self._stats_writers.add(writer)
+            if name == self._first_norm:                            # one count per pass, not per layer
+                self.report.stats_writes[writer] = self.report.stats_writes.get(writer, 0) + 1
 
     def _on_optimizer_step(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"] if id(p) in self._param_ids]

@@ -384,3 +384,17 @@ def test_torch_func_vmap_over_a_meta_batch_is_silent_and_its_eval_mistake_report
         with torch.no_grad():
             vmap_meta_batch(model, sampler.batch(100, 2), steps=0)
     assert report.ok, str(report)
+
+
+def test_mamlkit_write_back_gives_learn2learn_s_statistics(l2l, sampler):
+    """mk.meta_train(running_stats="write_back") writes each task's statistics into the model as learn2learn's
+    clones do: the same running statistics after the same tasks (and with "copies", none)."""
+    model = conv4()
+    l2l_meta_train(l2l, model, sampler, iterations=2, tasks=2, steps=2)
+    ours = conv4()
+    config = mk.TrainConfig(iterations=2, meta_batch=2, inner_steps=2, inner_lr=LR, running_stats="write_back")
+    mk.meta_train(ours, sampler, config, progress=False)
+    theirs, mine = stats(model), stats(ours)
+    assert theirs.keys() == mine.keys()
+    for k in theirs:
+        assert torch.allclose(theirs[k].float(), mine[k].float(), rtol=1e-4, atol=1e-5), k
