@@ -9,8 +9,9 @@ What happens to BatchNorm running statistics: the patched copy has detached COPI
 buffers, so nothing done inside it reaches the model's own running statistics. ``meta_train`` keeps
 that behaviour (``running_stats="copies"``) and also records the statistics that writing each task's
 updates back would have given (``collected_stats``), without letting them influence training.
-``running_stats="write_back"`` really writes them back after each task, as libraries whose clones
-share buffers (learn2learn) do.
+``running_stats="write_back"`` really writes them back after each task, as learn2learn's clones, which
+share the model's buffers, do: the same statistics as learn2learn 0.2.0's own loop on the same tasks
+(tests/test_libraries.py; each library in docs/libraries.md).
 
 Every function that adapts takes ``backend="higher"`` (the default) or ``backend="torch.func"``;
 only ``mamlkit.backends`` knows the difference.

@@ -5,7 +5,7 @@ classifier under the placements of ``mamlkit.placements`` on the same tasks, wit
 running statistics for the placements that read them:
 
 - ``held``: the statistics the model holds now (what a checkpoint trained with shared buffers, with
-  learn2learn's clones or with a written-back loop carries);
+  learn2learn's clones or with a written-back loop carries: measured per library in docs/libraries.md);
 - ``untouched``: mean 0 and variance 1, what ``higher`` leaves in a model it meta-trains;
 - ``reestimated``: the average batch statistics of support sets at the model's weights (no query set
   is looked at), a cheap way to give eval mode statistics that fit these weights.

@@ -8,8 +8,10 @@ import higher
 import torch
 import torch.nn.functional as F
 from conftest import sampler_and_model
+from test_libraries import need
 
 import mamlkit as mk
+from mamlkit import libraries
 
 RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
 BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)
@@ -48,6 +50,9 @@ def test_every_recipe_runs_and_does_what_it_says():
     n_query = len(task.query_x)
     for block in code:
         ns["task"] = task
+        if "import learn2learn" in block:
+            need(libraries.learn2learn_unavailable_reason())
+            libraries.load_learn2learn()           # the whole package where it imports, else its MAML part
         if "def meta_test_task" in block:
             model.eval()                               # a caller's mode that a meta-test must leave as it was
         before, modes = state(model), mk.get_modes(model)
