@@ -586,6 +586,7 @@ class MAMLChecker:
         self.report = Report()
         self._watched: weakref.WeakKeyDictionary[nn.Module, _Watched] = weakref.WeakKeyDictionary()
         self._ignored: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+        self._wrappers: weakref.WeakSet[nn.Module] = weakref.WeakSet()
         self._chains: weakref.WeakKeyDictionary[nn.Module, _Chain] = weakref.WeakKeyDictionary()
         self._handles: list = []
         self._active = False
@@ -712,6 +713,8 @@ class MAMLChecker:
         self._handles.clear()
         self._watched.clear()
         self._chains.clear()
+        self._ignored.clear()
+        self._wrappers.clear()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
             if not _ACTIVE:
@@ -736,7 +739,7 @@ class MAMLChecker:
         wrapper) is noted; anything else is ignored from now on."""
         if any(m is self.model for m in module.modules()):
             self._wrapper_seen = True
-            self._ignored.add(module)
+            self._wrappers.add(module)
             return None
         buffers = dict(module.named_buffers())
         shares_buffers = bool(buffers) and buffers.keys() == self._own_buffers.keys() and all(
@@ -760,9 +763,9 @@ class MAMLChecker:
         if info is None:
             if module in self._ignored:
                 return
-            info = self._classify(module)
+            info = None if module in self._wrappers else self._classify(module)
             if info is None:
-                if self._wrapper_seen:
+                if module in self._wrappers:
                     self._check_weights_put_back("when the MAML wrapper ran")
                 return
         if info.root:

@@ -151,6 +151,7 @@ def test_learn2learn_adapt_on_the_wrapper_is_reported(l2l, sampler):
             maml(task.query_x)
     assert report.codes == ["inner_loop_on_meta_parameters"], str(report)
     assert "maml.clone()" in report.findings[0].advice and "wrapper" in report.findings[0].message
+    assert report.findings[0].message.startswith("when the MAML wrapper ran")
     model = conv4()
     maml = l2l.MAML(model, lr=LR)
     opt = torch.optim.Adam(maml.parameters(), lr=1e-3)
