@@ -135,9 +135,9 @@ def task(episode: object, where: str, n_way: int | None = None, error: ErrorType
         if not isinstance(value, torch.Tensor):
             raise error(f"{where}: {name} must be a tensor, got {type(value).__name__}")
     sx, sy, qx, qy = parts.values()
-    if sx.dim() < 1 or qx.dim() < 1 or sy.dim() != 1 or qy.dim() != 1:
-        raise error(f"{where}: labels must be one-dimensional and inputs at least one-dimensional, got support_y "
-                    f"{tuple(sy.shape)} and query_y {tuple(qy.shape)}")
+    if min(sx.dim(), qx.dim(), sy.dim(), qy.dim()) < 1:
+        raise error(f"{where}: inputs and labels must be at least one-dimensional (one row per example), got "
+                    f"support_y {tuple(sy.shape)} and query_y {tuple(qy.shape)}")
     if len(sx) != len(sy) or len(qx) != len(qy) or len(sy) == 0 or len(qy) == 0:
         raise error(f"{where}: {len(sx)} support inputs for {len(sy)} labels and {len(qx)} query inputs for "
                     f"{len(qy)} labels; give each at least one example, with one label per input")
@@ -158,6 +158,9 @@ def task(episode: object, where: str, n_way: int | None = None, error: ErrorType
         return
     if sy.dtype == torch.bool or qy.dtype == torch.bool:
         raise error(f"{where}: labels must be class indices (integers), got booleans")
+    if sy.dim() != 1 or qy.dim() != 1:
+        raise error(f"{where}: class labels must be one-dimensional (one index per example), got support_y "
+                    f"{tuple(sy.shape)} and query_y {tuple(qy.shape)}")
     low = min(int(sy.min()), int(qy.min()))
     high = max(int(sy.max()), int(qy.max()))
     if low < 0 or (n_way is not None and high >= n_way):
@@ -168,8 +171,9 @@ def task(episode: object, where: str, n_way: int | None = None, error: ErrorType
 def head(model: nn.Module, episode: object, n_way: int, where: str = "the first task") -> None:
     """Refuse a classifier whose head has fewer outputs than the tasks have classes (``n_way``).
 
-    One forward pass of ``episode``'s first query example in eval mode, without gradients; the model's modes and
-    running statistics are left as they were. A model that fails on it is left for the real run to report.
+    One forward pass of ``episode``'s first query example in eval mode, without gradients; the model's modes,
+    running statistics and torch's random state are left as they were (a layer may draw random numbers even in eval
+    mode). A model that fails on it is left for the real run to report.
     """
     from mamlkit.checker import unwatched
     from mamlkit.modes import mode, preserved_bn_stats
@@ -178,7 +182,9 @@ def head(model: nn.Module, episode: object, n_way: int, where: str = "the first 
     dev = model_device(model)
     sx, qx = episode.support_x, episode.query_x  # type: ignore[attr-defined]
     try:
-        with torch.no_grad(), preserved_bn_stats(model), mode(model, False), unwatched():  # not the user's loop
+        rng_devices = [dev] if dev.type == "cuda" else []
+        with (torch.no_grad(), preserved_bn_stats(model), mode(model, False), unwatched(),  # not the user's loop
+              torch.random.fork_rng(rng_devices)):
             if uses_context(model):
                 out = model(torch.cat([sx, qx[:1]]).to(dev), n_context=len(sx))
             else:

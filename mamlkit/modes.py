@@ -7,6 +7,10 @@ running statistics are updated) and Dropout. Gradients are NOT affected by the f
 Everything here works on a plain model and on the patched copy ``higher`` makes of it (``fmodel``).
 Note that ``higher`` copies the flags when it patches a model: to change the patched model's mode,
 toggle ``fmodel``, not ``model``.
+
+``train_mode(model)`` and ``eval_mode(model)`` switch the model when they are called. As ``with train_mode(model):``
+they also put every flag back when the block ends; called alone, without ``with``, they work like ``model.train()``
+and ``model.eval()``: the model stays switched, and nothing restores it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ changes.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -24,17 +25,20 @@ def _starting_program() -> str | None:
         return "cli"
     import multiprocessing
 
-    return "worker" if multiprocessing.parent_process() is not None else None
+    # A spawned worker is named before it imports anything of ours (SpawnProcess-1...); the first process is not.
+    return "worker" if multiprocessing.current_process().name != "MainProcess" else None
 
 
 def _stop(signum: int, frame: object) -> None:
+    """Leave at once: nothing is written while the imports run, and an exception could be caught by an import."""
     if _starting_program() == "cli":
-        print("interrupted", file=sys.stderr)
-    raise SystemExit(130)
+        print("interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 def quiet_interrupts() -> None:
-    """While the command line or a worker starts: Ctrl-C exits with status 130 and one line (none in a worker)."""
+    """While the command line or a worker starts: Ctrl-C ends it at once with status 130 and one line (none in a
+    worker)."""
     global _previous
     if _starting_program() is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         _previous = signal.signal(signal.SIGINT, _stop)
