@@ -28,13 +28,15 @@ def test_the_page_s_table_is_what_the_libraries_do_now():
 def test_the_page_s_sentences_agree_with_its_table():
     tool = load_tool("library_table")
     page = PAGE.read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in page.splitlines() if line.startswith("| ")}
+    table = page[page.index(tool.BEGIN):page.index(tool.END)]
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     assert "meta_test_stats_saved" in rows["learn2learn 0.2.0"] and "clones' passes" in rows["learn2learn 0.2.0"]
     for quiet in ("higher 0.2.1", "mamlkit"):
         assert rows[quiet].count("mean 0, variance 1 (never written)") == 2 and rows[quiet].endswith("silent |")
     assert "put back after each task" in rows["TorchOpt 0.7.3"]
     assert rows["torch.func, PyTorch's example"].count("| no running statistics |") == 2
-    assert len(re.findall(r"^\| ", page, re.M)) == len(tool.LIBRARIES) + 2        # with the header and its rule
+    assert len(re.findall(r"^\| ", table, re.M)) == len(tool.LIBRARIES) + 2       # with the header and its rule
+    assert "TorchOpt 0.7.3 | installed" not in page and "| installed by `binder/postBuild`" in page
 
 
 def test_skips_say_why_and_fail_under_ci(monkeypatch):
