@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
+import threading
 import weakref
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -481,9 +482,20 @@ def _fingerprint(args: tuple) -> tuple | None:
 #: when the first one enters and put back when the last one leaves, whatever the order of leaving.
 _ACTIVE: list[MAMLChecker] = []
 _ORIGINALS: dict[tuple[int, str], tuple[object, object, object]] = {}
-_FUNCTIONAL_DEPTH = [0]
-#: For each functional_call running: its module and the ids of the buffers that module held before the swap.
-_FUNCTIONAL_CALLS: list[tuple[nn.Module, set[int]]] = []
+#: Per thread (mamlkit runs tasks side by side in threads): each functional_call running in it, with its module
+#: and the ids of the buffers that module held before the call swapped them.
+_THREAD = threading.local()
+
+
+def _functional_calls() -> list[tuple[nn.Module, set[int]]]:
+    calls = getattr(_THREAD, "functional_calls", None)
+    if calls is None:
+        calls = _THREAD.functional_calls = []
+    return calls
+
+
+def _in_functional_call() -> bool:
+    return bool(_functional_calls())
 _UNWATCHED = [0]
 
 
@@ -559,13 +571,11 @@ def _checked_reparametrize(module, *args, **kwargs):
 
     held = {id(b) for b in module.buffers()}
     with _original(stateless, "_reparametrize_module")(module, *args, **kwargs):
-        _FUNCTIONAL_DEPTH[0] += 1
-        _FUNCTIONAL_CALLS.append((module, held))
+        _functional_calls().append((module, held))
         try:
             yield
         finally:
-            _FUNCTIONAL_CALLS.pop()
-            _FUNCTIONAL_DEPTH[0] -= 1
+            _functional_calls().pop()
 
 
 _NOT_ENTERED = ("check_maml(model) was not used with `with`, so nothing was checked: write "
@@ -679,7 +689,7 @@ class MAMLChecker:
     def _own_buffer_ids(self) -> set[int]:
         """The ids of the buffers the model holds now (TorchOpt's recover_state_dict puts new tensors in their
         place), or, inside a functional_call of the model, those it held before the call swapped them."""
-        for module, held in reversed(_FUNCTIONAL_CALLS):
+        for module, held in reversed(_functional_calls()):
             if module is self.model:
                 return held
         return {id(b) for b in self.model.buffers()}
@@ -806,7 +816,7 @@ class MAMLChecker:
             self._follow_chain(module, args, grad)
             kind = "plain"
         else:
-            functional = _FUNCTIONAL_DEPTH[0] > 0
+            functional = _in_functional_call()
             self.report.observed["functional_call passes with other weights" if functional
                                  else "forward passes of the model with adapted weights in place"] += 1
             if not functional:
@@ -849,7 +859,7 @@ class MAMLChecker:
         info = self._watched.get(root)
         if info is not None and info.clone:
             style, who = "clone", "a learn2learn-style clone"
-        elif _FUNCTIONAL_DEPTH[0] > 0:
+        elif _in_functional_call():
             style, who = "functional_call", "functional_call's weights"
         else:
             style, who = "replaced", "the model (its adapted weights in place, as TorchOpt's MetaSGD leaves them)"
@@ -864,7 +874,7 @@ class MAMLChecker:
         """The model's parameters are its meta-parameters again (learn2learn's ``maml.adapt`` on the wrapper
         and TorchOpt's ``MetaSGD`` put adapted tensors in their place; a functional_call puts them back itself).
         Via a MAML wrapper: ``inner_loop_on_meta_parameters``; else ``adapted_from_previous_task``."""
-        if _FUNCTIONAL_DEPTH[0] > 0 or all(p is q for p, q in zip(self.model.parameters(), self._params)):
+        if _in_functional_call() or all(p is q for p, q in zip(self.model.parameters(), self._params)):
             return
         if self._wrapper_seen:
             self.report.add(
@@ -890,7 +900,7 @@ class MAMLChecker:
         layers, a clone's, or a functional_call given the model's buffers)."""
         name, where = info.name, info.where
         tracks = module.track_running_stats and module.running_mean is not None
-        style = ("clone" if info.clone else "functional_call" if _FUNCTIONAL_DEPTH[0] > 0
+        style = ("clone" if info.clone else "functional_call" if _in_functional_call()
                  else "replaced" if info.original and self._replaced_seen else None)
         if not module.training and tracks and int(module.num_batches_tracked.sum()) == 0:
             self.report.add(
@@ -914,7 +924,7 @@ class MAMLChecker:
             )
         if module.training and tracks and id(_unwrap(module.running_mean)) in self._own_buffer_ids():
             self._stats_written = True
-            writer = "clone" if info.clone else "functional_call" if _FUNCTIONAL_DEPTH[0] > 0 else "model"
+            writer = "clone" if info.clone else "functional_call" if _in_functional_call() else "model"
             self._stats_writers.add(writer)
             if name == self._first_norm:                            # one count per pass, not per layer
                 self.report.stats_writes[writer] = self.report.stats_writes.get(writer, 0) + 1

@@ -339,3 +339,13 @@ def test_a_checker_used_without_with_says_so():
     with checker as report:
         pass
     assert checker.ok is report.ok and "nothing observed" in str(checker)
+
+
+def test_mamlkit_meta_training_with_tasks_side_by_side_reports_nothing():
+    sampler, model = setup()
+    with check_maml(model) as report:
+        for backend in ("higher", "torch.func"):
+            mk.meta_train(model, sampler, mk.TrainConfig(iterations=1, meta_batch=2, inner_steps=1), progress=False,
+                          backend=backend, threads=2)
+    assert report.ok and report.observed["optimiser steps on the model"] == 2, str(report)
+    assert report.stats_writes == {}                   # copies, never the model's own statistics
