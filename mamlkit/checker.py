@@ -219,6 +219,10 @@ _STYLE_ADVICE: dict[tuple[str, str], str] = {
         "Adapt a clone, never the wrapper: per task `learner = maml.clone()`, then `learner.adapt(loss)` and "
         "`learner(x)`. maml.adapt(loss) replaces the model's own parameters by adapted tensors, so the "
         "meta-parameters are lost for the next task and for saving.",
+    ("stale_patched_mode", "clone"):
+        "learn2learn's maml.clone() copies the model's training flags when it runs; model.train()/model.eval() "
+        "called later do not reach the clone. Set the mode before cloning, or call learner.train()/learner.eval() "
+        "on the clone.",
     ("adapted_from_previous_task", "clone"):
         "Make a fresh clone for every task (`learner = maml.clone()` inside the task loop): a clone keeps its "
         "adapted weights, so a reused clone starts each task where the last one ended.",
@@ -763,7 +767,8 @@ class MAMLChecker:
             self._ignored.add(module)
             return None
         self.report.observed["clones of the model"] += 1
-        self._watch(module, original=False, clone=True)
+        # a clone copies the model's modes when it is made, as higher's copy does; first seen is when it first runs
+        self._watch(module, original=False, copy=_PatchedCopy(get_modes(module), False), clone=True)
         return self._watched.get(module)
 
     def _on_module_forward(self, module: nn.Module, args: tuple) -> None:
@@ -803,13 +808,14 @@ class MAMLChecker:
         if not grad:
             self._nograd_forwards += 1
             self._nograd_since_step += 1
-        if info.copy is not None:
+        if info.clone:
+            self.report.observed["forward passes of clones"] += 1
+            self._check_stale_mode(module, info.copy, clone=True)
+            self._follow_chain(module, args, grad)
+            kind = "meta"
+        elif info.copy is not None:
             self.report.observed["forward passes of patched copies"] += 1
             self._check_stale_mode(module, info.copy)
-            kind = "meta"
-        elif info.clone:
-            self.report.observed["forward passes of clones"] += 1
-            self._follow_chain(module, args, grad)
             kind = "meta"
         elif all(p is q for p, q in zip(module.parameters(), self._params)):
             self.report.observed["forward passes of the model"] += 1
@@ -1005,9 +1011,9 @@ class MAMLChecker:
                 "require grad').",
             )
 
-    def _check_stale_mode(self, fmodule: nn.Module, copy: _PatchedCopy) -> None:
-        """``stale_patched_mode``: a patched copy runs with the modes it was created with, while the
-        model's modes were changed after it was created (and differ from the copy's)."""
+    def _check_stale_mode(self, fmodule: nn.Module, copy: _PatchedCopy, clone: bool = False) -> None:
+        """``stale_patched_mode``: a patched copy (or a clone) runs with the modes it was created with, while
+        the model's modes were changed after it was created (and differ from the copy's)."""
         if copy.stale_reported:
             return
         copy_modes = get_modes(fmodule)
@@ -1016,10 +1022,12 @@ class MAMLChecker:
             copy.stale_reported = True
             then = "train" if copy.modes_at_creation.get("", True) else "eval"
             now = "train" if self.model.training else "eval"
+            made = "a clone was made (maml.clone())" if clone else "higher's innerloop_ctx created its patched copy"
             self.report.add(
                 "stale_patched_mode",
-                f"the model was switched to {now} mode after higher's innerloop_ctx created its patched copy; "
-                f"the copy kept the {then} mode it was created with and ran in it.",
+                f"the model was switched to {now} mode after {made}; "
+                f"the {'clone' if clone else 'copy'} kept the {then} mode it was created with and ran in it.",
+                advice=_STYLE_ADVICE[("stale_patched_mode", "clone")] if clone else None,
             )
 
     def _check_saved(self, how: str) -> None:

@@ -185,6 +185,19 @@ def test_learn2learn_clone_reused_across_tasks_is_reported(l2l, sampler):
     assert "maml.clone()" in report.findings[0].advice
 
 
+def test_learn2learn_mode_set_on_the_model_after_cloning_is_reported(l2l, sampler):
+    model = conv4()
+    maml = l2l.MAML(model, lr=LR)
+    task = sampler.task(0)
+    with check_maml(model) as report, mk.preserved_bn_stats(model):
+        learner = maml.clone()                         # made in train mode
+        model.eval()                                   # too late: the clone keeps train mode
+        learner.adapt(F.cross_entropy(learner(task.support_x), task.support_y))
+    model.train()
+    assert report.codes == ["stale_patched_mode"], str(report)
+    assert "maml.clone()" in report.findings[0].message and "learner.train()" in report.findings[0].advice
+
+
 def test_learn2learn_meta_gradient_equals_mamlkit_s(l2l, sampler):
     model = conv4()
     tasks = sampler.batch(0, 2)
