@@ -46,8 +46,8 @@ The mistakes it reports (``MISTAKES``), and when:
   still holds adapted weights when the outer optimiser steps, when it is saved or when the block ends.
 - ``query_loss_without_graph`` (02): ``backward()`` is called on a tensor that does not require
   grad, after forward passes of the model ran under ``no_grad``/``inference_mode``.
-- ``stale_patched_mode`` (03): a patched copy runs in the modes it was created with, while the
-  model's modes were changed after it was created.
+- ``stale_patched_mode`` (03): a patched copy (or a learn2learn clone) runs in the modes it was created
+  with, while the model's modes were changed after it was created.
 - ``meta_test_stats_saved`` (05): at meta-test, the model is saved (``state_dict()``,
   ``torch.save(model)``) with BatchNorm running statistics that train-mode passes changed inside the
   block: of the model itself, of a clone sharing its buffers, or of a functional_call given its buffers.
