@@ -94,6 +94,9 @@ def test_k_shot_too_large_is_refused_with_advice_that_can_be_followed(capsys: py
     assert main(["placements", "--quick", "--k-shot", "100", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     line = _one_line_error(capsys, "k_shot", "at most 19")
     assert "-8" not in line
+    assert main(["placements", "--quick", "--k-shot", "5", "--n-query", "100", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2  # the option the advice names exists on the measuring commands
+    _one_line_error(capsys, "lower n_query to at most 15")
 
 
 def test_an_out_path_that_is_a_file_is_refused_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture,
