@@ -13,7 +13,7 @@ export MAMLKIT_THREADS ?= 2
 JOBS ?= 2
 TEST_THREADS := $(if $(filter 0,$(JOBS)),$(MAMLKIT_THREADS),1)
 
-.PHONY: setup lab demo test test-unit test-notebooks test-browser browser-deps student-copy book models models-glyphs models-omniglot lint reach notebooks seed-check \
+.PHONY: setup lab lab-instructor demo test test-unit test-notebooks test-browser browser-deps student-copy book models models-glyphs models-omniglot lint reach notebooks seed-check \
 	constraints clean
 
 # learn2learn 0.2.0 (compared with mamlkit in tests and docs) cannot be a pip extra: installed with its dependencies it
@@ -26,8 +26,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# make lab: the student edition (build/student: no solutions), built by `make student-copy` the first time only (a
+# student's work there is never overwritten), with nbgrader's authoring interface and JupyterLab's news request off
+# (tools/lab_settings). make lab-instructor: notebooks/ with the solutions and nbgrader (docs/instructor_guide.md).
+STUDENT := build/student
+LAB_FLAGS = --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root)
+NBGRADER_OFF = $(foreach e,formgrader course_list assignment_list validate_assignment,\
+	--ServerApp.jpserver_extensions=nbgrader.server_extensions.$(e)=False)
 lab: setup
-	$(BIN)/jupyter lab --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/01_start_here.ipynb
+	@test -f $(STUDENT)/01_start_here.ipynb || $(BIN)/python tools/make_student_copy.py
+	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir=$(STUDENT) --LabApp.app_settings_dir=$(CURDIR)/tools/lab_settings \
+		$(NBGRADER_OFF) $(STUDENT)/01_start_here.ipynb
+
+lab-instructor: setup
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/01_start_here.ipynb
 
 demo: setup
 	$(BIN)/python -m mamlkit placements --dataset glyphs

@@ -172,3 +172,46 @@ def test_make_student_copy_command(tmp_path):
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
     shutil.rmtree(tmp_path / "student")
+
+
+def test_the_student_edition_is_the_whole_collection(edition):
+    """``make lab`` opens it at the start page: every lesson is there, the ones without exercises with their outputs."""
+    _, _, out = edition
+    lessons = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(p.name for p in (out / "student").glob("*.ipynb")) == lessons
+    for name in lessons:
+        if NOTEBOOKS / name in WITH_EXERCISES:
+            continue
+        committed, student = (nbformat.read(folder / name, as_version=4) for folder in (NOTEBOOKS, out / "student"))
+        kept = [c for c in committed.cells if "instructor" not in tool.tags(c)]
+        assert [c.source for c in kept if "guess" not in tool.tags(c)] == [
+            c.source for c in student.cells if "guess" not in tool.tags(c)], name
+        assert [c.get("outputs") for c in kept if "guess" not in tool.tags(c)] == [
+            c.get("outputs") for c in student.cells if "guess" not in tool.tags(c)], name
+    records = sorted(p.name for p in (ROOT / "data" / "records").iterdir())
+    assert records and sorted(p.name for p in (out / "data" / "records").iterdir()) == records   # ../data/records
+
+
+def test_make_lab_opens_the_student_edition_without_nbgrader_or_news():
+    dry = subprocess.run(["make", "-n", "lab", "PORT=8999"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    command = dry.stdout
+    assert "tools/make_student_copy.py" in command and "test -f build/student/01_start_here.ipynb" in command
+    assert "--ServerApp.root_dir=build/student" in command and "build/student/01_start_here.ipynb" in command
+    assert f"--LabApp.app_settings_dir={ROOT / 'tools' / 'lab_settings'}" in command
+    assert "notebooks/" not in command
+    for extension in ("formgrader", "course_list", "assignment_list", "validate_assignment"):  # nbgrader server side
+        assert f"--ServerApp.jpserver_extensions=nbgrader.server_extensions.{extension}=False" in command
+    instructor = subprocess.run(["make", "-n", "lab-instructor"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert instructor.returncode == 0 and "notebooks/01_start_here.ipynb" in instructor.stdout
+    assert "app_settings_dir" not in instructor.stdout
+    settings = ROOT / "tools" / "lab_settings"
+    disabled = json.loads((settings / "page_config.json").read_text())["disabledExtensions"]
+    import jupyter_core.paths
+
+    nbgrader_ui = [p for d in jupyter_core.paths.jupyter_path("labextensions") for p in Path(d).glob("*/nbgrader")]
+    assert nbgrader_ui, "nbgrader's JupyterLab extension is not installed where JupyterLab looks"
+    name = json.loads((nbgrader_ui[0] / "package.json").read_text())["name"]
+    assert disabled.get(name) is True and disabled.get("@jupyterlab/apputils-extension:announcements") is True
+    notification = json.loads((settings / "overrides.json").read_text())["@jupyterlab/apputils-extension:notification"]
+    assert notification["fetchNews"] == "false" and notification["checkForUpdates"] is False

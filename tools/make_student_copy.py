@@ -13,6 +13,11 @@ replaced by ``raise NotImplementedError()``, check cells locked. Two things nbgr
 before it runs: cells tagged ``instructor`` are dropped, and in cells tagged ``guess`` the numbers of the
 ``my_guess`` dict are replaced by ``...`` (so the measurement refuses to run until the student has guessed).
 
+The lessons without exercises are copied to ``build/student/`` too, with their stored outputs (instructor cells
+dropped, guesses blanked), so that the student edition is the whole collection: ``make lab`` opens it, starting
+at ``01_start_here.ipynb``. The recorded measurements some lessons read (``../data/records``, from the notebook's
+folder) are copied to ``build/data/records``.
+
 Also written: ``build/student/README.md`` (how to install mamlkit without the solved notebooks) and
 ``build/instructor/instructor_guide.md`` (``docs/instructor_guide.md`` plus every solution cell).
 """
@@ -33,6 +38,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+RECORDS = ROOT / "data" / "records"
 GUIDE = ROOT / "docs" / "instructor_guide.md"
 INSTRUCTOR_TAG = "instructor"
 GUESS_TAG = "guess"
@@ -93,6 +99,23 @@ def prepared(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def copied(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A lesson without exercises as students get it: outputs kept, instructor cells dropped, guesses blanked."""
+    nb = copy.deepcopy(nb)
+    if any(is_solution(c) or BEGIN in c.source for c in nb.cells):
+        raise ValueError("a notebook with solutions must go through nbgrader, not be copied")
+    cells = []
+    for cell in nb.cells:
+        if INSTRUCTOR_TAG in tags(cell):
+            continue
+        if GUESS_TAG in tags(cell):
+            cell.source = blank_guesses(cell.source)
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
 def tool_env() -> dict[str, str]:
     """The environment for nbgrader: it runs ``alembic`` from the same environment as this Python."""
     env = dict(os.environ)
@@ -136,8 +159,10 @@ def instructor_guide(notebooks: list[Path], guide: str) -> str:
 
 
 def make(notebooks: Path = NOTEBOOKS, out: Path = ROOT / "build", guide: Path = GUIDE) -> tuple[list[Path], Path]:
-    """Write the student edition and the instructor guide under ``out``; returns their paths."""
-    sources = sorted(p for p in notebooks.glob("[0-9][0-9]_*.ipynb") if has_exercises(nbformat.read(p, as_version=4)))
+    """Write the student edition and the instructor guide under ``out``; returns the paths of the released
+    notebooks (those with exercises) and of the guide. The lessons without exercises are copied beside them."""
+    lessons = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
+    sources = [p for p in lessons if has_exercises(nbformat.read(p, as_version=4))]
     if not sources:
         raise ValueError(f"no notebook in {notebooks} has nbgrader solution cells: nothing to turn into exercises")
     student_dir, guide_path = out / "student", out / "instructor" / "instructor_guide.md"
@@ -147,6 +172,14 @@ def make(notebooks: Path = NOTEBOOKS, out: Path = ROOT / "build", guide: Path = 
             shutil.rmtree(student_dir)
         student_dir.mkdir(parents=True)
         written = [Path(shutil.copy(path, student_dir / name)) for name, path in released.items()]
+    for path in lessons:
+        if path not in sources:
+            nbformat.write(copied(nbformat.read(path, as_version=4)), student_dir / path.name)
+    if RECORDS.is_dir():
+        records = out / "data" / "records"
+        if records.exists():
+            shutil.rmtree(records)
+        shutil.copytree(RECORDS, records)
     (student_dir / "README.md").write_text(STUDENT_README)
     guide_path.parent.mkdir(parents=True, exist_ok=True)
     guide_path.write_text(instructor_guide(sources, guide.read_text()))
@@ -163,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, SyntaxError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"student edition:  {len(written)} notebooks in {written[0].parent}")
+    lessons = sorted(written[0].parent.glob("*.ipynb"))
+    print(f"student edition:  {len(lessons)} notebooks in {written[0].parent} ({len(written)} with exercises)")
     print(f"instructor guide: {guide_path}")
     return 0
 
