@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from mamlkit.evaluate import EvalResult
 from mamlkit.files import save_figure
@@ -53,16 +54,17 @@ def placement_chart(
 
 
 def result_bars(results: list[EvalResult], chance: float | None = None, path: str | Path | None = None,
-                title: str = "", labels: list[str] | None = None) -> plt.Figure:
-    """One bar per result with its 95% interval (accuracy in %); ``labels`` (wrapped) replace the names."""
-    fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(results)), 3.2))
+                title: str = "", labels: list[str] | None = None, height: float = 3.2) -> plt.Figure:
+    """One bar per result with its 95% interval (accuracy in %); ``labels`` replace the names (wrapped at spaces,
+    unless a label holds its own line breaks)."""
+    fig, ax = plt.subplots(figsize=(min(12, max(4, 1.3 * len(results))), height))
     x = np.arange(len(results))
     ax.bar(x, [100 * r.mean for r in results], yerr=[100 * r.ci95 for r in results], capsize=4,
            color=[f"C{i % 10}" for i in range(len(results))])
     if labels is None:
         ax.set_xticks(x, [r.name.replace("_", " ") for r in results], rotation=20, ha="right", fontsize=8)
     else:
-        ax.set_xticks(x, [_wrap(label) for label in labels], fontsize=7)
+        ax.set_xticks(x, [label if "\n" in label else _wrap(label) for label in labels], fontsize=7)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
     if chance is not None:
@@ -140,8 +142,12 @@ def bn_stats_mismatch(
     axes[0].set_ylabel("mean of the layer's input")
     axes[1].set_ylabel("variance (log scale)")
     axes[1].set_yscale("log")
+    axes[1].yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))      # 0.5, 1, 2: no 6x10^-1
+    axes[1].yaxis.set_minor_formatter(NullFormatter())
     for ax in axes:
         ax.set_xlabel("channel (each one separate: no order)")
+        ax.set_xticks(x, [str(c) for c in x], fontsize=7)                          # whole channel numbers
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     _save(fig, path)

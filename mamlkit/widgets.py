@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import html
 import math
+import os
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -63,6 +65,16 @@ def _show_figure(output: W.Output, fig: plt.Figure) -> None:
             output.clear_output(wait=True)
             display(fig)
     plt.close(fig)
+
+
+def _relative(folder: str | Path) -> str:
+    """``folder`` relative to the current folder where it can be (``""`` stays ``""``)."""
+    if not str(folder):
+        return ""
+    try:
+        return os.path.relpath(Path(folder).expanduser())
+    except ValueError:                     # another drive (Windows)
+        return str(folder)
 
 
 def _check_count(kind: str, value: object, low: int, high: int, why_high: str = "") -> int:
@@ -144,8 +156,30 @@ class PlaygroundRun:
         return f"#{self.number} {self.placement.label} ({self.dataset}, {self.result.n} tasks)"
 
     @property
+    def short_label(self) -> str:
+        """The chart's label in short lines (at most 24 characters, two lines on glyphs), e.g.
+        ``"#2 train/eval, 30 tasks\ncollected"``: long labels wrapped onto four lines fell below the screen."""
+        p = self.placement
+        how = {"batch": "", "one_at_a_time": "1 at a time", "one_class_at_a_time": "by class",
+               "one_at_a_time_with_support": "1 + support"}.get(p.presentation, p.presentation.replace("_", " "))
+        stats = p.stats if "eval" in (p.adapt_mode, p.query_mode) else ""
+        parts = [x for x in (self.dataset if self.dataset != "glyphs" else "", stats, how) if x]
+        lines = [f"#{self.number} {p.adapt_mode}/{p.query_mode}, {self.result.n} tasks"]
+        for part in parts:
+            if len(lines) > 1 and len(lines[-1]) + 2 + len(part) <= 24:
+                lines[-1] += f", {part}"
+            else:
+                lines.append(part)
+        return "\n".join(lines)
+
+    @property
     def seconds_per_task(self) -> float:
         return self.seconds / max(1, self.result.n)
+
+    def summary(self, width: int = 100) -> str:
+        """The verdict and the run's time, broken at spaces into lines of at most ``width`` characters."""
+        text = f"{self.verdict} [{self.seconds:.1f} s, {1000 * self.seconds_per_task:.0f} ms per task]"
+        return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False)
 
 
 @dataclass
@@ -219,7 +253,8 @@ class PlacementPlayground(_Shown):
         self.dataset = W.Dropdown(options=datasets, value=self.exp.dataset if self.exp.dataset in datasets else
                                   datasets[0], description="dataset", style=style, layout=layout)
         found = omniglot_dir if omniglot_dir is not None else (self.exp.data_dir or locate_omniglot() or "")
-        self.omniglot_dir = W.Text(value=str(found), description="Omniglot folder", style=style,
+        # Shown relative to the notebook's folder (e.g. ../data/omniglot): no path of this machine on screen.
+        self.omniglot_dir = W.Text(value=_relative(found), description="Omniglot folder", style=style,
                                    layout=W.Layout(width="600px"), placeholder="e.g. ../shared/data/omniglot")
         self.n_tasks = W.IntText(value=n_tasks, description=f"tasks (1-{max_tasks})", style=style,
                                  layout=layout)
@@ -241,8 +276,12 @@ class PlacementPlayground(_Shown):
             control.add_class(f"mamlkit-{name}")
         self.run_button.on_click(lambda _button: self.run())
         self.clear_button.on_click(lambda _button: self.clear())
-        controls = W.VBox([self.adapt_mode, self.query_mode, self.stats, self.presentation, self.dataset,
-                           self.n_tasks])
+        self.dataset.observe(self._show_folder, names="value")
+        self._show_folder()
+        # Two columns of controls, so that the controls, the Run button and the chart fit one 1366x768 screen.
+        controls = W.HBox([W.VBox([self.adapt_mode, self.query_mode, self.stats]),
+                           W.VBox([self.presentation, self.dataset, self.n_tasks])])
+        self.verdict.layout = W.Layout(max_width="1000px")
         self.widget = W.VBox([
             W.HTML("<b>Placement playground</b>: where do <code>.train()</code> and <code>.eval()</code> go "
                    "at meta-test?"),
@@ -295,6 +334,10 @@ class PlacementPlayground(_Shown):
         self.verdict.value = f"<b>{html.escape(run.verdict)}</b>"
         self._draw()
         return run
+
+    def _show_folder(self, _change: object = None) -> None:
+        """The Omniglot folder box only while omniglot is the dataset."""
+        self.omniglot_dir.layout.display = "" if self.dataset.value == "omniglot" else "none"
 
     def _fail(self, message: str, exc: BaseException) -> None:
         self.error = message
@@ -384,7 +427,8 @@ class PlacementPlayground(_Shown):
     def _draw(self) -> None:
         runs = self.results
         self.figure = result_bars([r.result for r in runs], chance=1 / self.exp.n_way,
-                                  labels=[r.label for r in runs], title="every run so far (mean with 95% interval)")
+                                  labels=[r.short_label for r in runs], height=2.6,
+                                  title="every run so far (mean with 95% interval)")
         _show_figure(self.chart, self.figure)
 
     @property
@@ -465,20 +509,31 @@ class BatchNormExplorer(_Explorer):
             if source is not None:
                 check_choice("batch source", source, self.SOURCES)
             self._quiet_set(layer=layer, n_tasks=n_tasks, source=source)
-            self.results = self._compute()
+            self.results = self._compute(self.layer.value, self.n_tasks.value, self.source.value)
         except (ConfigError, ValueError, KeyError) as exc:
             return self._show_error(exc)
         return self._show_results()
 
-    def _compute(self) -> dict[str, Any]:
+    def measure(self, layer: str, n_tasks: int, source: str = "support") -> dict[str, Any]:
+        """What ``update`` would compute for these settings, without touching the controls or the plot.
+
+        A notebook cell that asserts on the explorer's numbers uses this: its result depends only on its
+        arguments, never on where a student has since moved the controls. Raises on invalid settings.
+        """
+        check_choice("BatchNorm layer", layer, self.layer.options)
+        _check_count("tasks", n_tasks, 1, self.max_tasks)
+        check_choice("batch source", source, self.SOURCES)
+        return self._compute(layer, n_tasks, source)
+
+    def _compute(self, layer: str, n_tasks: int, source: str) -> dict[str, Any]:
         model = self.trained.model
         device = next(model.parameters()).device
         batches = {}
-        for index in range(self.n_tasks.value):
+        for index in range(n_tasks):
             task = self.sampler.task(index).to(device)
-            batches[f"task {index}"] = task.support_x if self.source.value == "support" else task.query_x
-        found = running_vs_batch(model, self.layer.value, batches, self.trained.collected_stats)
-        return {"layer": self.layer.value, "source": self.source.value, **found}
+            batches[f"task {index}"] = task.support_x if source == "support" else task.query_x
+        found = running_vs_batch(model, layer, batches, self.trained.collected_stats)
+        return {"layer": layer, "source": source, **found}
 
     def _draw(self) -> None:
         res = self.results
@@ -585,6 +640,15 @@ class ConfidenceExplorer(_Explorer):
             return self._show_error(exc)
         return self._show_results()
 
+    def measure(self, n_tasks: int, resamples: int = 1000) -> dict[str, Any]:
+        """What ``update`` would compute for these settings, without touching the sliders or the plot (for cells
+        that assert on the numbers: the result depends only on the arguments). Raises on invalid settings."""
+        if self.values.size < 2:
+            raise ValueError(f"need the values of at least 2 tasks to estimate a spread, got {self.values.size}")
+        _check_count("tasks N", n_tasks, 1, self.max_tasks)
+        _check_count("resampled means", resamples, 100, self.max_resamples)
+        return self._compute(n_tasks, resamples)
+
     def _compute(self, n: int, resamples: int) -> dict[str, Any]:
         return interval_coverage(self.values, n, resamples, self.seed)
 
@@ -596,10 +660,16 @@ class ConfidenceExplorer(_Explorer):
         self.figure = fig
         unit = f" {self.unit}" if self.unit else ""
         four = 1.96 * r["std"] / math.sqrt(4 * r["n"])
+        measured = int(r["measured"])
+        where = (f"the {measured} tasks measured" + (f" ({self.name})" if self.name and self.name != "values" else ""))
+        beyond = (f" N is more than the {measured} tasks measured: the means are drawn from their spread, so the "
+                  f"interval is what {r['n']} tasks like them would give; to see it, measure {r['n']} tasks."
+                  if r["n"] > measured else "")
         self.summary_text = (
-            f"N = {r['n']} tasks: mean {s * r['mean']:.1f} ± {s * r['half_width']:.1f}{unit} (95%); "
-            f"{100 * r['coverage']:.1f}% of {r['resamples']} resampled means fall inside (expected about 95%). "
-            f"Four times the tasks (N = {4 * r['n']}) would give ± {s * four:.1f}{unit}."
+            f"N = {r['n']} tasks drawn with replacement from {where}: mean {s * r['mean']:.1f} ± "
+            f"{s * r['half_width']:.1f}{unit} (95%); {100 * r['coverage']:.1f}% of {r['resamples']} resampled means "
+            f"fall inside (expected about 95%). Four times the tasks (N = {4 * r['n']}) would give "
+            f"± {s * four:.1f}{unit}.{beyond}"
         )
         self.summary.value = html.escape(self.summary_text)
         _show_figure(self.plot, fig)

@@ -7,6 +7,9 @@ looks at is left exactly as it was. Models are tiny (5 meta-iterations) and runs
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -251,3 +254,73 @@ def test_ci_explorer_invalid_values_give_a_message(values, settings, words):
     explorer = widgets.ConfidenceExplorer(values)
     assert explorer.update(**settings) is None
     assert words in explorer.error and words in explorer.status.value
+
+
+# ------------------------------------------------------------------ the lab as a student meets it (issue #39)
+
+
+def test_playground_fits_one_screen_and_shows_no_machine_path(tiny):
+    exp, _, trained = tiny
+    pg = widgets.PlacementPlayground(exp, trained=trained, n_tasks=3)
+    assert pg.omniglot_dir.layout.display == "none"                                   # glyphs: no folder box
+    pg.dataset.value = "omniglot"
+    assert pg.omniglot_dir.layout.display == ""
+    assert not pg.omniglot_dir.value.startswith("/") and str(Path.home()) not in pg.omniglot_dir.value
+    assert widgets._relative(Path.cwd().parent / "x") == str(Path("..") / "x") and widgets._relative("") == ""
+    pg.dataset.value = "glyphs"
+    assert pg.omniglot_dir.layout.display == "none"
+    for presentation in PRESENTATIONS:
+        run = pg.run(adapt_mode="eval", query_mode="train", stats="collected", presentation=presentation)
+        lines = run.short_label.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 24 for line in lines), run.short_label
+        assert lines[0].startswith(f"#{run.number} eval/train, 3 tasks")
+    assert "omniglot" in widgets.PlaygroundRun(9, run.placement, "omniglot", run.result, 1.0).short_label
+    labels = [t.get_text() for t in pg.figure.axes[0].get_xticklabels()]
+    assert labels == [r.short_label for r in pg.results]                  # the chart's labels, not re-wrapped
+    assert pg.figure.get_figheight() <= 2.6 and pg.bar_count == len(PRESENTATIONS)
+
+
+def test_a_runs_summary_wraps_at_words(tiny):
+    exp, _, trained = tiny
+    run = widgets.PlacementPlayground(exp, trained=trained, n_tasks=3).run(adapt_mode="eval", query_mode="eval")
+    text = run.summary(width=60)
+    assert len(text.split("\n")) >= 3 and all(len(line) <= 60 for line in text.split("\n"))
+    timing = f"[{run.seconds:.1f} s, {1000 * run.seconds_per_task:.0f} ms per task]"
+    assert text.replace("\n", " ") == f"{run.verdict} {timing}"
+
+
+def test_bn_explorer_measure_ignores_where_the_controls_were_moved(tiny):
+    exp, data, trained = tiny
+    sampler = exp.test_sampler(data)
+    fresh = widgets.BatchNormExplorer(trained, sampler, n_tasks=3).update(layer="features.1", source="support")
+    moved = widgets.BatchNormExplorer(trained, sampler, n_tasks=3)
+    moved.update(layer="features.5", n_tasks=1, source="query")                      # a student's clicks
+    measured = moved.measure("features.1", 3, "support")
+    assert measured["factor"] == fresh["factor"] and len(measured["tasks"]) == 3
+    assert (moved.layer.value, moved.n_tasks.value, moved.source.value) == ("features.5", 1, "query")
+    with pytest.raises(ValueError):
+        moved.measure("features.1", 99)
+
+
+def test_bn_explorer_axes_are_readable(tiny):
+    exp, data, trained = tiny
+    explorer = widgets.BatchNormExplorer(trained, exp.test_sampler(data), n_tasks=2)
+    explorer.figure.canvas.draw()
+    for ax in explorer.figure.axes:
+        assert all(t.get_text().isdigit() for t in ax.get_xticklabels()), "channels are whole numbers"
+    variance = [t.get_text() for t in explorer.figure.axes[1].get_yticklabels() if t.get_text()]
+    assert variance and all(re.fullmatch(r"[0-9.]+", v) for v in variance), variance     # 0.5, 1, 2: no 6x10^-1
+
+
+def test_ci_explorer_says_where_its_n_tasks_come_from():
+    values = np.random.default_rng(0).uniform(0.4, 1.0, size=30)
+    ci = widgets.ConfidenceExplorer(values, n_tasks=20)
+    assert "drawn with replacement from the 30 tasks measured" in ci.summary_text
+    assert "more than" not in ci.summary_text
+    ci.update(n_tasks=200)
+    assert "more than the 30 tasks measured" in ci.summary_text and "measure 200 tasks" in ci.summary_text
+    ci.update(resamples=100)                                                          # a student's clicks
+    fresh = widgets.ConfidenceExplorer(values, n_tasks=50).results
+    measured = ci.measure(50)
+    assert measured["half_width"] == fresh["half_width"] and measured["coverage"] == fresh["coverage"]
+    assert (ci.n_tasks.value, ci.resamples.value) == (200, 100)
