@@ -215,3 +215,24 @@ def test_make_lab_opens_the_student_edition_without_nbgrader_or_news():
     assert disabled.get(name) is True and disabled.get("@jupyterlab/apputils-extension:announcements") is True
     notification = json.loads((settings / "overrides.json").read_text())["@jupyterlab/apputils-extension:notification"]
     assert notification["fetchNews"] == "false" and notification["checkForUpdates"] is False
+
+
+def test_the_books_notebook_pages_hold_no_solution():
+    """The book is for students: its notebook pages have the stubs, the instructor guide's page the solutions."""
+    book = load_tool("build_book")
+    pages = book.page_names()
+    for path in WITH_EXERCISES:
+        committed = nbformat.read(path, as_version=4)
+        staged = book.stage_notebook(path, pages)
+        by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in staged.cells if "nbgrader" in c.metadata}
+        for cell in committed.cells:
+            if tool.is_solution(cell):
+                stub = by_id[cell.metadata["nbgrader"]["grade_id"]]
+                assert "raise NotImplementedError()" in stub.source and stub.outputs == [], path.name
+                compile(stub.source, path.name, "exec")                              # still valid Python
+                for line in solution_lines(cell.source):
+                    assert line not in stub.source, f"{path.name}: solution line left on its page: {line!r}"
+        assert "BEGIN SOLUTION" not in nbformat.writes(staged) and "END SOLUTION" not in nbformat.writes(staged)
+        assert not any(tool.INSTRUCTOR_TAG in tool.tags(c) for c in staged.cells)
+    with pytest.raises(ValueError, match="unbalanced"):
+        book.without_solution("def f():\n    ### BEGIN SOLUTION\n    return 1\n")

@@ -11,6 +11,11 @@ rewritten for one flat folder: a link to a notebook or document that is part of 
 to its page; a link to any other file of the repository (a script, a JSON record) becomes plain code
 text, since the site does not carry those files.
 
+The notebook pages are for students: every exercise's solution (nbgrader's ``### BEGIN SOLUTION`` region) is
+replaced by the stub the student edition has, and cells tagged ``instructor`` are left out; the solutions are on
+the instructor guide's page. Printed text wraps at words, and wide tables and code scroll inside their box
+(``mamlkit.css``), so that no page scrolls sideways.
+
     python tools/build_book.py            # build/book/html
     python tools/build_book.py --out DIR  # elsewhere
 """
@@ -33,6 +38,16 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_MARK = ('<p class="widget-mark"><em>[An interactive widget is here: run the notebook in JupyterLab to use '
                'it.]</em></p>')
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+SOLUTION = re.compile(r"(?m)^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?", re.S)
+STUB = "{0}# your code here (the reference solution is in the instructor guide)\n{0}raise NotImplementedError()\n"
+CSS = """\
+/* No page scrolls sideways: printed text wraps at words, wide tables and code scroll inside their own box. */
+div.cell_output pre, div.output pre { white-space: pre-wrap; overflow-wrap: break-word; word-break: normal; }
+div.cell_output table, div.body table { display: block; max-width: 100%; overflow-x: auto; }
+div.cell_input pre, div.highlight pre { overflow-x: auto; max-width: 100%; }
+div.cell_output img { max-width: 100%; height: auto; }
+"""
 
 CONF = '''\
 project = "mamlkit"
@@ -47,6 +62,8 @@ html_theme_options = {"description": "where .train() and .eval() belong in MAML,
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.xref_missing"]
+html_static_path = ["_static"]
+html_css_files = ["mamlkit.css"]
 exclude_patterns = ["_build"]
 '''
 
@@ -96,10 +113,25 @@ def landing_page(pages: dict[str, str]) -> str:
             "instructor_guide\nrecipes\napi\n```\n")
 
 
+def without_solution(source: str) -> str:
+    """``source`` with every solution region replaced by the student edition's stub (same indentation)."""
+    stubbed = SOLUTION.sub(lambda m: STUB.format(m.group(1)), source)
+    if BEGIN in stubbed or END in stubbed:
+        raise ValueError(f"unbalanced solution markers in:\n{source}")
+    return stubbed
+
+
 def stage_notebook(path: Path, pages: dict[str, str]) -> nbformat.NotebookNode:
-    """The notebook with its markdown links rewritten, and a note where it holds widgets."""
+    """The notebook as students may read it (no solutions, no instructor cells), its markdown links rewritten,
+    and a note where it holds widgets."""
     nb = nbformat.read(path, as_version=4)
     here = f"notebooks/{path.name}"
+    nb.cells = [c for c in nb.cells if "instructor" not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        if cell.cell_type == "code" and (BEGIN in cell.source or cell.get("metadata", {}).get("nbgrader", {})
+                                         .get("solution")):
+            cell.source = without_solution(cell.source)
+            cell.outputs = []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = rewrite_links(cell.source, here, pages)
@@ -136,6 +168,8 @@ def stage(src: Path) -> None:
         shutil.rmtree(src)
     src.mkdir(parents=True)
     (src / "conf.py").write_text(CONF)
+    (src / "_static").mkdir()
+    (src / "_static" / "mamlkit.css").write_text(CSS)
     (src / "index.md").write_text(landing_page(pages))
     (src / "api.md").write_text(api_page())
     for name, path in DOCS.items():

@@ -90,6 +90,13 @@ def test_every_page_loads_and_no_internal_link_is_broken(site):
             assert table.locator("tr").count() >= 5 and table.is_visible()
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "book-lesson.png"), full_page=False)
+            page.set_viewport_size({"width": 1366, "height": 768})         # a student's laptop: no sideways scroll
+            for name in ("index.html", "08_classroom_lab.html", "04_batchnorm_placements.html"):
+                page.goto(f"{base}/{name}")
+                wide = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+                assert wide[0] <= wide[1], f"{name} scrolls sideways at 1366x768: {wide[0]} px wide in {wide[1]} px"
+                assert "BEGIN SOLUTION" not in page.content()
+                assert name == "index.html" or "NotImplementedError" in page.content()       # the stubs, not solutions
             page.goto(f"{base}/index.html")
             assert page.locator("table").first.is_visible()                  # the measured table on the landing page
             page.screenshot(path=str(SCREENSHOTS / "book-index.png"), full_page=False)
