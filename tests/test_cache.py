@@ -1,5 +1,6 @@
 """The meta-trained-model cache: keyed by full configuration, atomic, weights_only, never mismatched."""
 
+import json
 import os
 
 import pytest
@@ -10,6 +11,7 @@ import mamlkit as mk
 from mamlkit.cache import cached_path, config_key, load_trained, save_trained
 from mamlkit.data.base import FewShotDataset
 from mamlkit.errors import CacheError
+from mamlkit.machine import signature
 
 
 @pytest.fixture
@@ -105,7 +107,10 @@ def test_cache_file_loads_with_weights_only(data, tmp_path):
     exp = tiny_experiment()
     trained = mk.get_meta_trained(exp, "standard", data, progress=False, cache_dir=tmp_path)
     payload = torch.load(cached_path(trained.config, tmp_path), weights_only=True)
-    assert set(payload) == {"format", "config", "state_dict", "collected_stats", "history"}
+    assert set(payload) == {"format", "config", "state_dict", "collected_stats", "history", "machine"}
+    assert json.loads(payload["machine"]) == signature()               # the machine that meta-trained it
+    assert load_trained(cached_path(trained.config, tmp_path), mk.build_model(exp.model_config()),
+                        trained.config).machine == signature()
 
 
 def test_your_own_training_loop_is_cached_by_its_configuration(tmp_path):

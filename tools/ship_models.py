@@ -3,8 +3,9 @@
     python tools/ship_models.py /path/to/fresh/clone/data/cache
 
 Every ``maml-<key>.pt`` file of the folder is checked (a readable mamlkit cache file whose name is the key of
-the configuration stored inside it) and copied; files already shipped with the same contents are left alone.
-``tests/test_shipped_models.py`` checks the shipped files and retrains one to check it is bit-identical.
+the configuration stored inside it, naming the machine that trained it) and copied; files already shipped with
+the same contents are left alone. ``tests/test_shipped_models.py`` checks the shipped files and retrains one:
+bit for bit where the machine is the one recorded in the file, equivalent within stated margins elsewhere.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ def main(argv: list[str]) -> int:
     target = shipped_dir()
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(Path(argv[0]).glob("maml-*.pt")):
-        config = json.loads(torch.load(path, map_location="cpu", weights_only=True)["config"])
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        config = json.loads(payload["config"])
         if path.name != f"maml-{config_key(config)}.pt":
             print(f"skipped {path.name}: its name is not the key of the configuration inside it", file=sys.stderr)
+            continue
+        if not isinstance(payload.get("machine"), str) or json.loads(payload["machine"]) is None:
+            print(f"skipped {path.name}: it does not name the machine that trained it (retrain it)", file=sys.stderr)
             continue
         dest = target / path.name
         if dest.exists() and filecmp.cmp(path, dest, shallow=False):
