@@ -336,7 +336,8 @@ def test_each_branch_of_the_verdict_says_what_the_numbers_say():
     usable = synthetic_report(rows(eval_held=[0.8, 0.7] * 19 + [0.7, 0.8])).verdict
     assert any("usable with eval mode" in line for line in usable)
     untouched = synthetic_report(rows(), held_untouched=True).verdict
-    assert any("still 0 and 1" in line and "at any step size" in line for line in untouched)
+    assert any("still 0 and 1" in line and "far below train mode at every step size tried" in line
+               for line in untouched)
     free = synthetic_report(rows(one_at_a_time=[0.8, 0.7] * 19 + [0.7, 0.8])).verdict
     assert "cost nothing measurable" in free[1]
 
