@@ -3,6 +3,7 @@ the torch thread count from ``MAMLKIT_THREADS``."""
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from collections.abc import Callable
@@ -162,3 +163,18 @@ def sampler_and_model(seed: int = 0, norm: str = "bn", hidden: int = 8, n_query:
     sampler = mk.TaskSampler(make_split(seed=seed), n_way=5, k_shot=1, n_query=n_query, seed=seed)
     model = mk.build_model(mk.ModelConfig(norm=norm, hidden=hidden), seed=seed, device="cpu")
     return sampler, model
+
+
+def seed_spread(record: str, placement: str, tasks: int | None = None) -> float:
+    """Standard deviation across meta-training seeds (``ddof=1``) of one placement's mean accuracy, as a fraction,
+    over the first ``tasks`` meta-test tasks of each seed in ``data/records/<record>.json`` (all of them if None).
+
+    Tests that compare two random estimates (two seeds, two machines) take their margin from it, so that each
+    has a stated false-failure rate instead of an interval that ignores seed variance."""
+    import numpy as np
+
+    path = Path(__file__).resolve().parents[1] / "data" / "records" / f"{record}.json"
+    per_seed = json.loads(path.read_text())["placements"]["results"]["standard"][placement]
+    assert len(per_seed) >= 8, f"{path.name}: too few seeds to estimate their spread"
+    assert tasks is None or all(len(v) >= tasks for v in per_seed), f"{path.name}: fewer than {tasks} tasks a seed"
+    return float(np.std([np.mean(v[:tasks]) / 100 for v in per_seed], ddof=1))

@@ -1,12 +1,15 @@
 """The command line, end to end: the central result on glyphs, determinism, help and clear errors."""
 
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import seed_spread
 
 import mamlkit as mk
 
@@ -51,6 +54,12 @@ def test_quick_run_shows_transductive_far_above_eval_mode(quick_seed0):
     res = data["results"]["standard"]
     assert res["transductive"]["n"] == 100
     gap = res["transductive"]["mean"] - res["eval_untouched"]["mean"]
+    # The margin: over the ten meta-training seeds of data/records/seeds-quick.json the gap is 50 points on
+    # average with a standard deviation of 2, so 30 points lies ten standard deviations below (checked here).
+    record = json.loads((ROOT / "data" / "records" / "seeds-quick.json").read_text())["placements"]["results"]
+    gaps = [sum(a) / len(a) - sum(b) / len(b) for a, b in zip(record["standard"]["transductive"],
+                                                              record["standard"]["eval_untouched"])]
+    assert statistics.mean(gaps) - 4 * statistics.stdev(gaps) > 30
     assert gap >= 0.30, f"transductive beats eval-with-untouched-stats by only {100 * gap:.1f} points"
     assert (out_dir / "placements-glyphs.png").stat().st_size > 10_000
     assert (out_dir / "placements-glyphs.md").read_text().startswith("| meta-test placement")
@@ -106,9 +115,13 @@ def test_describe_lists_placements_and_norms():
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("quick")
-def test_a_different_seed_stays_within_the_intervals(quick_seed0, tmp_path):
-    """Another meta-training seed (other initial weights, other training tasks) changes the numbers,
-    but each placement's two estimates stay within their 95% intervals of each other."""
+def test_a_different_seed_changes_the_numbers_by_no_more_than_seeds_do(quick_seed0, tmp_path):
+    """Another meta-training seed (other initial weights, other training tasks) changes every per-task number,
+    and each placement's mean by no more than seeds do: at most 4 standard deviations of the difference of two
+    seeds' means, sqrt(2) times the spread across the ten seeds of data/records/seeds-quick.json (the same
+    command). The tasks' 95% intervals are no margin for this: they cover the sampling of meta-test tasks for one
+    trained model, not the seed. The nominal false-failure rate is that of a normal variable beyond 4 standard
+    deviations, 6e-5 per placement (below 1e-2 even if ten seeds underestimate the spread by 35%)."""
     runs = [json.loads((quick_seed0[1] / "placements-glyphs.json").read_text())["results"]["standard"]]
     out = run_cli(*QUICK_ARGS, "--seeds", "0", "1", "--out", str(tmp_path))
     seed0 = json.loads((tmp_path / "placements-glyphs-seed0.json").read_text())["results"]["standard"]
@@ -122,4 +135,5 @@ def test_a_different_seed_stays_within_the_intervals(quick_seed0, tmp_path):
     for name in runs[0]:
         a, b = runs[0][name], runs[1][name]
         assert a["values"] != b["values"], name
-        assert abs(a["mean"] - b["mean"]) <= a["ci95"] + b["ci95"], (name, a["mean"], b["mean"])
+        margin = 4 * math.sqrt(2) * seed_spread("seeds-quick", name)
+        assert abs(a["mean"] - b["mean"]) <= margin, (name, a["mean"], b["mean"], margin)
