@@ -57,7 +57,7 @@ def result_bars(results: list[EvalResult], chance: float | None = None, path: st
                 title: str = "", labels: list[str] | None = None, height: float = 3.2) -> plt.Figure:
     """One bar per result with its 95% interval (accuracy in %); ``labels`` replace the names (wrapped at spaces,
     unless a label holds its own line breaks)."""
-    fig, ax = plt.subplots(figsize=(min(12, max(4, 1.3 * len(results))), height))
+    fig, ax = plt.subplots(figsize=(min(12, max(4.5, 1.4 * len(results))), height))
     x = np.arange(len(results))
     ax.bar(x, [100 * r.mean for r in results], yerr=[100 * r.ci95 for r in results], capsize=4,
            color=[f"C{i % 10}" for i in range(len(results))])

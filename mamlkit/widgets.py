@@ -157,16 +157,21 @@ class PlaygroundRun:
 
     @property
     def short_label(self) -> str:
-        """The chart's label in short lines (at most 24 characters, two lines on glyphs), e.g.
-        ``"#2 train/eval, 30 tasks\ncollected"``: long labels wrapped onto four lines fell below the screen."""
+        """The chart's label in short lines (at most 20 characters), e.g. ``"#2 train/eval\ncollected, 30 tasks"``:
+        labels wrapped onto four lines fell below the screen, and long lines ran into their neighbours."""
+        return self.chart_label(with_tasks=True)
+
+    def chart_label(self, with_tasks: bool = True) -> str:
+        """``short_label``, without the number of tasks where ``with_tasks`` is False (every bar has the same)."""
         p = self.placement
-        how = {"batch": "", "one_at_a_time": "1 at a time", "one_class_at_a_time": "by class",
-               "one_at_a_time_with_support": "1 + support"}.get(p.presentation, p.presentation.replace("_", " "))
+        how = {"batch": "", "one_at_a_time": "1 by 1", "one_class_at_a_time": "by class",
+               "one_at_a_time_with_support": "1+support"}.get(p.presentation, p.presentation.replace("_", " "))
         stats = p.stats if "eval" in (p.adapt_mode, p.query_mode) else ""
-        parts = [x for x in (self.dataset if self.dataset != "glyphs" else "", stats, how) if x]
-        lines = [f"#{self.number} {p.adapt_mode}/{p.query_mode}, {self.result.n} tasks"]
+        tasks = f"{self.result.n} tasks" if with_tasks else ""
+        parts = [x for x in (self.dataset if self.dataset != "glyphs" else "", stats, how, tasks) if x]
+        lines = [f"#{self.number} {p.adapt_mode}/{p.query_mode}"]
         for part in parts:
-            if len(lines) > 1 and len(lines[-1]) + 2 + len(part) <= 24:
+            if len(lines) > 1 and len(lines[-1]) + 2 + len(part) <= 20:
                 lines[-1] += f", {part}"
             else:
                 lines.append(part)
@@ -427,7 +432,8 @@ class PlacementPlayground(_Shown):
     def _draw(self) -> None:
         runs = self.results
         self.figure = result_bars([r.result for r in runs], chance=1 / self.exp.n_way,
-                                  labels=[r.short_label for r in runs], height=2.6,
+                                  labels=[r.chart_label(len({r.result.n for r in runs}) > 1) for r in runs],
+                                  height=2.6,
                                   title="every run so far (mean with 95% interval)")
         _show_figure(self.chart, self.figure)
 

@@ -272,12 +272,16 @@ def test_playground_fits_one_screen_and_shows_no_machine_path(tiny):
     for presentation in PRESENTATIONS:
         run = pg.run(adapt_mode="eval", query_mode="train", stats="collected", presentation=presentation)
         lines = run.short_label.split("\n")
-        assert len(lines) <= 2 and all(len(line) <= 24 for line in lines), run.short_label
-        assert lines[0].startswith(f"#{run.number} eval/train, 3 tasks")
+        assert len(lines) <= 3 and all(len(line) <= 20 for line in lines), run.short_label
+        assert lines[0] == f"#{run.number} eval/train" and "3 tasks" in lines[-1]
+        assert "tasks" not in run.chart_label(with_tasks=False) and len(run.chart_label(False).split("\n")) <= 2
     assert "omniglot" in widgets.PlaygroundRun(9, run.placement, "omniglot", run.result, 1.0).short_label
     labels = [t.get_text() for t in pg.figure.axes[0].get_xticklabels()]
-    assert labels == [r.short_label for r in pg.results]                  # the chart's labels, not re-wrapped
-    assert pg.figure.get_figheight() <= 2.6 and pg.bar_count == len(PRESENTATIONS)
+    assert labels == [r.chart_label(with_tasks=False) for r in pg.results]   # all on 3 tasks: said once, not per bar
+    pg.run(n_tasks=2)
+    labels = [t.get_text() for t in pg.figure.axes[0].get_xticklabels()]
+    assert labels == [r.short_label for r in pg.results]                     # different counts: each bar says its own
+    assert pg.figure.get_figheight() <= 2.6 and pg.bar_count == len(PRESENTATIONS) + 1
 
 
 def test_a_runs_summary_wraps_at_words(tiny):
