@@ -38,4 +38,7 @@ def test_maml_on_sinusoids_beats_the_untrained_network():
     after = mk.meta_test(model, mk.SinusoidSampler(seed=1), "transductive", n_tasks=40, inner_steps=5,
                          inner_lr=0.01, progress=False)
     assert after.metric == "mse" and "MSE" in str(after)
+    # Measured (2026-12-07, developers' machine) with this configuration at two other seeds of the model, the
+    # training tasks and the test tasks: after / before = 0.36 and 0.29. A machine's rounding moves it far less
+    # than a seed does, so the bound of 0.7 leaves a wide margin.
     assert after.mean < 0.7 * before.mean
