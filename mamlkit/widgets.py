@@ -431,10 +431,11 @@ class PlacementPlayground(_Shown):
 
     def _draw(self) -> None:
         runs = self.results
+        counts = {r.result.n for r in runs}
+        each = f", {next(iter(counts))} tasks each" if len(counts) == 1 else ""
         self.figure = result_bars([r.result for r in runs], chance=1 / self.exp.n_way,
-                                  labels=[r.chart_label(len({r.result.n for r in runs}) > 1) for r in runs],
-                                  height=2.6,
-                                  title="every run so far (mean with 95% interval)")
+                                  labels=[r.chart_label(with_tasks=not each) for r in runs], height=2.6,
+                                  title=f"every run so far (mean with 95% interval{each})")
         _show_figure(self.chart, self.figure)
 
     @property

@@ -278,9 +278,11 @@ def test_playground_fits_one_screen_and_shows_no_machine_path(tiny):
     assert "omniglot" in widgets.PlaygroundRun(9, run.placement, "omniglot", run.result, 1.0).short_label
     labels = [t.get_text() for t in pg.figure.axes[0].get_xticklabels()]
     assert labels == [r.chart_label(with_tasks=False) for r in pg.results]   # all on 3 tasks: said once, not per bar
+    assert "3 tasks each" in pg.figure.axes[0].get_title()
     pg.run(n_tasks=2)
     labels = [t.get_text() for t in pg.figure.axes[0].get_xticklabels()]
     assert labels == [r.short_label for r in pg.results]                     # different counts: each bar says its own
+    assert "each" not in pg.figure.axes[0].get_title()
     assert pg.figure.get_figheight() <= 2.6 and pg.bar_count == len(PRESENTATIONS) + 1
 
 
