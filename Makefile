@@ -1,5 +1,5 @@
 # mamlkit's single entry point. The two commands in the README:
-#   make lab    set everything up and open the collection in JupyterLab   (make demo: headless table)
+#   make lab    set everything up and open the student edition in JupyterLab   (make demo: headless table)
 #   make test   set everything up and run the whole test suite (what CI runs)
 # Everything installs into .venv from pyproject.toml, pinned by constraints.txt (torch==2.13.0).
 
