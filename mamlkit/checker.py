@@ -114,8 +114,9 @@ MISTAKES: dict[str, Mistake] = {
             "Keep the (patched) model in train mode at meta-test, as during meta-training (original MAML "
             "does; mk.meta_test's 'transductive' placement). Eval mode normalises with running statistics, "
             "and higher never updates the model's own: its patched copies get copies of the buffers, so "
-            "after meta-training they are still mean 0, variance 1, which fit no task: about chance at any inner "
-            "step size (notebook 12 also shows why better statistics alone do not rescue eval mode)."
+            "after meta-training they are still mean 0, variance 1, which fit no task's features: eval mode "
+            "with them stays far below train mode at every inner step size tried (notebook 12 also shows why "
+            "better statistics alone do not rescue eval mode)."
             " To measure every placement on your own model and tasks: mk.placement_report "
             "(python -m mamlkit report).",
             "04_batchnorm_placements",
