@@ -279,8 +279,9 @@ def meta_train(
 
 
 def _check_sampler(sampler: object) -> None:
-    """A task source for meta-training: anything with ``batch(start, size)`` and ``task(i)`` (a ``TaskSampler``)."""
-    if not (callable(getattr(sampler, "batch", None)) and callable(getattr(sampler, "task", None))):
+    """A task source for meta-training: anything with ``batch(start, size)``, the one method ``meta_train`` calls
+    (a ``TaskSampler``, or a wrapper around one)."""
+    if not callable(getattr(sampler, "batch", None)):
         raise ConfigError(f"sampler must be a task sampler such as mk.TaskSampler(data['train'], ...), got "
                           f"{type(sampler).__name__}")
 
