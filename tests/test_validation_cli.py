@@ -171,10 +171,15 @@ def test_a_real_ctrl_c_in_a_run_with_workers_prints_one_line_and_leaves_whole_fi
 
 
 def test_a_real_ctrl_c_while_starting_prints_no_traceback(tmp_path: Path) -> None:
-    process = _run(["describe"], tmp_path)
-    time.sleep(0.5)  # importing torch
-    if process.poll() is not None:
-        pytest.fail("describe finished within half a second: the interrupt cannot land while it starts")
-    code, err = _interrupt(process)
-    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+    """On a loaded machine the interrupt can land as ``describe`` finishes, where Python no longer acts on it
+    (exit 0, nothing printed): then it is tried again, up to three times, and must once end the start-up."""
+    for _ in range(3):
+        process = _run(["describe"], tmp_path)
+        time.sleep(0.5)  # importing torch
+        if process.poll() is not None:
+            pytest.fail("describe finished within half a second: the interrupt cannot land while it starts")
+        code, err = _interrupt(process)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+        if code != 0:
+            break
     assert code in (130, -signal.SIGINT), err
