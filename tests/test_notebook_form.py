@@ -155,14 +155,17 @@ def test_the_readmes_tables_across_seeds_are_the_packed_records():
 
 
 def test_the_playground_timing_quoted_in_the_docs_is_that_of_the_stored_lab_runs():
-    """README and guide say "under 100 ms per task in notebook 08's stored runs": the stored outputs must agree."""
+    """README and guide say "under 150 ms per task in notebook 08's stored runs": the stored outputs must agree.
+    (Re-executed on 2026-12-07 on an idle machine: 127-131 ms for the first run, which includes the warm-up, and
+    65-72 ms for the second; mk.meta_test at that commit and at 4b0c236 both took 72-75 ms a task on that machine,
+    where the earlier stored runs had 97 and 48 ms: the machine was slower, not the code.)"""
     lab = next(p for p in NOTEBOOKS if p.name.startswith("08_"))
     stored = json.dumps(cells(lab))
     per_task = [int(ms) for ms in re.findall(r"(\d+) ms per task", stored)]
-    assert len(per_task) >= 2 and max(per_task) < 100, per_task
+    assert len(per_task) >= 2 and max(per_task) < 150, per_task
     root = lab.parents[1]
     for doc in (root / "README.md", root / "docs" / "instructor_guide.md"):
-        assert "under 100 ms per task" in doc.read_text(), doc
+        assert "under 150 ms per task" in doc.read_text(), doc
 
 
 def test_the_readmes_table_of_other_settings_is_the_packed_record():
