@@ -147,7 +147,13 @@ def test_report_end_to_end_writes_whole_files(entry: Path, tmp_path: Path, capsy
 def _run(args: list[str], tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "MAMLKIT_PROGRESS": "0", "MAMLKIT_THREADS": "1", "MAMLKIT_CACHE": str(tmp_path / "cache")}
     return subprocess.Popen([sys.executable, "-m", "mamlkit", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_as_in_a_terminal)
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C acts, as in a terminal: a shell starts background jobs (``make test &``, a CI runner) with SIGINT
+    ignored, and a program started with it ignored keeps ignoring it, so the test would see no interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _interrupt(process: subprocess.Popen) -> tuple[int, str]:
