@@ -42,10 +42,8 @@ def placement_chart(
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("meta-test accuracy (%)")
-    if chance is not None:
-        ax.axvline(100 * chance, color="grey", linestyle="--", linewidth=1)
-        ax.annotate("chance", (100 * chance, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", color="grey", fontsize=8)
+    if chance is not None:       # in the legend: a label above the axes ran into the title
+        ax.axvline(100 * chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({100 * chance:g}%)")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
@@ -67,12 +65,13 @@ def result_bars(results: list[EvalResult], chance: float | None = None, path: st
         ax.set_xticks(x, [label if "\n" in label else _wrap(label) for label in labels], fontsize=7)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
-    if chance is not None:
+    if chance is not None:       # inside the axes, at the right end of the line, on a white ground over any bar
         ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1)
-        ax.annotate("chance", (1.0, 100 * chance), xycoords=("axes fraction", "data"), xytext=(3, 0),
-                    textcoords="offset points", va="center", color="grey", fontsize=8)
-    if title:
-        ax.set_title(title)
+        ax.annotate("chance", (1.0, 100 * chance), xycoords=("axes fraction", "data"), xytext=(-3, 2),
+                    textcoords="offset points", ha="right", va="bottom", color="dimgrey", fontsize=7,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    if title:                    # small enough to fit the figure's width (a 4.5-inch chart cut a longer one off)
+        ax.set_title(_wrap(title, int(fig.get_figwidth() * 13)), fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     return fig

@@ -8,7 +8,8 @@ A lesson asks for a guess in a cell of its own::
 ``commit`` refuses a guess that is still ``...`` (or out of range) with a message that says what to
 write, so that running the notebook top to bottom stops before the measurement until the student has
 guessed. After the measurement, ``compare(guess, results)`` shows each guess beside the measured
-mean and its 95% interval, and how far off it was.
+mean and its 95% interval, and how far off it was: "measured − guess", positive where the measurement came
+out above the guess.
 """
 
 from __future__ import annotations
@@ -82,14 +83,14 @@ class GuessReport:
             what = "guesses" if len(with_interval) == len(self.rows) else "guesses of a measurement with an interval"
             head = f"{sum(r.inside for r in with_interval)} of {len(with_interval)} {what} inside the 95% interval; "
         return (f"{head}furthest off: {far.name} "
-                f"(guessed {far.guess:g}, measured {far.measured:.1f}, {far.off_by:+.1f}).")
+                f"(guessed {far.guess:g}, measured {far.measured:.1f}: measured minus your guess {far.off_by:+.1f}).")
 
     def __repr__(self) -> str:
         width = max(28, *(len(r.name) + 1 for r in self.rows))
-        lines = [f"{'':<{width}} {'your guess':>10} {'measured':>16} {'off by':>8}"]
+        lines = [f"{'':<{width}} {'your guess':>10} {'measured':>16} {'measured − guess':>17}"]
         for r in self.rows:
             measured = f"{r.measured:>8.1f} ± {r.ci95:<4.1f}" if r.has_interval else f"{r.measured:>15.1f}"
-            lines.append(f"{r.name:<{width}} {r.guess:>10.1f} {measured} {r.off_by:>+7.1f}")
+            lines.append(f"{r.name:<{width}} {r.guess:>10.1f} {measured:>16} {r.off_by:>+17.1f}")
         return "\n".join(lines + [self.summary()])
 
     def _repr_html_(self) -> str:
@@ -99,7 +100,7 @@ class GuessReport:
             f"<td>{'inside the interval' if r.inside else ''}</td></tr>"
             for r in self.rows
         )
-        return ("<table><tr><th>what</th><th>your guess</th><th>measured (95% CI)</th><th>off by</th>"
+        return ("<table><tr><th>what</th><th>your guess</th><th>measured (95% CI)</th><th>measured − guess</th>"
                 f"<th></th></tr>{body}</table><p>{html.escape(self.summary())}</p>")
 
 

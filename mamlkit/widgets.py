@@ -21,6 +21,7 @@ traceback.
 from __future__ import annotations
 
 import html
+import io
 import math
 import os
 import textwrap
@@ -34,7 +35,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython import get_ipython
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import DATASETS, DataError, FewShotDataset
@@ -55,6 +56,21 @@ def _status_html(text: str, kind: str = "info") -> str:
     return f'<span style="color:{colours[kind]}">{prefix}{html.escape(text)}</span>'
 
 
+def _prose_html(text: str, bold: bool = False) -> str:
+    """``text`` escaped, in a block that wraps at words within the output's width: without an explicit
+    ``white-space: normal`` and ``max-width`` a long verdict can be laid out as one line thousands of
+    pixels wide (a flex item sized to its content), which a student has to scroll sideways to read."""
+    body = f"<b>{html.escape(text)}</b>" if bold else html.escape(text)
+    return (f'<div style="white-space:normal;overflow-wrap:break-word;max-width:min(100%, 60em);'
+            f'line-height:1.4">{body}</div>')
+
+
+def _wrapping(widget: W.HTML) -> W.HTML:
+    """An HTML widget that takes the box's width, never more (its ``_prose_html`` value then wraps)."""
+    widget.layout = W.Layout(width="100%", max_width="1000px")
+    return widget
+
+
 def _show_figure(output: W.Output, fig: plt.Figure) -> None:
     """Replace what ``output`` shows by ``fig``; the figure is closed so that it is shown only once.
 
@@ -68,13 +84,31 @@ def _show_figure(output: W.Output, fig: plt.Figure) -> None:
 
 
 def _relative(folder: str | Path) -> str:
-    """``folder`` relative to the current folder where it can be (``""`` stays ``""``)."""
+    """``folder`` as a box may show it, with no path of this machine (``""`` stays ``""``).
+
+    ``$MAMLKIT_OMNIGLOT`` where the folder is that variable's; else relative to the current folder (the
+    notebook's, e.g. ``../data/omniglot``) when that stays within two levels up; else ``~/...`` under the
+    home folder; else the folder's name (the playground remembers which folder the text it showed stands for;
+    ``_data_dir`` also expands ``$MAMLKIT_OMNIGLOT`` and ``~`` in what a student types)."""
     if not str(folder):
         return ""
+    path = Path(folder).expanduser()
+    env = os.environ.get("MAMLKIT_OMNIGLOT")
     try:
-        return os.path.relpath(Path(folder).expanduser())
+        if env and Path(env).expanduser().resolve() == path.resolve():
+            return "$MAMLKIT_OMNIGLOT"
+    except OSError:
+        pass
+    try:
+        relative = os.path.relpath(path)
     except ValueError:                     # another drive (Windows)
-        return str(folder)
+        relative = str(path)
+    if not Path(relative).is_absolute() and Path(relative).parts[:3].count("..") < 3:
+        return relative
+    try:
+        return str(Path("~") / path.resolve().relative_to(Path.home().resolve()))
+    except (ValueError, RuntimeError):
+        return path.name
 
 
 def _check_count(kind: str, value: object, low: int, high: int, why_high: str = "") -> int:
@@ -89,13 +123,57 @@ def _check_count(kind: str, value: object, low: int, high: int, why_high: str = 
 # ---------------------------------------------------------------------------------------------- playground
 
 
+class Picture:
+    """A still picture (PNG) of a widget's chart, as computed by the runs that drew it, with a one-line caption.
+
+    A notebook stored with outputs shows it where no kernel runs (JupyterLab before the cell is run, the
+    book), where the live widget itself cannot be drawn. ``png`` holds the image's bytes.
+    """
+
+    def __init__(self, figure: plt.Figure, caption: str, dpi: int = 90) -> None:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        self.png = buffer.getvalue()
+        self.caption = caption
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def __repr__(self) -> str:
+        return self.caption
+
+
 class _Shown:
     """Displays as its ``widget`` (an ipywidgets box) when it is the last value of a notebook cell."""
 
     widget: W.Widget
+    figure: plt.Figure | None
+    #: What the widget is, for the line a frontend shows where it cannot draw the widget.
+    title = "widget"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict) and "text/plain" in bundle:   # not "VBox(children=(HTML(value=..."
+            bundle = {**bundle, "text/plain": f"[{self.title}: run this cell to get the live controls]"}
+        return bundle
+
+    def _caption(self) -> str:
+        return f"The {self.title} as this cell left it"
+
+    def picture(self) -> Picture:
+        """A still picture of the widget's chart as it stands now (raises ValueError before anything is drawn)."""
+        if self.figure is None:
+            raise ValueError(f"the {self.title} has drawn nothing yet: run it first")
+        return Picture(self.figure, self._caption())
+
+    def show_picture(self) -> Picture:
+        """Display ``picture()`` and one line under it, "Run this cell to get the live controls"; a cell that
+        ends with the widget itself then shows, once stored, a picture of the widget in use before the live
+        widget (which only a running kernel can draw). Returns the picture."""
+        shown = self.picture()
+        display(shown)
+        display(Markdown(f"*{shown.caption} (a picture). Run this cell to get the live controls.*"))
+        return shown
 
 
 class _Explorer(_Shown):
@@ -259,6 +337,7 @@ class PlacementPlayground(_Shown):
                                   datasets[0], description="dataset", style=style, layout=layout)
         found = omniglot_dir if omniglot_dir is not None else (self.exp.data_dir or locate_omniglot() or "")
         # Shown relative to the notebook's folder (e.g. ../data/omniglot): no path of this machine on screen.
+        self._found_dir = (_relative(found), str(found))      # what the box shows -> the folder it stands for
         self.omniglot_dir = W.Text(value=_relative(found), description="Omniglot folder", style=style,
                                    layout=W.Layout(width="600px"), placeholder="e.g. ../shared/data/omniglot")
         self.n_tasks = W.IntText(value=n_tasks, description=f"tasks (1-{max_tasks})", style=style,
@@ -286,7 +365,7 @@ class PlacementPlayground(_Shown):
         # Two columns of controls, so that the controls, the Run button and the chart fit one 1366x768 screen.
         controls = W.HBox([W.VBox([self.adapt_mode, self.query_mode, self.stats]),
                            W.VBox([self.presentation, self.dataset, self.n_tasks])])
-        self.verdict.layout = W.Layout(max_width="1000px")
+        _wrapping(self.verdict)
         self.widget = W.VBox([
             W.HTML("<b>Placement playground</b>: where do <code>.train()</code> and <code>.eval()</code> go "
                    "at meta-test?"),
@@ -294,6 +373,13 @@ class PlacementPlayground(_Shown):
             self.status, self.verdict, self.chart, self.log,
         ])
         self.widget.add_class("mamlkit-playground")
+
+    title = "placement playground"
+
+    def _caption(self) -> str:
+        numbers = [r.number for r in self.results]
+        runs = f"run #{numbers[0]}" if len(numbers) == 1 else f"runs #{numbers[0]} to #{numbers[-1]}"
+        return f"The placement playground's chart after {runs}, made when this cell ran"
 
 
     # -------------------------------------------------------------------------------------- actions
@@ -336,7 +422,7 @@ class PlacementPlayground(_Shown):
         self.status.value = _status_html(
             f"Run #{run.number} took {seconds:.1f} s ({1000 * run.seconds_per_task:.0f} ms per task).", "ok"
         )
-        self.verdict.value = f"<b>{html.escape(run.verdict)}</b>"
+        self.verdict.value = _prose_html(run.verdict, bold=True)
         self._draw()
         return run
 
@@ -386,9 +472,10 @@ class PlacementPlayground(_Shown):
             raise DataError("omniglot needs its data folder: type the folder that holds images_background "
                             "(or images_background_small1.zip ...) into 'Omniglot folder', "
                             "e.g. ../shared/data/omniglot, or choose glyphs")
-        folder = Path(text).expanduser()
+        shown, found = self._found_dir
+        folder = Path(found if text == shown else os.path.expandvars(text)).expanduser()
         if not folder.is_dir():
-            raise DataError(f"Omniglot folder not found: {folder} (choose glyphs, or give the folder that holds "
+            raise DataError(f"Omniglot folder not found: {text} (choose glyphs, or give the folder that holds "
                             "images_background or its .zip files)")
         return str(folder.resolve())
 
@@ -484,7 +571,7 @@ class BatchNormExplorer(_Explorer):
         self.source = W.Dropdown(options=[("support sets", "support"), ("query sets", "query")], value="support",
                                  description="batches", style=style)
         self.status = W.HTML("")
-        self.summary = W.HTML("")
+        self.summary = _wrapping(W.HTML(""))
         self.summary_text = ""
         self.plot = W.Output()
         for name, control in [("bn-layer", self.layer), ("bn-tasks", self.n_tasks), ("bn-source", self.source),
@@ -500,6 +587,13 @@ class BatchNormExplorer(_Explorer):
         ])
         self.widget.add_class("mamlkit-bn-explorer")
         self.update()
+
+    title = "BatchNorm explorer"
+
+    def _caption(self) -> str:
+        res = self.results or {}
+        return (f"The BatchNorm explorer on {res.get('layer')}, {len(res.get('tasks', {}))} tasks' "
+                f"{res.get('source')} sets, made when this cell ran")
 
     def update(self, layer: str | None = None, n_tasks: int | None = None, source: str | None = None
                ) -> dict[str, Any] | None:
@@ -554,12 +648,12 @@ class BatchNormExplorer(_Explorer):
                 f"{res['layer']}, {len(res['tasks'])} tasks ({res['source']} sets): typical factor between a task's "
                 f"variance and the " + "; ".join(parts) + ". Eval mode normalises every task with the black "
                 "lines, at the initial weights; train mode uses the task's own at the current weights (why a "
-                "mismatch is not the whole story: notebook 12)."
+                "mismatch is not the whole story: notebook 03)."
             )
         else:
             self.summary_text = (f"{res['layer']} keeps no running statistics: it normalises with batch statistics "
                                  "in both modes.")
-        self.summary.value = html.escape(self.summary_text)
+        self.summary.value = _prose_html(self.summary_text)
         _show_figure(self.plot, fig)
 
 
@@ -612,7 +706,7 @@ class ConfidenceExplorer(_Explorer):
                                      max=self.max_resamples, step=100, description="resampled means", style=style,
                                      continuous_update=False, layout=W.Layout(width="420px"))
         self.status = W.HTML("")
-        self.summary = W.HTML("")
+        self.summary = _wrapping(W.HTML(""))
         self.summary_text = ""
         self.plot = W.Output()
         for name, control in [("ci-tasks", self.n_tasks), ("ci-resamples", self.resamples),
@@ -628,6 +722,12 @@ class ConfidenceExplorer(_Explorer):
         ])
         self.widget.add_class("mamlkit-ci-explorer")
         self.update()
+
+    title = "confidence-interval explorer"
+
+    def _caption(self) -> str:
+        n = (self.results or {}).get("n")
+        return f"The confidence-interval explorer at N = {n} tasks, made when this cell ran"
 
     def update(self, n_tasks: int | None = None, resamples: int | None = None) -> dict[str, Any] | None:
         """Recompute and redraw, after setting any control given; returns ``results`` (None on error)."""
@@ -678,5 +778,5 @@ class ConfidenceExplorer(_Explorer):
             f"fall inside (expected about 95%). Four times the tasks (N = {4 * r['n']}) would give "
             f"± {s * four:.1f}{unit}.{beyond}"
         )
-        self.summary.value = html.escape(self.summary_text)
+        self.summary.value = _prose_html(self.summary_text)
         _show_figure(self.plot, fig)

@@ -154,7 +154,7 @@ def test_verdict_reads_the_result():
     text = evaluate.placement_verdict(eval_untouched, bad, chance)
     assert "near chance (20%)" in text and "0 and 1" in text
     text = evaluate.placement_verdict(mk.PLACEMENTS["eval_collected"], bad, chance)
-    assert "go stale" in text and "notebook 12" in text, "the verdict gives the measured mechanism"
+    assert "go stale" in text and "notebook 03" in text, "the verdict gives the measured mechanism"
     earlier = (f"run #1 ({transductive.label})", good)
     text = evaluate.placement_verdict(eval_untouched, bad, chance, [earlier])
     assert "points below run #1" in text and "on the same 4 tasks" in text
