@@ -205,10 +205,11 @@ def cached_training(
 ) -> MetaTrained:
     """``model`` trained by your own loop ``train(model)``, stored under ``config``'s key; loaded on later calls.
 
-    For a network and a training loop that are not mamlkit's (notebook 14): put into ``config`` everything that
-    decides the result (the loop's settings, the architecture's name and width, ``tensor_fingerprint`` of the
-    data), so that another configuration never gets this file. ``train`` may return a ``History``; its wall time
-    is measured here. The model's running statistics are stored as they are (``collected_stats`` stays empty).
+    For a network and a training loop that are not mamlkit's (deep dive your_own_model): put into ``config``
+    everything that decides the result (the loop's settings, the architecture's name and width,
+    ``tensor_fingerprint`` of the data), so that another configuration never gets this file. ``train`` may
+    return a ``History``; its wall time is measured here. The model's running statistics are stored as they are
+    (``collected_stats`` stays empty).
     """
     found = find_cached(config, cache_dir)
     if found is not None:

@@ -32,27 +32,27 @@ used without ``with`` checks nothing and says so (``print(checker)``; ``checker.
 
 The mistakes it reports (``MISTAKES``), and when:
 
-- ``eval_untouched_stats`` (notebook 04): a BatchNorm layer of the model or of a patched copy runs
+- ``eval_untouched_stats`` (notebook 02): a BatchNorm layer of the model or of a patched copy runs
   in eval mode while its running statistics were never updated (``num_batches_tracked == 0``).
-- ``no_meta_gradient`` (03): an optimiser steps the model's parameters while every ``.grad`` is
+- ``no_meta_gradient`` (deep dive maml_on_sinusoids): an optimiser steps the model's parameters while every ``.grad`` is
   None or zero (``higher``'s default ``copy_initial_weights=True`` is the usual cause).
-- ``inner_loop_on_meta_parameters`` (02): an optimiser steps the model's parameters after
+- ``inner_loop_on_meta_parameters`` (deep dive maml_on_sinusoids): an optimiser steps the model's parameters after
   grad-enabled forward passes of the model itself and none of a patched copy or functional call;
   or the parameters change in place between two such forward passes; or a MAML wrapper ran while the
   model's parameters were replaced by adapted tensors (learn2learn's ``maml.adapt`` on the wrapper).
-- ``adapted_from_previous_task`` (11): the fast weights of the model or of one clone take inner steps on
+- ``adapted_from_previous_task`` (06): the fast weights of the model or of one clone take inner steps on
   a second input batch without going back to the meta-parameters (TorchOpt without ``recover_state_dict``,
   a learn2learn clone reused across tasks, a functional_call loop carrying its weights over), or the model
   still holds adapted weights when the outer optimiser steps, when it is saved or when the block ends.
-- ``query_loss_without_graph`` (02): ``backward()`` is called on a tensor that does not require
+- ``query_loss_without_graph`` (01): ``backward()`` is called on a tensor that does not require
   grad, after forward passes of the model ran under ``no_grad``/``inference_mode``.
-- ``stale_patched_mode`` (03): a patched copy (or a learn2learn clone) runs in the modes it was created
-  with, while the model's modes were changed after it was created.
-- ``meta_test_stats_saved`` (05): at meta-test, the model is saved (``state_dict()``,
+- ``stale_patched_mode`` (deep dive maml_on_sinusoids): a patched copy (or a learn2learn clone) runs in the
+  modes it was created with, while the model's modes were changed after it was created.
+- ``meta_test_stats_saved`` (04): at meta-test, the model is saved (``state_dict()``,
   ``torch.save(model)``) with BatchNorm running statistics that train-mode passes changed inside the
   block: of the model itself, of a clone sharing its buffers, or of a functional_call given its buffers.
-- ``train_mode_single_example`` (06): a BatchNorm layer runs in train mode on a batch of one.
-- ``track_running_stats_flipped`` (13): a BatchNorm layer runs in eval mode with
+- ``train_mode_single_example`` (04): a BatchNorm layer runs in train mode on a batch of one.
+- ``track_running_stats_flipped`` (deep dive claims_checked): a BatchNorm layer runs in eval mode with
   ``track_running_stats`` set to False after it was built (its running buffers still exist), so it
   normalises with those stored statistics, not with the batch's.
 
@@ -115,11 +115,11 @@ MISTAKES: dict[str, Mistake] = {
             "does; mk.meta_test's 'transductive' placement). Eval mode normalises with running statistics, "
             "and higher never updates the model's own: its patched copies get copies of the buffers, so "
             "after meta-training they are still mean 0, variance 1, which fit no task's features: eval mode "
-            "with them stays far below train mode at every inner step size tried (notebook 12 also shows why "
+            "with them stays far below train mode at every inner step size tried (notebook 03 also shows why "
             "better statistics alone do not rescue eval mode)."
             " To measure every placement on your own model and tasks: mk.placement_report "
             "(python -m mamlkit report).",
-            "04_batchnorm_placements",
+            "02_maml_placements",
         ),
         Mistake(
             "no_meta_gradient",
@@ -127,7 +127,7 @@ MISTAKES: dict[str, Mistake] = {
             "Open higher.innerloop_ctx with copy_initial_weights=False, so that the fast weights start as "
             "the model's parameters and the query loss back-propagates into them; compute the query loss "
             "with gradients enabled and call backward() on it before the outer step.",
-            "03_maml_with_higher",
+            "deep_dives/maml_on_sinusoids",
         ),
         Mistake(
             "inner_loop_on_meta_parameters",
@@ -136,7 +136,7 @@ MISTAKES: dict[str, Mistake] = {
             "copy_initial_weights=False) as (fmodel, diffopt): diffopt.step(loss)` (or the torch.func "
             "equivalent). A torch.optim optimiser, or an in-place update, over model.parameters() "
             "overwrites the initial weights, and no meta-gradient flows through its steps: that is not MAML.",
-            "02_train_eval_basics",
+            "deep_dives/maml_on_sinusoids",
         ),
         Mistake(
             "query_loss_without_graph",
@@ -144,7 +144,7 @@ MISTAKES: dict[str, Mistake] = {
             "Compute the query (meta) loss with gradients enabled. torch.no_grad() and "
             "torch.inference_mode() stop graph building whatever the mode; they belong to meta-test "
             "predictions only. .train()/.eval() have nothing to do with gradients.",
-            "02_train_eval_basics",
+            "01_train_eval_basics",
         ),
         Mistake(
             "stale_patched_mode",
@@ -152,7 +152,7 @@ MISTAKES: dict[str, Mistake] = {
             "higher copies the training flags when innerloop_ctx opens; model.train()/model.eval() called "
             "later do not reach the patched copy. Set the mode before opening the context, or call "
             "fmodel.train()/fmodel.eval() on the patched model.",
-            "03_maml_with_higher",
+            "deep_dives/maml_on_sinusoids",
         ),
         Mistake(
             "meta_test_stats_saved",
@@ -161,7 +161,7 @@ MISTAKES: dict[str, Mistake] = {
             "fold each batch into its BatchNorm running statistics. Restore them before saving "
             "(`with mk.preserved_bn_stats(model): ...` around the meta-test), give functional_call copies "
             "of the buffers, or adapt higher's patched copy; mk.meta_test leaves the model bit-identical.",
-            "05_running_stats_contamination",
+            "04_one_example_at_a_time",
         ),
         Mistake(
             "train_mode_single_example",
@@ -173,7 +173,7 @@ MISTAKES: dict[str, Mistake] = {
             "normalisation from the support set (norm='metabn' or 'tasknorm_i')."
             " To measure every placement on your own model and tasks: mk.placement_report "
             "(python -m mamlkit report).",
-            "06_transductive_or_not",
+            "04_one_example_at_a_time",
         ),
         Mistake(
             "track_running_stats_flipped",
@@ -184,7 +184,7 @@ MISTAKES: dict[str, Mistake] = {
             "BatchNorm2d(..., track_running_stats=False), or set its running_mean and running_var to None."
             " To measure every placement on your own model and tasks: mk.placement_report "
             "(python -m mamlkit report).",
-            "13_answers_checked",
+            "deep_dives/claims_checked",
         ),
         Mistake(
             "dropout_in_prediction",
@@ -195,7 +195,7 @@ MISTAKES: dict[str, Mistake] = {
             "train mode: fmodel.train(), then m.eval() for every nn.Dropout m in fmodel.modules() (with mamlkit: "
             "`with mk.eval_mode(fmodel), mk.train_mode(fmodel, norm_only=True):` around the passes). Ignore this "
             "only for deliberate Monte Carlo dropout.",
-            "15_does_it_hold",
+            "deep_dives/does_it_hold",
         ),
         Mistake(
             "adapted_from_previous_task",
@@ -206,7 +206,7 @@ MISTAKES: dict[str, Mistake] = {
             "`learner = maml.clone()` per task; with functional_call, `params = dict(model.named_parameters())` "
             "at the start of each task. Otherwise each task starts where the last one ended and the meta-gradient "
             "runs through every earlier task's inner loop.",
-            "11_check_your_code",
+            "06_check_your_code",
         ),
     ]
 }

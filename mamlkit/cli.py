@@ -106,7 +106,8 @@ def _add_lanes_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_inner_loop_arguments(parser: argparse.ArgumentParser) -> None:
-    """The inner-loop remedies of notebook 16: learned rates (MAML++'s LSLR) and ANIL's head-only adaptation."""
+    """The inner-loop remedies of the deep dive inner_loop_remedies: learned rates (MAML++'s LSLR) and ANIL's
+    head-only adaptation."""
     parser.add_argument("--inner-rates", choices=list(INNER_RATES), default=None,
                         help="fixed (MAML, default) or learned per layer and step (MAML++'s LSLR)")
     parser.add_argument("--adapt", choices=list(ADAPTS), default=None,

@@ -72,11 +72,11 @@ ROWS: tuple[tuple[str, str, str | None], ...] = (
 
 #: The notebook that explains each finding of the verdict.
 NOTEBOOKS = {
-    "transduction": "notebook 06, transductive or not",
-    "eval": "notebook 12, why eval mode fails",
-    "contamination": "notebook 05, running statistics contamination",
-    "checker": "notebook 11, check your code",
-    "normalisation": "notebook 09, normalisation without transduction",
+    "transduction": "notebook 04, one example at a time",
+    "eval": "notebook 03, why eval fails",
+    "contamination": "notebook 04, meta-test data in the running statistics",
+    "checker": "notebook 06, check your code",
+    "normalisation": "deep dive normalising_without_transduction",
 }
 
 
@@ -99,6 +99,8 @@ class PlacementReport:
             transductive.
         partly_transductive_eval: some BatchNorm layers keep no running statistics, so eval mode still
             normalises those with the batch's statistics.
+        momentum_one: every BatchNorm layer with running statistics has ``momentum=1`` (as higher's Omniglot
+            example builds them): each train-mode pass replaces the running statistics with its batch's.
     """
 
     results: dict[str, EvalResult]
@@ -113,6 +115,7 @@ class PlacementReport:
     skipped: dict[str, str] = field(default_factory=dict)
     context_norm: bool = False
     partly_transductive_eval: bool = False
+    momentum_one: bool = False
 
     @property
     def n_tasks(self) -> int:
@@ -141,7 +144,7 @@ class PlacementReport:
     def __str__(self) -> str:
         lines = [str(self.table()), "", "Verdict:"]
         lines += [f"- {line}" for line in self.verdict]
-        lines.append(f"({self.estimate_note}.)")
+        lines += ["", f"Note: {self.estimate_note}."]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -172,7 +175,7 @@ class PlacementReport:
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in self.verdict)
         return (self.table()._repr_html_() + f"<p><b>Verdict</b></p><ul>{items}</ul>"
-                + f"<p><small>{html.escape(self.estimate_note)}.</small></p>")
+                + f"<p><small>Note: {html.escape(self.estimate_note)}.</small></p>")
 
 
 def as_tasks(tasks: object, n_tasks: int | None = None) -> FixedTasks:
@@ -260,7 +263,7 @@ def _check_model(model: nn.Module, tasks: FixedTasks) -> tuple[int, bool, dict[s
     if not any(is_batchnorm(m) for m in model.modules()) and not uses_context(model):
         raise ConfigError(
             "the model has no BatchNorm layer, so .train() and .eval() do not change its normalisation: the "
-            "placements would all give the same numbers. Use mk.check_maml for the rest of your loop (notebook 11)."
+            "placements would all give the same numbers. Use mk.check_maml for the rest of your loop (notebook 06)."
         )
     task = tasks.task(0)
     n_way = task.n_way
@@ -288,7 +291,8 @@ def _check_model(model: nn.Module, tasks: FixedTasks) -> tuple[int, bool, dict[s
         if is_batchnorm(m) and not m.track_running_stats and m.running_mean is not None:
             raise ConfigError(
                 f"BatchNorm layer '{name}' has track_running_stats=False but still holds its running buffers, so eval "
-                "mode reads them (notebook 13): set its running_mean and running_var to None for batch statistics, or "
+                "mode reads them (deep dive claims_checked): set its running_mean and running_var to None for batch "
+                "statistics, or "
                 "track_running_stats back to True, then run the report"
             )
     keeps_stats = any(is_batchnorm(m) and m.running_mean is not None for m in model.modules())
@@ -307,6 +311,13 @@ def _some_layers_without_stats(model: nn.Module) -> bool:
     transductive: the layers without them normalise with the batch's statistics)."""
     kinds = {m.running_mean is not None for m in model.modules() if is_batchnorm(m)}
     return kinds == {True, False}
+
+
+def _momentum_one(model: nn.Module) -> bool:
+    """True when every BatchNorm layer with running statistics has momentum 1: a train-mode pass then replaces
+    the running statistics with its batch's (``momentum=None``, a running average, is not 1)."""
+    layers = [m for m in model.modules() if is_batchnorm(m) and m.running_mean is not None]
+    return bool(layers) and all(getattr(m, "momentum", None) == 1 for m in layers)
 
 
 def _stats_untouched(model: nn.Module) -> bool:
@@ -422,7 +433,7 @@ def placement_report(
     with _dropout_off(model) as dropout:
         if dropout:
             notes.append(f"Dropout (p = {', '.join(f'{p:g}' for p in dropout)}) was off throughout, as a prediction "
-                         "wants it (notebook 15)")
+                         "wants it (deep dive does_it_hold)")
         runs: list[tuple[str | None, StatsSnapshot | None]] = [(None, held)]
         if keeps_stats:
             runs += [("held", held), ("untouched", None), ("reestimated", reestimated_stats(model, estimate_tasks))]
@@ -439,7 +450,8 @@ def placement_report(
     differences = {name: paired_difference(r, base) for name, r in results.items() if name != "transductive"}
     report = PlacementReport(results, differences, n_way, inner_steps, float(inner_lr), seconds, held_untouched,
                              "; ".join(notes), skipped=skipped, context_norm=uses_context(model),
-                             partly_transductive_eval=_some_layers_without_stats(model))
+                             partly_transductive_eval=_some_layers_without_stats(model),
+                             momentum_one=_momentum_one(model))
     report.verdict = _verdict(report, keeps_stats)
     return report
 
@@ -523,6 +535,13 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
                      f"{100 * re_diff.ci95:.1f} against train mode). On the Conv4, statistics re-estimated on "
                      f"each task's support set at the adapted weights come close to train mode "
                      f"({NOTEBOOKS['eval']}).")
+        if report.momentum_one and report.inner_steps > 0 and any(n.startswith("train_then_eval") for n in r):
+            same = [n for n in ("train_then_eval_held", "train_then_eval_untouched", "train_then_eval_reestimated")
+                    if n in r]
+            lines.append(f"Your BatchNorm layers have momentum 1 (as higher's Omniglot example builds them): each "
+                         f"train-mode pass replaces the running statistics with its batch's, so after the support "
+                         f"steps they are the last support batch's, whatever the model held before. That is why "
+                         f"{', '.join(same)} are equal here ({_fmt(r[same[0]])}).")
         if not report.held_untouched:
             lines.append("Your model's statistics were written by training: if they were also written during "
                          f"meta-test, a checkpoint carries test data ({NOTEBOOKS['contamination']}).")

@@ -65,9 +65,10 @@ class Experiment:
         test_tasks: meta-test tasks per placement.
         test_inner_steps: support steps at meta-test.
         test_lr_scale: the meta-test inner learning rate as a multiple of meta-training's (of every entry of a
-            learned rate table too): 0.1 tests notebook 12's finding that eval mode needs a smaller step.
+            learned rate table too): 0.1 tests notebook 03's finding that eval mode needs a smaller step.
         test_dropout_off: at meta-test every Dropout layer drops nothing in every placement, so train-mode
-            placements keep BatchNorm's batch statistics with Dropout off (notebook 15); in the record only when set.
+            placements keep BatchNorm's batch statistics with Dropout off (deep dive does_it_hold); in the record
+            only when set.
         test_seed: seed of the meta-test task stream.
     """
 

@@ -1,4 +1,4 @@
-"""Checks for the classroom lab (``notebooks/08_classroom_lab.ipynb``).
+"""Checks for the classroom lab (``notebooks/05_classroom_lab.ipynb``; its exercises are 05.1 to 05.3).
 
 Each ``check_exercise_N(student_fn)`` runs a student's function on small synthetic tasks with a
 small Conv4 (8 channels, BatchNorm), compares it with a reference written with ``mamlkit``, and
@@ -32,6 +32,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import higher
@@ -47,6 +48,9 @@ from mamlkit.tasks import Task
 
 N_WAY = 5
 
+#: The lab's place on the core path: its exercises are labelled "Exercise 05.1" to "Exercise 05.3".
+LAB_NOTEBOOK = "05"
+
 #: The title of the checker's ``meta_test_stats_saved`` mistake when an exercise sees the statistics written
 #: into the model but nothing is saved.
 STATS_WRITTEN = "Meta-test data was written into the model's running statistics"
@@ -57,7 +61,7 @@ class CheckResult:
     """The outcome of one exercise check.
 
     Attributes:
-        exercise: the exercise number.
+        exercise: the exercise number within the lab (1, 2 or 3; ``label`` is e.g. ``"05.1"``).
         passed: True when the function does what the exercise asks.
         problems: what is wrong, most important first, each with a hint and the notebook to read.
         notes: remarks that do not fail the check.
@@ -69,12 +73,17 @@ class CheckResult:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def label(self) -> str:
+        """The exercise's label on the core path, e.g. ``"05.1"``."""
+        return f"{LAB_NOTEBOOK}.{self.exercise}" if isinstance(self.exercise, int) else str(self.exercise)
+
+    @property
     def message(self) -> str:
         """All the feedback as one text."""
         if self.passed:
-            head = f"Exercise {self.exercise}: passed. Well done."
+            head = f"Exercise {self.label}: passed. Well done."
         else:
-            head = f"Exercise {self.exercise}: not yet."
+            head = f"Exercise {self.label}: not yet."
         lines = [head] + [f"- {p}" for p in self.problems] + [f"- note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -90,7 +99,7 @@ class CheckResult:
         items += "".join(f"<li><i>note:</i> {html.escape(n)}</li>" for n in self.notes)
         title = "passed. Well done." if self.passed else "not yet."
         return (f'<div style="border-left:4px solid {colour};padding:4px 10px">'
-                f'<b style="color:{colour}">{mark} Exercise {self.exercise}: {title}</b>'
+                f'<b style="color:{colour}">{mark} Exercise {self.label}: {title}</b>'
                 f"{'<ul>' + items + '</ul>' if items else ''}</div>")
 
 
@@ -162,7 +171,9 @@ class _Problems:
             return
         self.codes.add(code)
         m = MISTAKES[code]
-        self.add(f"{title or m.title}: {what} What to do: {m.advice} (notebook {m.notebook[:2]})", index)
+        lesson = Path(m.notebook).name
+        where = f"notebook {lesson[:2]}" if lesson[:2].isdigit() else f"the deep dive {lesson}"
+        self.add(f"{title or m.title}: {what} What to do: {m.advice} ({where})", index)
 
     def seen(self, report: Report) -> None:
         """Every mistake the checker saw, in its own words (codes already reported are skipped)."""
@@ -233,7 +244,7 @@ def _mode_change(before: dict[str, bool], model: nn.Module) -> str | None:
     was, now = ("train" if before[""] else "eval"), ("train" if after[""] else "eval")
     return (f"your function changed the model's mode: it was in {was} mode before the call and is in {now} mode "
             "after it. The caller's model must come back as it was: set the mode on the patched copy (fmodel) "
-            "or restore it (mk.train_mode(model) as a context manager) — notebooks 02 and 03.")
+            "or restore it (mk.train_mode(model) as a context manager) — notebooks 01 and 02.")
 
 
 def _stats_moved(before: dict[str, torch.Tensor], model: nn.Module) -> str | None:
@@ -262,19 +273,19 @@ def _exercise_1_suspects() -> dict[str, tuple[str | None, str]]:
     diagnosis) and what to tell them."""
     eval_query = ("your predictions match a query evaluated in eval mode ({label}): eval mode normalises the "
                   "query with running statistics instead of the task's own batch statistics. The model was "
-                  "meta-trained in train mode, so keep fmodel in train mode for the query too (notebook 04).")
+                  "meta-trained in train mode, so keep fmodel in train mode for the query too (notebook 02).")
     return {
         "eval_untouched": (None, eval_query),
         "train_then_eval": (None, eval_query),
         "eval_train": (None, "your predictions match adapting in eval mode and predicting in train mode: the "
                              "support steps then normalise with running statistics. Put fmodel in train mode before "
-                             "the support steps as well (notebook 04)."),
+                             "the support steps as well (notebook 02)."),
         "one_at_a_time": ("train_mode_single_example",
                           "your predictions match the query presented one example at a time: in train mode each "
                           "prediction then uses the statistics of a batch of one."),
         "one_class_at_a_time": (None, "your predictions match the query presented one class at a time: the batch "
                                       "statistics of one class are not the task's. Predict the whole query set in "
-                                      "one forward pass (notebook 06)."),
+                                      "one forward pass (notebook 04)."),
     }
 
 
@@ -343,7 +354,7 @@ def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
         problems.add("your function gives the right predictions when the model arrives in train mode but "
                      "not when it arrives in eval mode: you rely on the mode the model happens to be in. "
                      "The patched copy takes the model's flags when innerloop_ctx opens; call "
-                     "fmodel.train() yourself (notebook 03).", 0)
+                     "fmodel.train() yourself (notebook 02).", 0)
     elif not all(ok_by_mode.values()):
         code, text = matched_by_mode.get(True) or matched_by_mode.get(False) or (None, "")
         if code is not None:
@@ -353,7 +364,7 @@ def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
                 f"your predictions differ from the reference. Check the inner loop: {inner_steps} steps (the "
                 "inner_steps argument) of SGD with learning rate inner_lr (higher.innerloop_ctx with the optimizer "
                 "torch.optim.SGD(model.parameters(), lr=inner_lr) and diffopt.step(loss on the support set)), fmodel "
-                "in train mode, and the whole query set in one forward pass (notebooks 03 and 04)."), 0)
+                "in train mode, and the whole query set in one forward pass (notebook 02)."), 0)
     for report in reports:
         problems.seen(report)
     return CheckResult(1, not problems.items, problems.items, notes)
@@ -407,20 +418,20 @@ def _check_2(student_fn: Callable[..., Any], name: str) -> CheckResult:
             if _close(logits, eval_out):
                 problems.add("your outputs are the eval-mode ones: they were normalised with the running statistics. "
                              "The exercise asks for train mode, where each batch is normalised with its own "
-                             "statistics (notebook 02).")
+                             "statistics (notebook 01).")
             else:
-                problems.add("your outputs are not the model's train-mode outputs for x (notebook 02).")
+                problems.add("your outputs are not the model's train-mode outputs for x (notebook 01).")
         moved = _stats_moved(stats_before, model)
         if moved:
             problems.mistake("meta_test_stats_saved", moved, title=STATS_WRITTEN)
         elif _changed(before, model, set(before)):
-            problems.add("your function changed the model's parameters; predicting must not (notebook 02).")
+            problems.add("your function changed the model's parameters; predicting must not (notebook 01).")
         change = _mode_change(modes, model)
         if change:
             problems.add(change)
         if logits.requires_grad:
             problems.add("your outputs carry a gradient graph: predictions need none, and .train()/.eval() do not "
-                         "turn gradients off. Wrap the forward pass in torch.no_grad() (notebook 02).")
+                         "turn gradients off. Wrap the forward pass in torch.no_grad() (notebook 01).")
         problems.seen(report)
     return CheckResult(2, not problems.items, problems.items)
 
@@ -535,14 +546,14 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
         grads = [p.grad for p in model.parameters()]
         if outer_calls[0] == 0:
             problems.add("you never called outer_opt.step(): the meta-gradient is computed but the model is not "
-                         "updated. Call it once, after the loop over the tasks (notebook 03).")
+                         "updated. Call it once, after the loop over the tasks (notebook 02).")
         elif all(g is None or g.abs().sum().item() == 0 for g in grads):
             finding = next((f for f in report.findings if f.code == "no_meta_gradient"), None)
             problems.mistake("no_meta_gradient", finding.message if finding else
                              "no meta-gradient reached model.parameters(), so the step changed nothing.")
         else:
             problems.add("the model's parameters did not change: call outer_opt.step() after back-propagating "
-                         "the query losses, and do not zero the gradients in between (notebook 03).")
+                         "the query losses, and do not zero the gradients in between (notebook 02).")
     elif outer_calls[0] > 1:
         problems.add(f"you called outer_opt.step() {outer_calls[0]} times: MAML accumulates the meta-gradient "
                         "of every task in the meta-batch and steps once (call outer_opt.zero_grad() before the "
@@ -553,7 +564,7 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
             ({"query_mode": "eval"}, "you computed the query loss in eval mode (what some guides advise): the "
              "adapted copy then normalises the query with running statistics that its support passes moved only "
              "part of the way from 0 and 1. MAML meta-trains "
-             "in train mode throughout; leave fmodel in train mode for the query (notebook 04)."),
+             "in train mode throughout; leave fmodel in train mode for the query (notebook 02)."),
             ({"average": False}, f"you summed the task losses: divide each query loss by the number of tasks "
              f"({len(tasks)}) so that the step does not grow with the meta-batch."),
         ]
@@ -567,7 +578,7 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
                 f"parameters by up to {moved:.2g}). Check: fmodel.train(); {inner_steps} diffopt.step calls on the "
                 "support loss; the query loss computed outside torch.no_grad(), divided by the number of tasks, "
                 "and .backward() inside the innerloop_ctx block; outer_opt.zero_grad() before the tasks and one "
-                "outer_opt.step() after them (notebook 03)."
+                "outer_opt.step() after them (notebook 02)."
             )
     try:
         value = float(returned)

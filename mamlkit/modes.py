@@ -77,9 +77,9 @@ def dropout_off(model: nn.Module) -> Iterator[nn.Module]:
     """Within the block every Dropout layer of ``model`` drops nothing (``p = 0``), in either mode.
 
     With it, a placement that adapts or predicts in train mode keeps BatchNorm's batch statistics and turns
-    Dropout off: the separated placement of notebook 15, for models that have both (``model.eval()`` would
-    switch BatchNorm to running statistics too). Patched copies made inside the block (``higher``) copy the
-    rate. On exit every Dropout layer gets back its rate, even after an exception.
+    Dropout off: the separated placement of the deep dive does_it_hold, for models that have both
+    (``model.eval()`` would switch BatchNorm to running statistics too). Patched copies made inside the block
+    (``higher``) copy the rate. On exit every Dropout layer gets back its rate, even after an exception.
     """
     layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     rates = [m.p for m in layers]

@@ -95,32 +95,32 @@ class Placement:
             if self.adapt_mode == "eval" and self.stats == "untouched":
                 return ("eval mode adapts and predicts with the statistics higher leaves in the model (0 and 1), "
                         "which fit no task's features: eval mode with them stays far below train mode at every step "
-                        "size tried (notebook 12, later in the course)")
+                        "size tried (notebook 03)")
             if self.adapt_mode == "eval":
                 return ("eval mode freezes the normalisation while the inner steps move the weights: at the "
                         "meta-training step size frozen statistics go stale, collected or not; even the task's own "
                         "statistics at the start fail, while statistics re-estimated before every step recover most of "
-                        "the gap and a much smaller step lifts it far above chance, short of train mode (notebook 12, "
-                        "later in the course)")
+                        "the gap and a much smaller step lifts it far above chance, short of train mode (notebook 03)")
             if self.stats == "untouched":
                 return ("each support pass moves the copy's statistics only a tenth of the way from 0 and 1 towards "
                         "the batch's (momentum 0.1), and eval mode normalises the query with that mixture "
-                        "(notebook 04)")
+                        "(notebook 02)")
             return ("the support passes pulled the collected statistics towards this task, so eval mode can work, "
                     "but it stays below train mode; statistics re-estimated on the support set at the adapted "
-                    "weights do better (notebook 12, later in the course)")
+                    "weights do better (notebook 03)")
         if self.adapt_mode == "eval":
             return ("the weights were adapted with running statistics (eval mode) but the query is normalised "
-                    "with batch statistics: the two halves do not match (notebook 04)")
+                    "with batch statistics: the two halves do not match, and adapting in eval mode goes stale "
+                    "(notebook 03)")
         if self.presentation == "one_at_a_time_with_support":
             return ("train mode, each query example normalised together with the support set (Reptile's "
                     "protocol): no prediction depends on the other query examples, and the batch still looks like "
-                    "this task (notebook 06)")
+                    "this task (notebook 04)")
         if self.presentation != "batch":
             return (f"train mode with the query {PRESENTATIONS[self.presentation]}: the batch statistics of a "
-                    "partial query differ from the whole query set's (notebook 06)")
+                    "partial query differ from the whole query set's (notebook 04)")
         text = ("train mode throughout, as in meta-training: each task is normalised with its own batch statistics "
-                "(transductive, notebook 06)")
+                "(transductive, notebook 02)")
         if self.stats == "collected":
             text += "; train mode never reads running statistics, so their source changes nothing here"
         return text

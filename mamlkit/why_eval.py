@@ -175,7 +175,7 @@ class Claim:
         return max(float(results[name, f].values[:n_tasks].mean()) for f in factors)
 
 
-#: What the explanation in notebooks 04 and 12 says, each sentence with its check. Margins were chosen
+#: What the explanation in notebook 03 says, each sentence with its check. Margins were chosen
 #: so that each claim holds in every meta-training seed of the README's record (``--seeds 0 1 2``).
 CLAIMS: tuple[Claim, ...] = (
     Claim("Eval mode throughout with the statistics higher leaves (0 and 1) stays far below train mode at the "

@@ -85,7 +85,7 @@ def test_eval_mode_with_untouched_running_statistics_is_reported():
         meta_test_task(model, sampler.task(10), training=False)
     assert report.codes == ["eval_untouched_stats"]
     assert "higher's patched copy" in report.findings[0].message
-    assert report.findings[0].notebook == "04_batchnorm_placements"
+    assert report.findings[0].notebook == "02_maml_placements"
     with check_maml(model) as report:  # the model itself, and the torch.func backend
         model.eval()
         with torch.no_grad():
@@ -100,7 +100,7 @@ def test_higher_default_copy_initial_weights_is_reported():
         maml_step(model, sampler.batch(0, 2), torch.optim.Adam(model.parameters(), lr=1e-3), copy_initial_weights=True)
     assert report.codes == ["no_meta_gradient"]
     assert "copy_initial_weights=True" in report.findings[0].message
-    assert report.findings[0].notebook == "03_maml_with_higher"
+    assert report.findings[0].notebook == "deep_dives/maml_on_sinusoids"
 
 
 def plain_inner_loop(net, task, inner_steps=2, by_hand=False):
@@ -130,7 +130,7 @@ def test_an_inner_loop_on_the_meta_parameters_is_reported(by_hand):
         task_loss(model(task.query_x), task.query_y).backward()  # no no_grad: it runs, but it is not MAML
         outer_opt.step()
     assert report.codes == ["inner_loop_on_meta_parameters"]
-    assert report.findings[0].notebook == "02_train_eval_basics"
+    assert report.findings[0].notebook == "deep_dives/maml_on_sinusoids"
 
 
 def test_a_query_loss_under_no_grad_is_reported_when_back_propagated():
@@ -206,7 +206,7 @@ def test_meta_test_statistics_saved_with_the_model_are_reported(tmp_path, how):
         meta_test_in_train_mode()
         torch.save(model.state_dict(), tmp_path / "model.pt")
     assert report.codes == ["meta_test_stats_saved"]
-    assert report.findings[0].notebook == "05_running_stats_contamination"
+    assert report.findings[0].notebook == "04_one_example_at_a_time"
     with check_maml(model) as report:  # the remedy: restore the statistics before saving
         with mk.preserved_bn_stats(model):
             meta_test_in_train_mode()
@@ -219,7 +219,7 @@ def test_train_mode_prediction_one_example_at_a_time_is_reported():
     with check_maml(model) as report:
         mk.adapt_and_predict(model, sampler.task(0), "one_at_a_time", inner_steps=1)
     assert report.codes == ["train_mode_single_example"]
-    assert report.findings[0].notebook == "06_transductive_or_not"
+    assert report.findings[0].notebook == "04_one_example_at_a_time"
 
 
 def test_every_mistake_has_a_lesson_that_exists():
@@ -241,7 +241,7 @@ def test_report_prints_renders_and_can_raise():
             meta_test_task(model, sampler.task(0), training=False)
     text = str(report)
     assert "What happened:" in text and "What to do:" in text
-    assert "Lesson: notebooks/04_batchnorm_placements.ipynb" in text
+    assert "Lesson: notebooks/02_maml_placements.ipynb" in text
     html = report._repr_html_()
     assert html.startswith("<table>") and "eval_untouched_stats" in html
 
@@ -274,7 +274,7 @@ def test_a_flipped_track_running_stats_in_eval_mode_is_reported_and_its_correct_
     with check_maml(model) as report:
         meta_test_task(model, sampler.task(0), training=False)
     assert report.codes == ["track_running_stats_flipped"]
-    assert "'features.1'" in report.findings[0].message and report.findings[0].notebook == "13_answers_checked"
+    assert "'features.1'" in report.findings[0].message and report.findings[0].notebook == "deep_dives/claims_checked"
     with check_maml(model) as report:                           # train mode: batch statistics, as meant
         meta_test_task(model, sampler.task(0), training=True)
     assert report.ok, str(report)
@@ -291,7 +291,7 @@ def test_dropout_left_on_in_a_prediction_is_reported_and_the_correct_variant_is_
     task = sampler.task(0)
     with check_maml(model) as report:
         meta_test_task(model, task, training=True)                 # BatchNorm right, Dropout on while predicting
-    assert report.codes == ["dropout_in_prediction"] and report.findings[0].notebook == "15_does_it_hold"
+    assert report.codes == ["dropout_in_prediction"] and report.findings[0].notebook == "deep_dives/does_it_hold"
 
     def batchnorm_train_dropout_eval(model, task):
         inner_opt = torch.optim.SGD(model.parameters(), lr=0.4)

@@ -105,7 +105,7 @@ def test_any_module_with_batchnorm_and_any_episode_source():
     assert from_sampler.held_untouched and len(from_sampler.results) == 9
     assert "batch of 1" in from_sampler.skipped["one_at_a_time"]        # BatchNorm1d refuses one example
     text = str(from_sampler)
-    assert "Verdict:" in text and "check_maml" in text and "notebook 12" in text
+    assert "Verdict:" in text and "check_maml" in text and "notebook 03" in text
     assert "cannot predict one example at a time" in text and "cannot run" in text
     loader = torch.utils.data.DataLoader([sampler.task(i) for i in range(3)], batch_size=1,
                                          collate_fn=lambda batch: batch[0])

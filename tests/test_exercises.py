@@ -23,7 +23,7 @@ def assert_feedback(result, *words):
         assert word in text, (word, text)
 
 
-# 02.1 -----------------------------------------------------------------------------------------------------
+# 01.1 -----------------------------------------------------------------------------------------------------
 
 def eval_mode_gradients(model, x, y):
     was = model.training
@@ -44,7 +44,7 @@ def eval_mode_gradients_under_no_grad(model, x, y):
     return list(torch.autograd.grad(loss, list(model.parameters())))
 
 
-def test_02_eval_mode_gradients():
+def test_01_eval_mode_gradients():
     assert ex.check_eval_mode_gradients(eval_mode_gradients).passed
     assert_feedback(ex.check_eval_mode_gradients(eval_mode_gradients_in_train_mode), "computed in train mode",
                     "running statistics")
@@ -52,7 +52,7 @@ def test_02_eval_mode_gradients():
     assert_feedback(ex.check_eval_mode_gradients(not_done), "NotImplementedError")
 
 
-# 03.1 -----------------------------------------------------------------------------------------------------
+# maml_on_sinusoids.1 ----------------------------------------------------------------------------------------
 
 def meta_gradient(model, task, inner_steps, inner_lr, copy_initial_weights=False, track=True):
     inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
@@ -65,12 +65,13 @@ def meta_gradient(model, task, inner_steps, inner_lr, copy_initial_weights=False
         return list(torch.autograd.grad(loss, wrt, allow_unused=True))
 
 
-def test_03_meta_gradient():
+def test_maml_on_sinusoids_meta_gradient():
     assert ex.check_meta_gradient(meta_gradient).passed
     first_order = ex.check_meta_gradient(lambda m, t, s, lr: meta_gradient(m, t, s, lr, track=False))
     assert_feedback(first_order, "first-order")
     copied = ex.check_meta_gradient(lambda m, t, s, lr: meta_gradient(m, t, s, lr, copy_initial_weights=True))
-    assert_feedback(copied, "did not reach the meta-parameters", "copy_initial_weights=False", "notebook 03")
+    assert_feedback(copied, "did not reach the meta-parameters", "copy_initial_weights=False",
+                    "deep dive maml_on_sinusoids")
 
     def plain_sgd(model, task, inner_steps, inner_lr):
         opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
@@ -80,10 +81,11 @@ def test_03_meta_gradient():
             opt.step()
         return list(torch.autograd.grad(F.cross_entropy(model(task.query_x), task.query_y), list(model.parameters())))
 
-    assert_feedback(ex.check_meta_gradient(plain_sgd), "changed the meta-parameters", "notebook 02")
+    assert_feedback(ex.check_meta_gradient(plain_sgd), "changed the meta-parameters",
+                    "deep dive maml_on_sinusoids")
 
 
-# 04.1 -----------------------------------------------------------------------------------------------------
+# 02.1 -------------------------------------------------------------------------------------------------------
 
 def write_back(model, fmodel):
     patched = dict(fmodel.named_buffers())
@@ -92,7 +94,7 @@ def write_back(model, fmodel):
             buffer.copy_(patched[name])
 
 
-def test_04_write_back():
+def test_02_write_back():
     assert ex.check_write_back(write_back).passed
     assert_feedback(ex.check_write_back(lambda model, fmodel: None), "still holds 0 and 1")
 
@@ -122,35 +124,48 @@ def test_04_write_back():
     assert "still holds 0 and 1" not in str(result)
 
 
-# 05.1 -----------------------------------------------------------------------------------------------------
 
-def functional_predict(model, x, own_buffers=False, restore=True):
-    was = model.training
-    model.train()
-    params = dict(model.named_parameters())
-    buffers = dict(model.named_buffers()) if own_buffers else {k: v.clone() for k, v in model.named_buffers()}
+
+# 03.1 ------------------------------------------------------------------------------------------------------
+
+def support_stats_predict(fmodel, support_x, query_x, reset=True, exact=True, restore_modes=True):
+    norms = [m for m in fmodel.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    modes = {m: m.training for m in fmodel.modules()}
+    momenta = {m: m.momentum for m in norms}
     with torch.no_grad():
-        out = functional_call(model, (params, buffers), (x,))
-    if restore:
-        model.train(was)
-    return out
+        for m in norms:
+            if reset:
+                m.reset_running_stats()
+            if exact:
+                m.momentum = None
+        fmodel.train()
+        fmodel(support_x)
+        fmodel.eval()
+        scores = fmodel(query_x)
+    if restore_modes:
+        for m, was_training in modes.items():
+            m.training = was_training
+    for m, momentum in momenta.items():
+        m.momentum = momentum
+    return scores
 
 
-def test_05_functional_predict():
-    assert ex.check_functional_predict(functional_predict).passed
-    assert_feedback(ex.check_functional_predict(lambda m, x: functional_predict(m, x, own_buffers=True)),
-                    "written into the model's running statistics", "notebook 05")
-    assert_feedback(ex.check_functional_predict(lambda m, x: functional_predict(m, x, restore=False)),
-                    "changed the model's mode")
-
-    def in_eval(model, x):
-        with torch.no_grad():
-            return functional_call(model, dict(model.named_parameters()), (x,))
-
-    assert_feedback(ex.check_functional_predict(in_eval), "eval-mode predictions")
+def train_mode_scores(fmodel, support_x, query_x):
+    with torch.no_grad():
+        return fmodel.train()(query_x)
 
 
-# 06.1 -----------------------------------------------------------------------------------------------------
+def test_03_support_stats_predict():
+    assert ex.check_support_stats_predict(support_stats_predict).passed
+    assert_feedback(ex.check_support_stats_predict(train_mode_scores), "transductive")
+    assert_feedback(ex.check_support_stats_predict(lambda f, s, q: support_stats_predict(f, s, q, exact=False)),
+                    "momentum = None", "notebook 03")
+    assert_feedback(ex.check_support_stats_predict(lambda f, s, q: support_stats_predict(f, s, q, restore_modes=False)),
+                    "changed the modes", "notebook 01")
+    assert_feedback(ex.check_support_stats_predict(not_done), "not")
+
+
+# 04.1 -------------------------------------------------------------------------------------------------------
 
 def reptile_predict(fmodel, support_x, query_x):
     n = len(support_x)
@@ -158,17 +173,17 @@ def reptile_predict(fmodel, support_x, query_x):
         return torch.cat([fmodel(torch.cat([support_x, x[None]]))[n:] for x in query_x])
 
 
-def test_06_reptile_predict():
+def test_04_reptile_predict():
     assert ex.check_reptile_predict(reptile_predict).passed
     with torch.no_grad():
         assert_feedback(ex.check_reptile_predict(lambda f, s, q: f(q)), "transductive")
         assert_feedback(ex.check_reptile_predict(lambda f, s, q: torch.cat([f(x[None]) for x in q])),
-                        "batch of a single example", "notebook 06")
+                        "batch of a single example", "notebook 04")
 
 
-# 07.1 -----------------------------------------------------------------------------------------------------
+# confidence_intervals.1 -------------------------------------------------------------------------------------
 
-def test_07_interval():
+def test_confidence_intervals_interval():
     assert ex.check_interval(lambda v: (np.mean(v), 1.96 * np.std(v) / math.sqrt(len(v)))).passed
     assert ex.check_interval(lambda v: (np.mean(v), 1.96 * np.std(v, ddof=1) / math.sqrt(len(v)))).passed
     assert_feedback(ex.check_interval(lambda v: (np.mean(v), 1.96 * np.std(v) / len(v))), "sqrt(N)")
@@ -177,9 +192,9 @@ def test_07_interval():
     assert_feedback(ex.check_interval(lambda v: np.mean(v)), "return two numbers")
 
 
-# 09.1 -----------------------------------------------------------------------------------------------------
+# normalising_without_transduction.1 -------------------------------------------------------------------------
 
-def test_09_support_normalise():
+def test_normalising_without_transduction_support_normalise():
     def answer(h, n, eps):
         s = h[:n]
         return (h - s.mean((0, 2, 3), keepdim=True)) / torch.sqrt(s.var((0, 2, 3), unbiased=False, keepdim=True) + eps)
@@ -194,7 +209,7 @@ def test_09_support_normalise():
     assert_feedback(unbiased, "biased variance")
 
 
-# 11.1 -----------------------------------------------------------------------------------------------------
+# 06.1 -------------------------------------------------------------------------------------------------------
 
 def sgd_step(model, params, buffers, task, inner_lr, create_graph=True):
     loss = F.cross_entropy(functional_call(model, (params, buffers), (task.support_x,)), task.support_y)
@@ -202,7 +217,7 @@ def sgd_step(model, params, buffers, task, inner_lr, create_graph=True):
     return {k: p - inner_lr * g for (k, p), g in zip(params.items(), grads)}
 
 
-def test_11_sgd_step():
+def test_06_sgd_step():
     assert ex.check_sgd_step(sgd_step).passed
     assert_feedback(ex.check_sgd_step(lambda *a: sgd_step(*a, create_graph=False)), "create_graph=True")
 
@@ -213,7 +228,7 @@ def test_11_sgd_step():
     assert_feedback(ex.check_sgd_step(not_done), "NotImplementedError")
 
 
-# 16.1 -----------------------------------------------------------------------------------------------------
+# inner_loop_remedies.1 --------------------------------------------------------------------------------------
 
 def head_only_predict(model, task, inner_steps, inner_lr, params=lambda m: m.classifier.parameters(), mode=True):
     inner_opt = torch.optim.SGD(params(model), lr=inner_lr)
@@ -225,7 +240,7 @@ def head_only_predict(model, task, inner_steps, inner_lr, params=lambda m: m.cla
             return fmodel(task.query_x)
 
 
-def test_16_head_only_predict():
+def test_inner_loop_remedies_head_only_predict():
     assert ex.check_head_only_predict(head_only_predict).passed
     everything = ex.check_head_only_predict(lambda *a: head_only_predict(*a, params=lambda m: m.parameters()))
     assert_feedback(everything, "every weight adapted", "classifier")
@@ -250,4 +265,4 @@ def test_checks_keep_the_random_state():
     ex.check_write_back(write_back)
     ex.check_meta_gradient(meta_gradient)
     assert torch.equal(state, torch.random.get_rng_state())
-    assert copy.deepcopy(ex.check_interval(not_done)).exercise == "07.1"
+    assert copy.deepcopy(ex.check_interval(not_done)).exercise == "confidence_intervals.1"

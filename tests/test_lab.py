@@ -20,7 +20,7 @@ import mamlkit as mk
 from mamlkit import lab
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = ROOT / "notebooks" / "08_classroom_lab.ipynb"
+LAB = ROOT / "notebooks" / "05_classroom_lab.ipynb"
 
 
 tool = load_tool("make_student_copy")
@@ -69,7 +69,7 @@ def test_every_check_passes_on_the_labs_solutions(notebook):
     for number, fn in solutions.items():
         result = CHECKS[number](fn)
         assert result.passed, result.message
-        assert f"Exercise {number}: passed" in str(result) and "passed" in result._repr_html_()
+        assert f"Exercise 05.{number}: passed" in str(result) and "passed" in result._repr_html_()
 
 
 def _adapt(model, task, steps, lr, query_train=True, adapt_train=True, one_at_a_time=False):
@@ -124,10 +124,10 @@ def crashes(model, task, inner_steps=10, inner_lr=0.4):
 @pytest.mark.parametrize(
     "fn, words",
     [
-        (eval_query, ["eval mode", "notebook 04"]),
-        (one_by_one, ["one example at a time", "notebook 06"]),
-        (mode_left_alone, ["arrives in eval mode", "fmodel.train()", "notebook 03"]),
-        (plain_optimizer, ["changed the model's parameters", "diffopt.step", "notebook 02",
+        (eval_query, ["eval mode", "notebook 02"]),
+        (one_by_one, ["one example at a time", "notebook 04"]),
+        (mode_left_alone, ["arrives in eval mode", "fmodel.train()", "notebook 02"]),
+        (plain_optimizer, ["changed the model's parameters", "diffopt.step", "deep dive maml_on_sinusoids",
                            "changed the model's mode"]),
         (wrong_shape, ["shape (15,)", "(15, 5)"]),
         (crashes, ["crashes raised AttributeError", "logits"]),
@@ -164,8 +164,8 @@ def graph_predict(model, x):
 @pytest.mark.parametrize(
     "fn, words",
     [
-        (eval_predict, ["eval-mode ones", "notebook 02"]),
-        (contaminating_predict, ["changed the running statistics", "num_batches_tracked", "notebook 05"]),
+        (eval_predict, ["eval-mode ones", "notebook 01"]),
+        (contaminating_predict, ["changed the running statistics", "num_batches_tracked", "notebook 04"]),
         (mode_leaking_predict, ["eval mode before the call and is in train mode after"]),
         (graph_predict, ["gradient graph", "torch.no_grad()"]),
     ],
@@ -235,11 +235,11 @@ def returns_nothing_step(model, tasks, inner_opt, outer_opt, inner_steps=1):
 @pytest.mark.parametrize(
     "fn, words",
     [
-        (default_copy_step, ["copy_initial_weights=False", "notebook 03"]),
-        (eval_query_step, ["query loss in eval mode", "notebook 04"]),
+        (default_copy_step, ["copy_initial_weights=False", "deep dive maml_on_sinusoids"]),
+        (eval_query_step, ["query loss in eval mode", "notebook 02"]),
         (summed_step, ["summed the task losses"]),
         (forgot_step, ["never called outer_opt.step()"]),
-        (no_grad_step, ["does not require grad", "torch.no_grad()", "notebook 02"]),
+        (no_grad_step, ["does not require grad", "torch.no_grad()", "notebook 01"]),
         (plain_inner_step, ["inner_opt.step()", "diffopt.step", "not MAML"]),
         (returns_nothing_step, ["returned NoneType", "mean query loss"]),
     ],
