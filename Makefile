@@ -1,5 +1,5 @@
 # mamlkit's single entry point. The two commands in the README:
-#   make lab    set everything up and open the student edition in JupyterLab   (make demo: headless table)
+#   make lab    set everything up and open the student edition in JupyterLab   (make demo: a first table, < 1 min)
 #   make test   set everything up and run the whole test suite (what CI runs)
 # Everything installs into .venv from pyproject.toml, pinned by constraints.txt (torch==2.13.0).
 
@@ -13,7 +13,7 @@ export MAMLKIT_THREADS ?= 2
 JOBS ?= 2
 TEST_THREADS := $(if $(filter 0,$(JOBS)),$(MAMLKIT_THREADS),1)
 
-.PHONY: setup lab lab-instructor demo test test-unit test-kernels test-notebooks test-browser browser-deps student-copy book models models-glyphs models-omniglot lint reach notebooks seed-check \
+.PHONY: setup lab lab-instructor demo test test-unit test-kernels test-notebooks test-browser browser-deps student-copy book times models models-glyphs models-omniglot lint reach notebooks seed-check \
 	constraints clean
 
 # learn2learn 0.2.0 (compared with mamlkit in tests and docs) cannot be a pip extra: installed with its dependencies it
@@ -34,15 +34,20 @@ LAB_FLAGS = --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root)
 NBGRADER_OFF = $(foreach e,formgrader course_list assignment_list validate_assignment,\
 	--ServerApp.jpserver_extensions=nbgrader.server_extensions.$(e)=False)
 lab: setup
-	@test -f $(STUDENT)/01_start_here.ipynb || $(BIN)/python tools/make_student_copy.py
+	@test -f $(STUDENT)/01_train_eval_basics.ipynb || $(BIN)/python tools/make_student_copy.py
 	$(BIN)/jupyter lab $(LAB_FLAGS) --ServerApp.root_dir=$(STUDENT) --LabApp.app_settings_dir=$(CURDIR)/tools/lab_settings \
-		$(NBGRADER_OFF) $(STUDENT)/01_start_here.ipynb
+		$(NBGRADER_OFF) $(STUDENT)/01_train_eval_basics.ipynb
 
 lab-instructor: setup
-	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/01_start_here.ipynb
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/01_train_eval_basics.ipynb
 
+# A first result in under a minute on 2 cores: the shipped glyphs lesson model (standard meta-training, 100
+# meta-iterations), every placement on 100 meta-test tasks, in 2 lanes. Nothing is meta-trained.
 demo: setup
-	$(BIN)/python -m mamlkit placements --dataset glyphs
+	$(BIN)/python -m mamlkit placements --preset lesson --dataset glyphs --trainings standard --out results/demo
+	@echo "make demo: the shipped glyphs lesson model (standard, 100 meta-iterations) on 100 meta-test tasks."
+	@echo "The full table (300 meta-iterations, both meta-trainings, 600 tasks; about 5 minutes on 2 cores):"
+	@echo "  $(BIN)/python -m mamlkit placements --dataset glyphs"
 
 test: setup lint test-unit test-kernels test-notebooks test-browser
 
@@ -130,12 +135,18 @@ student-copy: setup
 
 # Re-execute every notebook from a clean kernel and store its outputs (run after changing a lesson).
 notebooks: setup
-	$(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb
+	$(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb notebooks/deep_dives/*.ipynb
+	$(BIN)/python tools/notebook_times.py --write
+
+# Each notebook's "Time needed" and notebook 01's path table, computed from the notebooks (words, stored run
+# time, exercises, predictions): tools/notebook_times.py. `make notebooks` runs it after executing them.
+times: setup
+	$(BIN)/python tools/notebook_times.py --write
 
 # Do the comparisons the notebooks assert on their cached (seed 0) models also hold for models meta-trained
 # with seeds 1 and 2? Runs every notebook that loads a meta-trained model (found by what it calls) with every
 # preset's seed changed, and writes nothing (its first run also meta-trains the lesson models of both seeds).
-SEED_CHECKED = $(shell grep -l -r --include='*.ipynb' -E 'get_meta_trained|mk\.preset\(|run_placements|run_normalisations' \
+SEED_CHECKED = $(shell grep -l -r --include='*.ipynb' -E 'get_meta_trained|mk\.preset[^a-z_]|run_placements|run_normalisations' \
 	notebooks | sort)
 seed-check: setup
 	$(BIN)/python tools/execute_notebooks.py --train-seed 1 $(SEED_CHECKED)

@@ -192,7 +192,7 @@ def test_tasks_side_by_side_at_two_torch_threads_equal_one_torch_thread_and_rest
 
 
 def test_one_task_at_a_time_unless_told_otherwise(monkeypatch):
-    """The default is what a hand-written loop does (notebook 08 compares one with mk.meta_train at 2 threads);
+    """The default is what a hand-written loop does (notebook 05 compares one with mk.meta_train at 2 threads);
     $MAMLKIT_TASK_THREADS (which the command line sets to torch's thread count) asks for tasks side by side."""
     _, model = setup()
     config = mk.TrainConfig(iterations=1)

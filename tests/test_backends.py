@@ -154,7 +154,7 @@ def test_an_unknown_backend_is_refused_clearly(trained_models):
 
 
 def test_hand_written_higher_and_torch_func_inner_loops_agree():
-    """The migration shown in notebook 11: a higher loop and its torch.func equivalent, side by side."""
+    """The migration shown in notebook 06: a higher loop and its torch.func equivalent, side by side."""
     sampler, model = setup()
     task = sampler.task(0)
     inner_opt = torch.optim.SGD(model.parameters(), lr=0.4)

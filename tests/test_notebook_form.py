@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import load_tool
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PATHS = load_tool("notebook_paths")
+NOTEBOOKS = PATHS.all_notebooks()          # the core path and the deep dives: every notebook, wherever it lives
+CORE = PATHS.core()
 
 
 def cells(path):
@@ -23,20 +25,27 @@ def lesson_code(nb_cells):
     return [c for c in nb_cells if c["cell_type"] == "code" and "colab-setup" not in c["metadata"].get("tags", [])]
 
 
-def test_the_sequence_is_numbered_without_duplicates():
-    numbers = [p.name[:2] for p in NOTEBOOKS]
-    assert len(NOTEBOOKS) >= 8 and len(set(numbers)) == len(numbers)
+def test_the_core_path_is_numbered_in_order_and_short():
+    numbers = [p.name[:2] for p in CORE]
+    assert numbers == [f"{i:02d}" for i in range(1, len(CORE) + 1)] and 4 <= len(CORE) <= 6, numbers
+    assert len(PATHS.deep_dives()) >= 1
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_form(path):
     nb = cells(path)
-    markdown = "\n".join(text(c) for c in nb if c["cell_type"] == "markdown")
     code = [text(c) for c in lesson_code(nb)]
-    assert text(nb[0]).startswith("# "), "starts with a title"
-    for heading in ("Time needed", "Takeaways"):
-        assert heading in markdown, f"missing '{heading}'"
-    assert "What you will learn" in markdown or "What you get" in markdown
+    first = text(nb[0])
+    if PATHS.is_deep_dive(path):
+        assert first.startswith("# Deep dive · "), "a deep dive's title says so"
+        for part in ("**Assumes from the core path**", "**The question**"):
+            assert part in first, f"a deep dive stands alone: its first cell says {part}"
+    else:
+        assert first.startswith(f"# {path.name[:2]} · "), "a core notebook's title carries its number"
+        assert "**Prerequisites**" in first
+    assert "**Time needed**:" in first, "the first cell states the time (tools/notebook_times.py)"
+    assert any("## Takeaways" in text(c) for c in nb[-2:] if c["cell_type"] == "markdown"), "ends with takeaways"
+    assert "**What you will learn**" in first
     assert "import mamlkit as mk" in code[0] and "manual_seed" in code[0], "first code cell sets seeds visibly"
     assert any("assert " in c for c in code), "every notebook checks its claims"
 
@@ -104,7 +113,7 @@ def test_numbers_in_prose_come_from_the_computation(path):
 
 
 def test_the_number_guard_catches_a_stale_number():
-    nb = cells(NOTEBOOKS[3])                                    # 04: the placement table
+    nb = cells(CORE[1])                                         # 02: the placement table
     assert not unbacked_numbers(nb)
     planted = json.loads(json.dumps(nb))
     planted.append({"cell_type": "markdown", "metadata": {}, "source": ["Train mode reaches 91.3 ± 1.2 here."]})
@@ -133,49 +142,103 @@ def test_the_seed_check_changes_every_presets_meta_training_seed_and_nothing_els
     assert mk.preset("lesson").train.seed == 0
 
 
-def test_the_readmes_tables_across_seeds_are_the_packed_records():
-    """Every cell of the README's tables across meta-training seeds is computed from data/records/."""
+def page(name):
+    """The text of a page (``README.md``, ``docs/results.md`` ...) that holds what a test checks. It fails loudly
+    where the page is gone or nearly empty, rather than letting a check pass on nothing."""
+    path = PATHS.ROOT / name
+    assert path.is_file(), f"{name} is gone: the tables and numbers this test checks must be on a page"
+    text = path.read_text()
+    assert len(text.split()) > 100, f"{name} is nearly empty"
+    return text
+
+
+def test_the_tables_across_seeds_are_the_packed_records():
+    """Every cell of the tables across meta-training seeds (docs/results.md: placements; docs/normalisation.md:
+    normalisations) is computed from data/records/."""
     from mamlkit.evaluate import t_interval
 
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
+    pages = {"placements": page("docs/results.md"), "norms": page("docs/normalisation.md")}
     checked = 0
     for name in ("seeds-glyphs.json", "seeds-omniglot.json"):
         record = json.loads((root / "data" / "records" / name).read_text())
-        cells = [(record["placements"], row, col) for row in record["placements"]["results"]
+        cells = [("placements", row, col) for row in record["placements"]["results"]
                  for col in record["placements"]["results"][row]]
-        cells += [(record["norms"], row, "batch") for row in record["norms"]["results"]]
-        for section, row, col in cells:
-            means = [sum(v) / len(v) for v in section["results"][row][col]]
+        cells += [("norms", row, "batch") for row in record["norms"]["results"]]
+        for part, row, col in cells:
+            means = [sum(v) / len(v) for v in record[part]["results"][row][col]]
             mean, half = t_interval(means)
             shown = f"{mean:.1f} ± {half:.1f} ({' / '.join(f'{m:.1f}' for m in means)})"
-            assert shown in readme, f"{name} [{row}][{col}]: {shown} is not in the README"
+            assert shown in pages[part], f"{name} [{row}][{col}]: {shown} is not on the {part} page"
             checked += 1
     assert checked == 2 * (2 * 8 + 5)
 
 
+def seed0(records, dataset, part, row, col):
+    """Seed 0's mean ± 95% interval of one cell of a seeds record, as the tables show it."""
+    from mamlkit.evaluate import confidence_interval
+
+    mean, half = confidence_interval([v / 100 for v in records[dataset][part]["results"][row][col][0]])
+    return 100 * mean, f"{100 * mean:.1f} ± {100 * half:.1f}"
+
+
+def test_the_central_table_is_seed_0_of_the_records():
+    """The placement table of the README, of the book's landing page and of docs/results.md is seed 0 of the
+    seeds records, row by row; the README's range for eval mode is that of the table; and the seed-0 rows of the
+    normalisation tables (docs/normalisation.md) are seed 0 of the same records."""
+    from mamlkit.placements import PLACEMENTS
+
+    root = Path(__file__).resolve().parents[1]
+    records = {d: json.loads((root / "data" / "records" / f"seeds-{d}.json").read_text()) for d in ("omniglot",
+                                                                                                   "glyphs")}
+    columns = [(d, t) for d in ("omniglot", "glyphs") for t in ("standard", "query_eval")]
+    for name in ("README.md", "docs/index.md", "docs/results.md"):
+        text = page(name)
+        header = ("| meta-test placement | Omniglot subset, standard | Omniglot subset, query_eval | "
+                  "glyphs, standard | glyphs, query_eval |")
+        assert header in text, name
+        table = text.split(header, 1)[1].split("\n\n", 1)[0].splitlines()
+        for placement in PLACEMENTS:
+            row = [line for line in table if line.startswith(f"| {placement} ")]
+            assert len(row) == 1, (name, placement, row)
+            cells = [c.strip() for c in row[0].strip("|").split("|")[1:]]
+            assert cells == [seed0(records, d, "placements", t, placement)[1] for d, t in columns], (name, placement)
+    evals = [seed0(records, d, "placements", t, p)[0] for d, t in columns for p in ("eval_untouched", "eval_collected")]
+    for name in ("README.md", "docs/index.md"):
+        assert f"accuracy falls to {min(evals):.0f} to {max(evals):.0f}% (chance is 20%)" in page(name), name
+    norms = page("docs/normalisation.md")
+    for dataset, label in (("glyphs", "glyphs"), ("omniglot", "Omniglot subset")):
+        header = f"| method | layer | {label}, whole batch | one at a time | one class at a time |"
+        assert header in norms, header
+        table = norms.split(header, 1)[1].split("\n\n", 1)[0].splitlines()
+        for method in records[dataset]["norms"]["results"]:
+            shown = [seed0(records, dataset, "norms", method, col)[1]
+                     for col in ("batch", "one_at_a_time", "one_class_at_a_time")]
+            row = [line for line in table if line.startswith(f"| {method} | ")]
+            assert len(row) == 1 and f"| {' | '.join(shown)} |" in row[0], (dataset, method, shown, row)
+
+
 def test_the_playground_timing_quoted_in_the_docs_is_that_of_the_stored_lab_runs():
-    """README and guide say "under 150 ms per task in notebook 08's stored runs": the stored outputs must agree.
+    """docs/lab.md and the guide say "under 150 ms per task in notebook 05's stored runs": the stored outputs agree.
     (Re-executed on 2026-12-07 on an idle machine: 127-131 ms for the first run, which includes the warm-up, and
     65-72 ms for the second; mk.meta_test at that commit and at 4b0c236 both took 72-75 ms a task on that machine,
     where the earlier stored runs had 97 and 48 ms: the machine was slower, not the code.)"""
-    lab = next(p for p in NOTEBOOKS if p.name.startswith("08_"))
+    lab = next(p for p in CORE if p.name.startswith("05_"))
     stored = json.dumps(cells(lab))
     per_task = [int(ms) for ms in re.findall(r"(\d+) ms per task", stored)]
     assert len(per_task) >= 2 and max(per_task) < 150, per_task
-    root = lab.parents[1]
-    for doc in (root / "README.md", root / "docs" / "instructor_guide.md"):
-        assert "under 150 ms per task" in doc.read_text(), doc
+    for doc in ("docs/lab.md", "docs/instructor_guide.md"):
+        assert "under 150 ms per task" in page(doc), doc
 
 
-def test_the_readmes_table_of_other_settings_is_the_packed_record():
-    """Every cell of the README's shots-and-ways table is computed from data/records/settings.json (and the
+def test_the_table_of_other_settings_is_the_packed_record():
+    """Every cell of the shots-and-ways table of docs/results.md is computed from data/records/settings.json (and the
     5-way 1-shot columns from seed 0 of the seeds records)."""
     from mamlkit.evaluate import confidence_interval
     from mamlkit.placements import PLACEMENTS
 
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
+    readme = page("docs/results.md")
     records = root / "data" / "records"
     settings = json.loads((records / "settings.json").read_text())
     sections = [settings[f"{d}-{s}"] for d in ("omniglot", "glyphs") for s in ("5w5s", "20w1s")]
@@ -192,11 +255,11 @@ def test_the_readmes_table_of_other_settings_is_the_packed_record():
     assert f"{sum(one) / len(one):.1f}% at Omniglot 20-way" in readme          # the number quoted in the prose
 
 
-def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
-    """The README's tables on one example at a time are tools/alone_table.py's output on the records, the
+def test_the_training_length_and_one_at_a_time_tables_are_the_records():
+    """The tables on one example at a time of docs/results.md are tools/alone_table.py's output on the records, the
     claims beside them hold in the records, and the numbers quoted in its prose are theirs."""
     tool = load_tool("alone_table")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = page("docs/results.md")
     for table in (tool.length_table(), tool.settings_table(), tool.layers_table()):
         assert table in readme
     length, alone, layers = tool.load("length"), tool.load("alone"), tool.load("alone_layers")
@@ -258,11 +321,11 @@ def test_the_readmes_training_length_and_one_at_a_time_tables_are_the_records():
     assert f"{tool.layers_seconds()} s" in readme
 
 
-def test_the_readmes_query_batch_table_is_the_record():
-    """tools/query_batches.py's table is in the README; the record's ends are the seeds records' transductive and
+def test_the_query_batch_table_is_the_record():
+    """tools/query_batches.py's table is in docs/results.md; the record's ends are the seeds records' transductive and
     one_at_a_time tasks, and the claims and numbers of the prose hold."""
     tool = load_tool("query_batches")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = page("docs/results.md")
     assert tool.table() in readme
     record = tool.load("query_batches")
 
@@ -280,10 +343,11 @@ def test_the_readmes_query_batch_table_is_the_record():
             assert f"{mean(dataset, key):.1f}%" in readme, (dataset, key)
 
 
-def test_the_readmes_dropout_table_is_the_record():
-    """tools/dropout_table.py's table on data/records/dropout.json is in the README, with the differences quoted."""
+def test_the_dropout_table_is_the_record():
+    """tools/dropout_table.py's table on data/records/dropout.json is in docs/results.md, with the differences
+    quoted."""
     tool = load_tool("dropout_table")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = page("docs/results.md")
     assert tool.table() in readme
     record = tool.load("dropout")
     for dataset in ("glyphs", "omniglot"):
@@ -298,13 +362,13 @@ def test_the_readmes_dropout_table_is_the_record():
     assert f"({quoted} points on the same tasks)" in readme
 
 
-def test_the_readmes_remedies_tables_are_the_packed_record():
-    """The README's tables of the inner-loop remedies are tools/remedies_table.py's output on
+def test_the_remedies_tables_are_the_packed_record():
+    """The tables of the inner-loop remedies (docs/remedies.md) are tools/remedies_table.py's output on
     data/records/remedies.json, and that record's plain-MAML runs are the seeds records' tasks, bit for bit."""
     root = Path(__file__).resolve().parents[1]
     tool = load_tool("remedies_table")
     record = json.loads((root / "data" / "records" / "remedies.json").read_text())
-    readme = (root / "README.md").read_text()
+    readme = page("docs/remedies.md")
     assert tool.tables(record) in readme
 
     def both(variant, placement):  # the prose's "glyphs / Omniglot" pairs

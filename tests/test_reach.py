@@ -15,6 +15,7 @@ from test_setup import _name, pins, pyproject_deps
 
 ROOT = Path(__file__).resolve().parents[1]
 reach = load_tool("reach")
+PATHS = load_tool("notebook_paths")
 
 
 @pytest.fixture
@@ -38,22 +39,27 @@ def test_the_checkout_is_consistent_with_the_repository_it_names(capsys):
 
 def test_badges_and_setup_cells_for_a_named_repository(copy, capsys):
     assert reach.main(["--repo", "example-org/mamlkit", "--root", str(copy)]) == 0
-    notebooks = sorted((copy / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    assert len(notebooks) == len(list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    notebooks = PATHS.all_notebooks(copy / "notebooks")
+    assert len(notebooks) == len(PATHS.all_notebooks()) and any(PATHS.is_deep_dive(p) for p in notebooks)
     for path in notebooks:
         cells = json.loads(path.read_text())["cells"]
         title = "".join(cells[0]["source"])
-        assert f"colab.research.google.com/github/example-org/mamlkit/blob/main/notebooks/{path.name})" in title
-        assert f"mybinder.org/v2/gh/example-org/mamlkit/main?labpath=notebooks%2F{path.name})" in title
+        under = PATHS.relative(path, copy / "notebooks")
+        assert f"colab.research.google.com/github/example-org/mamlkit/blob/main/notebooks/{under})" in title
+        assert f"mybinder.org/v2/gh/example-org/mamlkit/main?labpath=notebooks%2F{under.replace('/', '%2F')})" in title
         setup = cells[1]
         assert setup["metadata"]["tags"] == ["colab-setup", "remove-cell"] and setup["outputs"] == []
-        assert '"https://github.com/example-org/mamlkit.git"' in "".join(setup["source"])
+        source = "".join(setup["source"])
+        assert '"https://github.com/example-org/mamlkit.git"' in source
+        # the set-up cell moves into the notebook's own folder, so that its relative paths (../data) hold
+        folder = "'deep_dives'" if PATHS.is_deep_dive(path) else '""'
+        assert f'os.chdir(os.path.join(repo, "notebooks", {folder}))' in source
         # the lessons' own form is untouched: the first lesson cell still sets seeds, counts still run 1..n
         test_notebook_form(path)
         test_notebook_is_stored_with_outputs_from_a_clean_run(path)
     readme = (copy / "README.md").read_text()
     assert readme.splitlines()[0] == (ROOT / "README.md").read_text().splitlines()[0]
-    assert "notebooks/01_start_here.ipynb" in readme and "https://example-org.github.io/mamlkit/" in readme
+    assert "notebooks/01_train_eval_basics.ipynb" in readme and "https://example-org.github.io/mamlkit/" in readme
     assert reach.named_repository(copy) == "example-org/mamlkit"
     assert reach.main(["--check", "--root", str(copy)]) == 0
 
@@ -64,7 +70,7 @@ def test_running_it_again_changes_nothing_and_another_branch_replaces_the_badges
     reach.main(["--repo", "example-org/mamlkit", "--root", str(copy)])
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == first
     reach.main(["--repo", "example-org/mamlkit", "--branch", "v1", "--root", str(copy)])
-    nb = (copy / "notebooks" / "04_batchnorm_placements.ipynb").read_text()
+    nb = (copy / "notebooks" / "02_maml_placements.ipynb").read_text()
     assert "blob/v1/" in nb and "blob/main/" not in nb and nb.count('"id": "colab-setup"') == 1
     text = (copy / "pyproject.toml").read_text()
     assert text.count("[project.urls]") == 1
@@ -90,7 +96,7 @@ def test_the_executor_stores_the_setup_cell_unrun_and_the_lessons_counted_from_o
     """make notebooks on a published copy: the set-up cell is not run and stays as tools/reach.py wrote it."""
     executor = load_tool("execute_notebooks")
     reach.main(["--repo", "example-org/mamlkit", "--root", str(copy)])
-    path = copy / "notebooks" / "02_train_eval_basics.ipynb"
+    path = copy / "notebooks" / "01_train_eval_basics.ipynb"
     ran = []
 
     class Client:
@@ -109,8 +115,9 @@ def test_the_executor_stores_the_setup_cell_unrun_and_the_lessons_counted_from_o
     assert reach.main(["--check", "--root", str(copy)]) == 0
 
 
-def setup_source(slug="example-org/mamlkit", branch="main"):
-    return reach.SETUP_CELL.format(url=reach.repo_url(slug), branch=branch)
+def setup_source(slug="example-org/mamlkit", branch="main", folder='""'):
+    """The set-up cell as a core notebook gets it (a deep dive's moves into "deep_dives")."""
+    return reach.SETUP_CELL.format(url=reach.repo_url(slug), branch=branch, folder=folder)
 
 
 def test_the_setup_cell_does_nothing_where_mamlkit_imports(tmp_path):
@@ -131,7 +138,7 @@ def test_the_setup_cell_clones_installs_and_moves_into_the_notebooks_where_mamlk
         "calls = []\n"
         "def run(cmd, check):\n"
         "    calls.append(cmd)\n"
-        "    if cmd[0] == 'git': os.makedirs(os.path.join(cmd[-1], 'notebooks'))\n"
+        "    if cmd[0] == 'git': os.makedirs(os.path.join(cmd[-1], 'notebooks', 'deep_dives'))\n"
         "subprocess.run = run\n"
     )
     show = "\nprint(json.dumps({'calls': calls, 'cwd': os.getcwd(), 'path0': sys.path[0]}))"
@@ -144,6 +151,12 @@ def test_the_setup_cell_clones_installs_and_moves_into_the_notebooks_where_mamlk
                                "https://github.com/example-org/mamlkit.git", repo]
     assert out["calls"][1][1:] == ["-m", "pip", "install", "--quiet", "-e", repo]
     assert out["cwd"] == str(tmp_path / "mamlkit-repo" / "notebooks") and out["path0"] == repo
+    deep = tmp_path / "deep"                                  # a deep dive's set-up cell moves into its own folder
+    deep.mkdir()
+    done = subprocess.run([sys.executable, "-c", fake + setup_source(folder="'deep_dives'") + show],
+                          cwd=deep, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["cwd"] == str(deep / "mamlkit-repo" / "notebooks" / "deep_dives")
 
 
 def binder_requirements() -> list[str]:

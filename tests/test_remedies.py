@@ -1,4 +1,5 @@
-"""The inner-loop remedies of notebook 17: MAML++'s per-step BatchNorm, learned inner rates (LSLR), ANIL."""
+"""The inner-loop remedies of the deep dive `inner_loop_remedies`: MAML++'s per-step BatchNorm, learned inner
+rates (LSLR), ANIL."""
 
 import copy
 

@@ -113,5 +113,29 @@ def test_readme_pyproject_and_ruff_name_the_same_minimum_python():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     minimum = project["project"]["requires-python"].removeprefix(">=")
     assert project["tool"]["ruff"]["target-version"] == "py" + minimum.replace(".", "")
-    assert f"Python {minimum}+" in (ROOT / "README.md").read_text()
+    assert f"Python {minimum}+" in (ROOT / "README.md").read_text(), "the README's Start section names the minimum"
+    assert f"keeps to Python {minimum}" in (ROOT / "docs" / "reproducibility.md").read_text()
     assert f"-t={minimum}-" in (ROOT / "Makefile").read_text()
+
+
+def test_the_readme_says_how_it_installs_and_the_makefile_agrees():
+    """What the README promises a newcomer about set-up is what the Makefile, constraints.txt, pyproject.toml and
+    .ci/run do: the commands, the torch pin, learn2learn built from source, no torchvision, and one test command."""
+    readme = " ".join((ROOT / "README.md").read_text().split())          # sentences, whatever the line breaks
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("lab", "lab-instructor", "test", "demo", "setup"):
+        assert f"make {target}" in readme, target
+        assert re.search(rf"(?m)^{re.escape(target)}: setup|^{re.escape(target)}: \$\(STAMP\)", makefile), target
+    assert f"torch is pinned to {pins()['torch']}" in readme and "`constraints.txt`" in readme
+    assert "mamlkit.libraries install-learn2learn" in makefile
+    assert "builds learn2learn 0.2.0 from its source" in readme and "C compiler" in readme
+    assert "torchvision is not needed" in readme and "torchvision" not in pyproject_deps()
+    # the README's test command is the one CI runs
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"(?m)^make test$", ci) and "make test " in readme and "what CI runs" in readme
+    assert "make test` runs" in readme and "`.ci/run`" in readme
+    # make demo: the shipped lesson model, one meta-training placement, and the full table's command named
+    demo = makefile.split("\ndemo: setup\n", 1)[1].split("\n\n", 1)[0]
+    assert "--preset lesson" in demo and "--trainings standard" in demo
+    assert "python -m mamlkit placements --dataset glyphs" in demo
+    assert "python -m mamlkit placements --dataset glyphs`" in readme

@@ -33,7 +33,7 @@ from mamlkit.machine import differences, same_machine, signature
 SHIPPED = sorted(shipped_dir().glob("maml-*.pt"))
 
 #: What ``make models`` trains on glyphs (the Makefile's models-glyphs target): (norm, training changes, meta-training
-#: placement); the last three are notebook 16's inner-loop remedies.
+#: placement); the last three are the inner-loop remedies of the deep dive `inner_loop_remedies`.
 GLYPH_MODELS = [("bn", {}, "standard"), ("bn", {}, "query_eval"), ("metabn", {}, "standard"),
                 ("tasknorm_i", {}, "standard"), ("bn_per_step", {}, "standard"),
                 ("bn", {"inner_rates": "learned"}, "standard"), ("bn", {"adapt": "head"}, "standard")]
@@ -63,8 +63,10 @@ def test_models_are_shipped_and_small():
     assert len(SHIPPED) >= len(GLYPH_MODELS)
     size = sum(p.stat().st_size for p in SHIPPED)
     assert size < 4_000_000
-    readme = (shipped_dir().parents[1] / "README.md").read_text()
-    assert f"(`data/models`, {len(SHIPPED)} files, {size / 1e6:.1f} MB)" in readme, "the README's count is stale"
+    page = shipped_dir().parents[1] / "docs" / "reproducibility.md"
+    assert page.is_file(), "docs/reproducibility.md (which states the shipped models' count and size) is gone"
+    assert f"(`data/models`, {len(SHIPPED)} files, {size / 1e6:.1f} MB)" in page.read_text(), (
+        "docs/reproducibility.md states a stale count or size of the shipped models")
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)

@@ -183,8 +183,8 @@ def test_alone_by_layer_ends_are_the_transductive_and_one_at_a_time_placements(s
 
 
 def test_a_lone_example_on_a_one_by_one_map_is_refused_in_train_mode():
-    """The limit case notebook 15 quotes: one example and one position leave nothing to normalise, and PyTorch
-    refuses it (this pins PyTorch's behaviour the lesson's sentence rests on)."""
+    """The limit case the deep dive `does_it_hold` quotes: one example and one position leave nothing to normalise,
+    and PyTorch refuses it (this pins PyTorch's behaviour the lesson's sentence rests on)."""
     norm = torch.nn.BatchNorm2d(4).train()
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         norm(torch.randn(1, 4, 1, 1))

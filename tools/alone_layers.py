@@ -1,4 +1,4 @@
-"""Record where a lone query example loses its accuracy, layer by layer (README, notebook 15).
+"""Record where a lone query example loses its accuracy, layer by layer (README, the deep dive `does_it_hold`).
 
     python tools/alone_layers.py data/records/alone_layers.json [--data-dir ../shared/data/omniglot] [--tasks 600]
 

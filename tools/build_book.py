@@ -1,10 +1,10 @@
 """Build the collection as a static HTML site (``make book``): build/book/html/index.html.
 
 Sphinx with myst-nb renders the notebooks from their stored outputs (nothing is executed), the instructor
-guide and the recipes, an API reference generated from the package's docstrings, and a landing page made
-of the README's short answer, measured tables and why eval mode fails. myst-nb is the engine Jupyter Book 1
-runs on; using it directly keeps the set of dependencies small (Sphinx's built-in theme, no theme packages) and the
-configuration one plain ``conf.py`` written here. Everything works offline.
+guide, the recipes and the topic pages of ``docs/``, an API reference generated from the package's docstrings,
+and a landing page from its own source, ``docs/index.md`` (the README links to the same pages). myst-nb is
+the engine Jupyter Book 1 runs on; using it directly keeps the set of dependencies small (Sphinx's built-in
+theme, no theme packages) and the configuration one plain ``conf.py`` written here. Everything works offline.
 
 The sources are staged into build/book/src first, so that links between notebooks and documents can be
 rewritten for one flat folder: a link to a notebook or document that is part of the book becomes a link
@@ -31,9 +31,21 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_paths import all_notebooks, core, deep_dives, relative  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-DOCS = {"instructor_guide": ROOT / "docs" / "instructor_guide.md", "recipes": ROOT / "docs" / "recipes.md"}
+NOTEBOOKS = all_notebooks()
+DOCS = {"instructor_guide": ROOT / "docs" / "instructor_guide.md", "recipes": ROOT / "docs" / "recipes.md",
+        "glossary": ROOT / "docs" / "glossary.md",
+        **{name: ROOT / "docs" / f"{name}.md" for name in (
+            "results", "why_eval_fails", "remedies", "normalisation", "your_code", "cli", "package", "data",
+            "libraries", "reproducibility", "lab", "tests")}}
+LANDING = ROOT / "docs" / "index.md"
+#: The landing page's tables of contents: caption -> pages (the notebooks' captions come first).
+CONTENTS = {"Results": ["results", "why_eval_fails", "remedies", "normalisation"],
+            "Your own code and the package": ["your_code", "recipes", "cli", "package", "data", "libraries", "api"],
+            "For instructors and maintainers": ["lab", "instructor_guide", "glossary", "reproducibility", "tests"]}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_MARK = ('<p class="widget-mark"><em>[An interactive widget is here: run the notebook in JupyterLab to use '
                'it.]</em></p>')
@@ -74,10 +86,15 @@ API_MODULES = ["mamlkit", "mamlkit.tasks", "mamlkit.models", "mamlkit.modes", "m
 
 def page_names() -> dict[str, str]:
     """Repository path of every file that becomes a page -> its page name in the flat staging folder."""
-    names = {f"notebooks/{nb.name}": nb.stem for nb in NOTEBOOKS}
+    names = {f"notebooks/{relative(nb)}": page_name(nb) for nb in NOTEBOOKS}
     names.update({f"docs/{path.name}": name for name, path in DOCS.items()})
-    names["README.md"] = "index"
+    names["README.md"] = names["docs/index.md"] = "index"
     return names
+
+
+def page_name(notebook: Path) -> str:
+    """A notebook's page in the flat site: the core path's by file name, a deep dive's prefixed ``deep_dive_``."""
+    return f"deep_dive_{notebook.stem}" if notebook.parent.name == "deep_dives" else notebook.stem
 
 
 def rewrite_links(text: str, here: str, pages: dict[str, str]) -> str:
@@ -100,17 +117,24 @@ def rewrite_links(text: str, here: str, pages: dict[str, str]) -> str:
     return LINK.sub(repl, text)
 
 
-def landing_page(pages: dict[str, str]) -> str:
-    """The README's title, introduction, short answer, measured table and why eval mode fails, then the contents."""
-    readme = (ROOT / "README.md").read_text()
-    sections = re.split(r"(?m)^(?=## )", readme)
-    head = sections[0]
-    keep = [s for s in sections[1:] if s.startswith(("## The short answer", "## Measured", "## Why eval mode fails"))]
-    body = rewrite_links(head + "".join(keep), "README.md", pages)
-    notebooks = "\n".join(nb.stem for nb in NOTEBOOKS)
-    return (f"{body}\n\n```{{toctree}}\n:caption: The notebooks\n:maxdepth: 1\n\n{notebooks}\n```\n\n"
-            "```{toctree}\n:caption: For instructors and engineers\n:maxdepth: 1\n\n"
-            "instructor_guide\nrecipes\napi\n```\n")
+def landing_page(pages: dict[str, str], source: Path = LANDING) -> str:
+    """The landing page: ``docs/index.md`` (the answer, the central table, where to go), then the contents.
+
+    It fails loudly where the source is missing, has no title or no table, or where the contents name a page
+    that is not built: an empty landing page must not pass for one."""
+    if not source.is_file():
+        raise SystemExit(f"the book's landing page needs {source}")
+    text = source.read_text()
+    if not text.startswith("# ") or not re.search(r"(?m)^\| --- \|", text):
+        raise SystemExit(f"{source}: the landing page must start with a title and hold the central table")
+    missing = sorted({p for group in CONTENTS.values() for p in group} - set(DOCS) - {"api"})
+    if missing:
+        raise SystemExit(f"the landing page's contents name pages that are not built: {missing}")
+    body = rewrite_links(text, f"docs/{source.name}", pages)
+    tocs = {"The core path": [page_name(nb) for nb in core()], "Deep dives": [page_name(nb) for nb in deep_dives()],
+            **CONTENTS}
+    return body + "".join(f"\n```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n" + "\n".join(names) + "\n```\n"
+                          for caption, names in tocs.items())
 
 
 def without_solution(source: str) -> str:
@@ -125,7 +149,7 @@ def stage_notebook(path: Path, pages: dict[str, str]) -> nbformat.NotebookNode:
     """The notebook as students may read it (no solutions, no instructor cells), its markdown links rewritten,
     and a note where it holds widgets."""
     nb = nbformat.read(path, as_version=4)
-    here = f"notebooks/{path.name}"
+    here = f"notebooks/{relative(path)}"
     nb.cells = [c for c in nb.cells if "instructor" not in c.get("metadata", {}).get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type == "code" and (BEGIN in cell.source or cell.get("metadata", {}).get("nbgrader", {})
@@ -175,7 +199,7 @@ def stage(src: Path) -> None:
     for name, path in DOCS.items():
         (src / f"{name}.md").write_text(rewrite_links(path.read_text(), f"docs/{path.name}", pages))
     for path in NOTEBOOKS:
-        nbformat.write(stage_notebook(path, pages), src / path.name)
+        nbformat.write(stage_notebook(path, pages), src / f"{page_name(path)}.ipynb")
 
 
 def build(out: Path) -> Path:

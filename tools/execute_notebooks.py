@@ -1,11 +1,13 @@
 """Re-execute notebooks from a clean kernel and store their outputs in place (``make notebooks``).
 
 Usage:
-    python tools/execute_notebooks.py notebooks/*.ipynb
-    python tools/execute_notebooks.py --train-seed 1 notebooks/04_batchnorm_placements.ipynb
+    python tools/execute_notebooks.py notebooks/*.ipynb notebooks/deep_dives/*.ipynb
+    python tools/execute_notebooks.py --train-seed 1 notebooks/02_maml_placements.ipynb
 
 Each notebook runs in its own folder with the environment's python3 kernel, with progress bars off
-(``MAMLKIT_PROGRESS=0``) so that stored outputs stay clean; its wall time is printed. A notebook
+(``MAMLKIT_PROGRESS=0``) so that stored outputs stay clean; its wall time is printed and stored in the
+notebook's metadata (``mamlkit.run_seconds``), where ``tools/notebook_times.py`` reads it. Run it on an idle
+machine: a loaded one stores inflated times. A notebook
 that raises is not written, and the command exits non-zero.
 
 ``--train-seed N`` is a check, not a way to store outputs: every preset's meta-training seed is set to
@@ -52,6 +54,8 @@ def execute(path: Path, timeout: int = 1800, train_seed: int | None = None) -> f
         return seconds  # a check: the stored notebook is left as it is
     for cell in nb.cells:  # execution counts from a clean run, no stale metadata
         cell.get("metadata", {}).pop("execution", None)
+    # the run time the stated "Time needed" counts (tools/notebook_times.py), rounded to a second
+    nb.metadata.setdefault("mamlkit", {})["run_seconds"] = round(seconds)
     nbformat.write(nb, path)
     return seconds
 

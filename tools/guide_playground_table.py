@@ -2,7 +2,7 @@
 
 Usage: MAMLKIT_THREADS=1 python tools/guide_playground_table.py
 
-Runs the placement playground of notebook 08 programmatically on the lesson model, 30 held-out tasks
+Runs the placement playground of notebook 05 programmatically on the lesson model, 30 held-out tasks
 (tasks 0-29, as every playground run), for each placement the guide lists, and prints the Markdown rows
 the guide's table is made of (accuracy % with the 95% interval). Rerun it after any change that could
 move the numbers, and paste its rows into the guide.

@@ -15,8 +15,9 @@ before it runs: cells tagged ``instructor`` are dropped, and in cells tagged ``g
 
 The lessons without exercises are copied to ``build/student/`` too, with their stored outputs (instructor cells
 dropped, guesses blanked), so that the student edition is the whole collection: ``make lab`` opens it, starting
-at ``01_start_here.ipynb``. The recorded measurements some lessons read (``../data/records``, from the notebook's
-folder) are copied to ``build/data/records``.
+at ``01_train_eval_basics.ipynb``, with the deep dives in ``deep_dives/`` as committed. The recorded measurements
+some lessons read (``../data/records`` from a core notebook, ``../../data/records`` from a deep dive) are copied
+to ``build/data/records``.
 
 Also written: ``build/student/README.md`` (how to install mamlkit without the solved notebooks) and
 ``build/instructor/instructor_guide.md`` (``docs/instructor_guide.md`` plus every solution cell).
@@ -35,6 +36,9 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_paths import all_notebooks, relative  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -123,8 +127,9 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def generate(sources: list[Path], course: Path) -> dict[str, Path]:
-    """``nbgrader generate_assignment`` for each notebook, one assignment each, in course folder ``course``."""
+def generate(sources: list[Path], course: Path, notebooks: Path = NOTEBOOKS) -> dict[str, Path]:
+    """``nbgrader generate_assignment`` for each notebook, one assignment each, in course folder ``course``;
+    returns each released notebook by its path under ``notebooks`` (``deep_dives/…`` for a deep dive)."""
     released = {}
     for path in sources:
         name = path.stem
@@ -139,7 +144,7 @@ def generate(sources: list[Path], course: Path) -> dict[str, Path]:
         out = course / "release" / name / path.name
         if result.returncode != 0 or not out.is_file():
             raise RuntimeError(f"nbgrader generate_assignment failed for {path.name}:\n{result.stderr[-2000:]}")
-        released[path.name] = out
+        released[relative(path, notebooks)] = out
     return released
 
 
@@ -160,21 +165,22 @@ def instructor_guide(notebooks: list[Path], guide: str) -> str:
 
 def make(notebooks: Path = NOTEBOOKS, out: Path = ROOT / "build", guide: Path = GUIDE) -> tuple[list[Path], Path]:
     """Write the student edition and the instructor guide under ``out``; returns the paths of the released
-    notebooks (those with exercises) and of the guide. The lessons without exercises are copied beside them."""
-    lessons = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
+    notebooks (those with exercises) and of the guide. The lessons without exercises are copied beside them.
+    The layout is the committed one: the core path at the top, the deep dives in ``deep_dives/``."""
+    lessons = all_notebooks(notebooks)
     sources = [p for p in lessons if has_exercises(nbformat.read(p, as_version=4))]
     if not sources:
         raise ValueError(f"no notebook in {notebooks} has nbgrader solution cells: nothing to turn into exercises")
     student_dir, guide_path = out / "student", out / "instructor" / "instructor_guide.md"
     with tempfile.TemporaryDirectory() as course:
-        released = generate(sources, Path(course))
+        released = generate(sources, Path(course), notebooks)
         if student_dir.exists():
             shutil.rmtree(student_dir)
-        student_dir.mkdir(parents=True)
+        (student_dir / "deep_dives").mkdir(parents=True)
         written = [Path(shutil.copy(path, student_dir / name)) for name, path in released.items()]
     for path in lessons:
         if path not in sources:
-            nbformat.write(copied(nbformat.read(path, as_version=4)), student_dir / path.name)
+            nbformat.write(copied(nbformat.read(path, as_version=4)), student_dir / relative(path, notebooks))
     if RECORDS.is_dir():
         records = out / "data" / "records"
         if records.exists():
@@ -196,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, SyntaxError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    lessons = sorted(written[0].parent.glob("*.ipynb"))
-    print(f"student edition:  {len(lessons)} notebooks in {written[0].parent} ({len(written)} with exercises)")
+    student_dir = args.out / "student"
+    lessons = all_notebooks(student_dir)
+    print(f"student edition:  {len(lessons)} notebooks in {student_dir} ({len(written)} with exercises)")
     print(f"instructor guide: {guide_path}")
     return 0
 

@@ -10,7 +10,7 @@ The CLI writes one JSON record per meta-training seed (``--seeds``), 250 kB each
 accuracy as a float. This keeps, per section, ``results[row][column]`` as one list per seed of each
 task's accuracy in whole percent (a task of 25 queries scores a multiple of 4%, so nothing is rounded:
 the tool refuses values that are not whole percents), plus the experiment and the commands that made
-it. Notebook 07 reads the packed file to separate the two sources of variance.
+it. The deep dive `confidence_intervals` reads the packed file to separate the two sources of variance.
 """
 
 from __future__ import annotations

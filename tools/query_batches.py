@@ -1,4 +1,5 @@
-"""Record train-mode accuracy against query batch size and balance (README, notebook 15), or print its table.
+"""Record train-mode accuracy against query batch size and balance (README, the deep dive `does_it_hold`), or
+print its table.
 
     python tools/query_batches.py data/records/query_batches.json [--data-dir ../shared/data/omniglot]
     python tools/query_batches.py --table        # the README's table, from the record

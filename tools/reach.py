@@ -24,6 +24,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_paths import all_notebooks, relative  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,100}$")
@@ -43,7 +46,7 @@ if importlib.util.find_spec("mamlkit") is None:
         subprocess.run(["git", "clone", "--depth", "1", "--branch", "{branch}", "{url}.git", repo], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", repo], check=True)
     sys.path.insert(0, repo)                     # an editable install is seen by new kernels only
-    os.chdir(os.path.join(repo, "notebooks"))    # lessons read ../data (the shipped lesson models)'''
+    os.chdir(os.path.join(repo, "notebooks", {folder}))  # where the notebook is: it reads ../data (or ../../data)'''
 
 
 class ReachError(Exception):
@@ -61,9 +64,9 @@ def book_url(slug: str) -> str:
 
 def badges(slug: str, branch: str, notebook: str | None) -> str:
     """Markdown badges; ``notebook`` is a path under ``notebooks/`` (None: the README's, opening notebook 01)."""
-    target = notebook or "01_start_here.ipynb"
+    target = notebook or "01_train_eval_basics.ipynb"
     colab = f"https://colab.research.google.com/github/{slug}/blob/{branch}/notebooks/{target}"
-    binder = f"https://mybinder.org/v2/gh/{slug}/{branch}?labpath=notebooks%2F{target}"
+    binder = f"https://mybinder.org/v2/gh/{slug}/{branch}?labpath=notebooks%2F{target.replace('/', '%2F')}"
     parts = [
         f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})",
         f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder})",
@@ -89,17 +92,19 @@ def _setup_cell(source: str) -> dict:
             "metadata": {"tags": [SETUP_TAG, "remove-cell"]}, "outputs": [], "source": source.splitlines(keepends=True)}
 
 
-def reach_notebook(path: Path, slug: str, branch: str) -> str:
+def reach_notebook(path: Path, slug: str, branch: str, notebooks: Path | None = None) -> str:
     """The notebook's JSON text with badges in its title cell and the set-up cell first among code cells."""
     nb = json.loads(path.read_text())
     cells = nb["cells"]
     if not cells or cells[0]["cell_type"] != "markdown":
         raise ReachError(f"{path}: the first cell must be the markdown title cell")
     title = "".join(cells[0]["source"])
-    cells[0]["source"] = _replace_block(title, badges(slug, branch, path.name), after_title=False).splitlines(
+    under = relative(path, notebooks or path.parent)
+    cells[0]["source"] = _replace_block(title, badges(slug, branch, under), after_title=False).splitlines(
         keepends=True)
     cells[:] = [c for c in cells if SETUP_TAG not in c.get("metadata", {}).get("tags", [])]
-    cells.insert(1, _setup_cell(SETUP_CELL.format(url=repo_url(slug), branch=branch)))
+    folder = repr(Path(under).parent.as_posix()) if "/" in under else '""'
+    cells.insert(1, _setup_cell(SETUP_CELL.format(url=repo_url(slug), branch=branch, folder=folder)))
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -138,11 +143,11 @@ def planned(root: Path, slug: str, branch: str) -> dict[Path, str]:
         pyproject: reach_pyproject(pyproject.read_text(), slug),
         readme: _replace_block(readme.read_text(), badges(slug, branch, None), after_title=True),
     }
-    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = all_notebooks(root / "notebooks")
     if not notebooks:
         raise ReachError(f"no numbered notebooks in {root / 'notebooks'}")
     for path in notebooks:
-        files[path] = reach_notebook(path, slug, branch)
+        files[path] = reach_notebook(path, slug, branch, root / "notebooks")
     return files
 
 

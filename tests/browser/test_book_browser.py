@@ -81,7 +81,7 @@ def test_every_page_loads_and_no_internal_link_is_broken(site):
                         broken.append(f"{name}: {href} (no such anchor)")
             assert not broken, "\n".join(broken[:20])
 
-            page.goto(f"{base}/04_batchnorm_placements.html")              # a lesson: a figure and a table
+            page.goto(f"{base}/02_maml_placements.html")              # a lesson: a figure and a table
             figure = page.locator("img").first
             figure.wait_for()
             assert page.evaluate("img => img.naturalWidth > 100 && img.complete", figure.element_handle())
@@ -91,7 +91,7 @@ def test_every_page_loads_and_no_internal_link_is_broken(site):
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "book-lesson.png"), full_page=False)
             page.set_viewport_size({"width": 1366, "height": 768})         # a student's laptop: no sideways scroll
-            for name in ("index.html", "08_classroom_lab.html", "04_batchnorm_placements.html"):
+            for name in ("index.html", "05_classroom_lab.html", "02_maml_placements.html"):
                 page.goto(f"{base}/{name}")
                 wide = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
                 assert wide[0] <= wide[1], f"{name} scrolls sideways at 1366x768: {wide[0]} px wide in {wide[1]} px"

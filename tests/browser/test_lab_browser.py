@@ -1,7 +1,7 @@
 """The classroom lab in a real browser: JupyterLab served locally, driven by headless Chromium.
 
 Starts ``jupyter lab`` on 127.0.0.1 (a free port, a random token) with a temporary root folder
-holding a copy of ``notebooks/08_classroom_lab.ipynb`` and the student lab's settings (``tools/lab_settings``,
+holding a copy of ``notebooks/05_classroom_lab.ipynb`` and the student lab's settings (``tools/lab_settings``,
 as ``make lab``), opens it in ``/usr/bin/chromium`` through Playwright (no browser download) in a 1366x768
 window, runs every cell, then does what a student does: uses each widget (a Run of the placement playground
 on 30 tasks, "Clear runs", the dataset switch, the BatchNorm explorer's layer, batches and slider), reads the
@@ -34,7 +34,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = ROOT / "notebooks" / "08_classroom_lab.ipynb"
+LAB = ROOT / "notebooks" / "05_classroom_lab.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 CACHE = ROOT / "data" / "cache"
 SCREENSHOTS = ROOT / "build" / "browser"
