@@ -7,7 +7,7 @@ notebook, and records them with the suite's wall time in ``benchmarks/recorded/n
 Run it on a quiet machine with the model cache filled (``python -m mamlkit train --preset
 lesson``), otherwise the first notebook that needs a model also pays for training it.
 
-Usage: python benchmarks/notebook_times.py [notebooks/01_start_here.ipynb ...]   (default: all)
+Usage: python benchmarks/notebook_times.py [notebooks/01_train_eval_basics.ipynb ...]   (default: all, deep dives too)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import ROOT, machine, record
 
-# e.g. "12.34s call     notebooks/04_batchnorm_placements.ipynb::Cell 5"
+# e.g. "12.34s call     notebooks/02_maml_placements.ipynb::Cell 5", "… notebooks/deep_dives/does_it_hold.ipynb::Cell 3"
 DURATION = re.compile(r"^\s*([0-9.]+)s\s+(setup|call|teardown)\s+(\S+?\.ipynb)::")
 
 
@@ -33,7 +33,7 @@ def per_notebook(pytest_output: str) -> dict[str, float]:
         match = DURATION.match(line)
         if match:
             seconds, _, path = match.groups()
-            name = Path(path).name
+            name = path.split("notebooks/", 1)[-1]          # 02_….ipynb, or deep_dives/….ipynb
             totals[name] = totals.get(name, 0.0) + float(seconds)
     return dict(sorted(totals.items()))
 

@@ -1,4 +1,5 @@
-"""What the inner-loop remedies of notebook 16 cost in time: meta-training step and meta-test task, in one process.
+"""What the inner-loop remedies (the deep dive `inner_loop_remedies`) cost in time: meta-training step and
+meta-test task, in one process.
 
 Four variants of the same Conv4 (32 channels) on glyphs, 5-way 1-shot, 5 queries per class: plain MAML with
 BatchNorm, MAML++'s per-step BatchNorm (``norm="bn_per_step"``), learned inner rates per tensor and step

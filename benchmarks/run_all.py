@@ -294,7 +294,8 @@ def remedies_section(result: dict | None) -> list[str]:
     s = result["settings"]
     lines += [
         machine_line(result), "",
-        f"The same Conv4 ({s['model']}) on {s['dataset']}, as notebook 16 meta-trains it: plain MAML, MAML++'s "
+        f"The same Conv4 ({s['model']}) on {s['dataset']}, as the deep dive `inner_loop_remedies` meta-trains it: "
+        f"plain MAML, MAML++'s "
         f"per-step BatchNorm, learned inner rates per tensor and step, and ANIL (the classifier adapts alone; "
         f"mamlkit still computes the body's gradients and multiplies them by a rate of 0). Meta-training: "
         f"{s['meta_batch']} tasks per meta-batch, {s['train_inner_steps']} second-order inner steps, "
