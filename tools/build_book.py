@@ -97,8 +97,10 @@ def page_name(notebook: Path) -> str:
     return f"deep_dive_{notebook.stem}" if notebook.parent.name == "deep_dives" else notebook.stem
 
 
-def rewrite_links(text: str, here: str, pages: dict[str, str]) -> str:
-    """Links of a file at repository path ``here`` rewritten for the flat site (see the module docstring)."""
+def rewrite_links(text: str, here: str, pages: dict[str, str], built: bool = False) -> str:
+    """Links of a file at repository path ``here`` rewritten for the flat site (see the module docstring).
+
+    ``built``: link the built pages (``.html``), for Markdown that Sphinx does not resolve (a cell's output)."""
 
     def repl(match: re.Match) -> str:
         bang, label, target = match.groups()
@@ -111,7 +113,7 @@ def rewrite_links(text: str, here: str, pages: dict[str, str]) -> str:
         except ValueError:
             key = ""
         if key in pages:
-            suffix = ".ipynb" if key.endswith(".ipynb") else ".md"
+            suffix = ".html" if built else ".ipynb" if key.endswith(".ipynb") else ".md"
             return f"[{label}]({pages[key]}{suffix}{'#' + anchor if anchor else ''})"
         return label if label.startswith("`") else f"`{label}`"
     return LINK.sub(repl, text)
@@ -146,8 +148,8 @@ def without_solution(source: str) -> str:
 
 
 def stage_notebook(path: Path, pages: dict[str, str]) -> nbformat.NotebookNode:
-    """The notebook as students may read it (no solutions, no instructor cells), its markdown links rewritten,
-    and a note where it holds widgets."""
+    """The notebook as students may read it (no solutions, no instructor cells), its links rewritten (in markdown
+    cells and in the Markdown that cells display), and a note where it holds widgets."""
     nb = nbformat.read(path, as_version=4)
     here = f"notebooks/{relative(path)}"
     nb.cells = [c for c in nb.cells if "instructor" not in c.get("metadata", {}).get("tags", [])]
@@ -159,6 +161,11 @@ def stage_notebook(path: Path, pages: dict[str, str]) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = rewrite_links(cell.source, here, pages)
+        for out in cell.get("outputs", []):       # Markdown that a cell displays (IPython.display.Markdown)
+            markdown = out.get("data", {}).get("text/markdown")
+            if markdown is not None:
+                text = "".join(markdown) if isinstance(markdown, list) else markdown
+                out["data"]["text/markdown"] = rewrite_links(text, here, pages, built=True)
     has_widgets = False
     for cell in nb.cells:
         if cell.cell_type != "code":

@@ -242,7 +242,7 @@ def test_lab_runs_and_a_student_can_use_every_widget_and_rerun_every_cell(jupyte
             text = page.locator(".jp-Notebook").inner_text()
             assert "Traceback (most recent call last)" not in text, "a cell failed in the browser"
             assert "all three exercises pass" in text
-            assert "Exercise 1: passed" in text                # an exercise check, rendered in the browser
+            assert "Exercise 05.1: passed" in text                # an exercise check, rendered in the browser
             assert "furthest off" in text                      # predict, then measure: the guesses beside the runs
             for path in {str(ROOT), str(root), str(tmp_path), str(Path.home())}:
                 assert path not in text, f"a path of this machine is shown: {path}"
