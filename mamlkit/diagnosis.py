@@ -70,6 +70,9 @@ ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("train_then_eval_reestimated", "train_then_eval_collected", "reestimated"),
 )
 
+#: How near "close to train mode" is, in the verdict (notebook 03 asserts the same margin for its re-estimated row).
+CLOSE = 0.05
+
 #: The notebook that explains each finding of the verdict.
 NOTEBOOKS = {
     "transduction": "notebook 04, one example at a time",
@@ -464,6 +467,24 @@ def _points(diff: PairedDifference) -> str:
     return f"{abs(100 * diff.mean):.1f} ± {100 * diff.ci95:.1f} points"
 
 
+def _reestimated_line(r: dict[str, EvalResult], d: dict[str, PairedDifference]) -> str:
+    """What the ``eval_reestimated`` row gave, read from this model's own numbers only."""
+    re_diff = d["eval_reestimated"]
+    gain = r["eval_reestimated"].mean - r["eval_held"].mean
+    said = (f"Statistics re-estimated on support sets at your model's weights before adaptation give "
+            f"{_fmt(r['eval_reestimated'])} in eval mode ({100 * gain:+.1f} points against the held ones; "
+            f"{100 * re_diff.mean:+.1f} ± {100 * re_diff.ci95:.1f} against train mode).")
+    if re_diff.significant and re_diff.mean < -CLOSE:
+        return (f"{said} Frozen while the inner steps move the weights, they do not replace train mode here "
+                f"({NOTEBOOKS['eval']}). To predict without the other query examples, re-estimate them on each "
+                f"task's support set after adaptation (notebook 06, recipe 2) or use Reptile's protocol (the "
+                f"reptile_protocol row).")
+    if re_diff.significant and re_diff.mean > CLOSE:
+        return f"{said} For your model they beat train mode."
+    return (f"{said} For your model they come within {100 * CLOSE:.0f} points of train mode, or show no clear "
+            f"difference.")
+
+
 def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
     """Findings in plain words, each with the notebook that explains it."""
     r, d, chance = report.results, report.differences, 1 / report.n_way
@@ -515,12 +536,19 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
                          "with the batch's statistics, so the eval rows are partly transductive too.")
         held = d["eval_held"]
         near = ", near chance," if r["eval_held"].mean <= chance + 0.10 else ","
-        if report.held_untouched:
+        below = held.significant and held.mean < 0
+        if report.held_untouched and below:
             lines.append(f"The running statistics your model holds are still 0 and 1, as higher leaves a model it "
                          f"meta-trains: eval mode with them gives {_fmt(r['eval_held'])}{near} {_points(held)} below "
                          f"train mode. Statistics of 0 and 1 fit no task's features; on the Conv4, eval mode with "
                          f"them stays far below train mode at every step size tried ({NOTEBOOKS['eval']}).")
-        elif held.significant and held.mean < 0:
+        elif report.held_untouched:
+            lines.append(f"The running statistics your model holds are still 0 and 1, as higher leaves a model it "
+                         f"meta-trains, yet eval mode with them gives {_fmt(r['eval_held'])}, "
+                         f"{100 * held.mean:+.1f} ± {100 * held.ci95:.1f} points against train mode on the same tasks: "
+                         f"your features happen to be near mean 0 and variance 1 (on the Conv4 they are not; "
+                         f"{NOTEBOOKS['eval']}).")
+        elif below:
             lines.append(f"The running statistics your model holds were written by training (shared buffers, a "
                          f"write-back or a plain training loop). With eval mode at this step size they are not usable: "
                          f"{_fmt(r['eval_held'])}{near} {_points(held)} below train mode. In MAML, statistics frozen "
@@ -528,13 +556,7 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
         else:
             lines.append(f"The running statistics your model holds are usable with eval mode: {_fmt(r['eval_held'])}, "
                          f"{100 * held.mean:+.1f} ± {100 * held.ci95:.1f} points against train mode on the same tasks.")
-        re_diff = d["eval_reestimated"]
-        gain = r["eval_reestimated"].mean - r["eval_held"].mean
-        lines.append(f"Statistics re-estimated on support sets at your weights give {_fmt(r['eval_reestimated'])} in "
-                     f"eval mode ({100 * gain:+.1f} points against the held ones; {100 * re_diff.mean:+.1f} ± "
-                     f"{100 * re_diff.ci95:.1f} against train mode). On the Conv4, statistics re-estimated on "
-                     f"each task's support set at the adapted weights come close to train mode "
-                     f"({NOTEBOOKS['eval']}).")
+        lines.append(_reestimated_line(r, d))
         if report.momentum_one and report.inner_steps > 0 and any(n.startswith("train_then_eval") for n in r):
             same = [n for n in ("train_then_eval_held", "train_then_eval_untouched", "train_then_eval_reestimated")
                     if n in r]

@@ -342,6 +342,21 @@ def test_each_branch_of_the_verdict_says_what_the_numbers_say():
     assert "cost nothing measurable" in free[1]
 
 
+def test_the_verdict_reads_the_user_s_numbers_and_cites_the_conv4_only_where_they_agree():
+    # re-estimated statistics far below train mode (as a user's 71.8% against 88.4%): no "come close"
+    far = synthetic_report(rows(eval_reestimated=[0.7, 0.74] * 20, transductive=[0.88, 0.89] * 20)).verdict
+    line = next(line for line in far if line.startswith("Statistics re-estimated"))
+    assert "come within" not in line and "do not replace train mode" in line and "recipe 2" in line
+    close = synthetic_report(rows(eval_reestimated=[0.78, 0.7] * 20)).verdict
+    assert any("come within 5 points of train mode" in line for line in close)
+    above = synthetic_report(rows(eval_reestimated=[0.95, 0.9] * 20)).verdict
+    assert any("beat train mode" in line for line in above)
+    # statistics of 0 and 1 that happen to work for this model: no "far below", no "below" at all
+    works = synthetic_report(rows(eval_held=[0.8, 0.7] * 19 + [0.7, 0.8]), held_untouched=True).verdict
+    line = next(line for line in works if "still 0 and 1" in line)
+    assert "far below" not in line and "below train mode" not in line and "+0.0 ± " in line
+
+
 def test_a_dataloader_with_the_default_collate_gives_the_same_report():
     sampler, model = sampler_and_model(0)
     episodes = [(t.support_x, t.support_y, t.query_x, t.query_y) for t in (sampler.task(i) for i in range(3))]
