@@ -13,7 +13,8 @@ Two experiments live here (a third, ``mamlkit.why_eval``, in its own module):
   normalisation layer plus the way it is used at meta-test (for BatchNorm: running statistics in eval
   mode, batch statistics in train mode, or Reptile's protocol); each *protocol* is how the query set
   reaches the model (whole batch, one example at a time, one class at a time). Transductive BatchNorm is
-  the best with a whole, balanced query batch and collapses when the query arrives one at a time;
+  the best with a whole, balanced query batch and loses accuracy when the query arrives one at a time (how
+  much depends on the network and the data: notebook 04, the deep dive does_it_hold);
   methods whose statistics come from the support set (MetaBN, TaskNorm-I) or from each example alone
   (instance, layer, group norm) give the same answer under every protocol, by construction, and the
   table shows at what accuracy.

@@ -380,7 +380,7 @@ def vmap_meta_batch(model, tasks, steps=1):
     return vmap(one_task)(sx, sy, qx, qy).mean()
 
 
-def test_torch_func_vmap_over_a_meta_batch_is_silent_and_its_eval_mistake_reported(sampler):
+def test_torch_func_vmap_over_a_meta_batch_is_silent_even_in_eval_mode_without_running_statistics(sampler):
     model = conv4(track_running_stats=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     with check_maml(model) as report:

@@ -120,6 +120,76 @@ def test_the_number_guard_catches_a_stale_number():
     assert any("91.3" in m for m in unbacked_numbers(planted)), "a planted stale number must be caught"
 
 
+# Words that read a measured result. A Markdown sentence that uses one stands next to a code cell with an assert
+# (the cell before or after it), or it is listed below with the asserts that fail if it turns false (in this
+# notebook or the one it reports), or with the reason it reads no result of its own (a definition, a question).
+VERDICT_WORDS = re.compile(r"collaps\w*|near chance|at chance|falls? to chance|matters? little|rescu\w*|usable|"
+                           r"pays? off|recover\w*|far (?:below|above)|close to train mode", re.I)
+BACKED_ELSEWHERE = {
+    # (notebook, the words as written): ([(notebook with the assert, text of that assert line)], or a reason)
+    ("03_why_eval_fails", "collapse"): [("02_maml_placements", 'assert acc["eval_untouched"] < 0.45')],
+    ("03_why_eval_fails", "rescue"): [("03_why_eval_fails", "assert claim.holds(res), claim.text")],
+    ("03_why_eval_fails", "near chance"): [("02_maml_placements", 'assert acc["eval_untouched"] < 0.45')],
+    ("does_it_hold", "far above"): [("does_it_hold", 'assert pool["every layer alone"] > chance + 0.3')],
+    ("does_it_hold", "falls to chance"): [("does_it_hold", 'assert stride["layer 4 alone"] < chance + 0.06')],
+    ("inner_loop_remedies", "usable"): "the question and its criterion (within 15 points), defined, not measured",
+    ("inner_loop_remedies", "recovers"): [("03_why_eval_fails", "assert claim.holds(res), claim.text")],
+}
+
+
+def verdict_sentences(path) -> list[tuple[str, str, bool]]:
+    """(the words, the sentence, whether a neighbouring code cell asserts) for each verdict word in prose."""
+    nb = cells(path)
+    found = []
+    for i, cell in enumerate(nb):
+        if cell["cell_type"] != "markdown":
+            continue
+        before = next((c for c in reversed(nb[:i]) if c["cell_type"] == "code"), None)
+        after = next((c for c in nb[i + 1:] if c["cell_type"] == "code"), None)
+        asserted = any(c is not None and re.search(r"^\s*(assert|for .*:\s*assert)", text(c), re.M)
+                       for c in (before, after))
+        for m in VERDICT_WORDS.finditer(text(cell)):
+            start = text(cell).rfind("\n\n", 0, m.start()) + 1
+            found.append((m.group().lower(), text(cell)[start:m.end() + 60].strip(), asserted))
+    return found
+
+
+def assert_lines(stem: str) -> str:
+    path = next(p for p in NOTEBOOKS if p.stem == stem)
+    return "\n".join(line.strip() for c in lesson_code(cells(path)) for line in text(c).splitlines()
+                     if "assert" in line)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_sentences_that_read_a_result_are_asserted(path):
+    unbacked = [f"{words!r}: ...{sentence[-160:]}" for words, sentence, asserted in verdict_sentences(path)
+                if not asserted and (path.stem, words) not in BACKED_ELSEWHERE]
+    assert not unbacked, ("a sentence reads a result with no assert beside it: add one to the neighbouring code "
+                          "cell, or list it in BACKED_ELSEWHERE with the assert that backs it:\n" + "\n".join(unbacked))
+
+
+def test_each_sentence_backed_elsewhere_is_still_there_and_its_asserts_exist():
+    for (stem, words), backing in BACKED_ELSEWHERE.items():
+        path = next(p for p in NOTEBOOKS if p.stem == stem)
+        assert any(w == words and not asserted for w, _, asserted in verdict_sentences(path)), (stem, words)
+        if isinstance(backing, str):
+            continue
+        for other, line in backing:
+            assert line in assert_lines(other), f"{stem} {words!r}: no such assert in {other}: {line}"
+
+
+def test_the_verdict_guard_catches_an_unasserted_claim(tmp_path):
+    nb = json.loads(CORE[0].read_text())
+    nb["cells"] += [{"cell_type": "code", "metadata": {}, "source": ["print(0)"], "outputs": [],
+                     "execution_count": None},
+                    {"cell_type": "markdown", "metadata": {}, "source": ["Eval mode is usable here."]},
+                    {"cell_type": "code", "metadata": {}, "source": ["print(1)"], "outputs": [],
+                     "execution_count": None}]
+    planted = tmp_path / "planted.ipynb"
+    planted.write_text(json.dumps(nb))
+    assert [w for w, _, asserted in verdict_sentences(planted) if not asserted] == ["usable"]
+
+
 def test_the_seed_check_changes_every_presets_meta_training_seed_and_nothing_else():
     import importlib.util
 
