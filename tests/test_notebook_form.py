@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import load_tool
 
@@ -389,6 +390,31 @@ def test_the_training_length_and_one_at_a_time_tables_are_the_records():
     for section in (runs[0], runs[2], runs[3], *sections.values()):
         assert f"{tool.seconds(section):,} s" in readme
     assert f"{tool.layers_seconds()} s" in readme
+
+
+def test_the_table_of_every_way_one_at_a_time_across_seeds_is_the_records():
+    """docs/results.md's table of the ways to predict one example at a time is tools/alone_seeds.py's output on
+    the records; recipe 2 was measured on the seeds record's very models and tasks; the claims beside it hold."""
+    tool = load_tool("alone_seeds")
+    assert tool.table() in page("docs/results.md")
+    mine, seeds = tool.load("alone_seeds"), tool.load("seeds-glyphs")
+    assert mine["seeds"] == seeds["placements"]["seeds"] == seeds["norms"]["seeds"]
+    assert mine["experiment"] == seeds["placements"]["experiment"]
+    assert mine["transductive_equal_to_seeds_record"] == [600, 600, 600]   # the same models and tasks
+    ways = {way[0]: tool.per_seed(way) for way in (*tool.WAYS, tool.REFERENCE)}
+    recipe = ways[tool.RECIPE_2]
+    for s in range(3):
+        def gap(label):
+            return float(np.mean(recipe[s] - ways[label][s]))
+        assert gap(tool.WAYS[0][0]) > 0.30                      # train mode alone: far below recipe 2
+        assert 0.02 < gap(tool.WAYS[1][0]) < 0.15               # the moved collected statistics: a few points below
+        for other in tool.WAYS[3:]:
+            assert abs(gap(other[0])) < 0.08, other[0]          # recipes 2-4 within 8 points of each other
+        assert -0.08 < gap(tool.REFERENCE[0]) < 0               # transductive: a little above recipe 2
+        assert 0 < gap(tool.WAYS[3][0]) < 0.01                  # ahead of Reptile's protocol by less than a point
+        assert gap(tool.WAYS[5][0]) > 0                          # TaskNorm-I behind recipe 2 in every seed
+    metabn = [float(np.mean(recipe[s] - ways[tool.WAYS[4][0]][s])) for s in range(3)]
+    assert min(metabn) < 0 < max(metabn)                         # recipe 2 against MetaBN: the sign changes
 
 
 def test_the_query_batch_table_is_the_record():
