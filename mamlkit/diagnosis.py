@@ -70,6 +70,9 @@ ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("train_then_eval_reestimated", "train_then_eval_collected", "reestimated"),
 )
 
+#: Why a meta-trained model's statistics can still be 0 and 1, in the verdict.
+UNTOUCHED_WHY = "as a loop with higher's copies, or with TorchOpt's recover_state_dict, leaves them"
+
 #: How near "close to train mode" is, in the verdict (notebook 03 asserts the same margin for its re-estimated row).
 CLOSE = 0.05
 
@@ -538,13 +541,13 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
         near = ", near chance," if r["eval_held"].mean <= chance + 0.10 else ","
         below = held.significant and held.mean < 0
         if report.held_untouched and below:
-            lines.append(f"The running statistics your model holds are still 0 and 1, as higher leaves a model it "
-                         f"meta-trains: eval mode with them gives {_fmt(r['eval_held'])}{near} {_points(held)} below "
+            lines.append(f"The running statistics your model holds are still 0 and 1 ({UNTOUCHED_WHY}): eval mode "
+                         f"with them gives {_fmt(r['eval_held'])}{near} {_points(held)} below "
                          f"train mode. Statistics of 0 and 1 fit no task's features; on the Conv4, eval mode with "
                          f"them stays far below train mode at every step size tried ({NOTEBOOKS['eval']}).")
         elif report.held_untouched:
-            lines.append(f"The running statistics your model holds are still 0 and 1, as higher leaves a model it "
-                         f"meta-trains, yet eval mode with them gives {_fmt(r['eval_held'])}, "
+            lines.append(f"The running statistics your model holds are still 0 and 1 ({UNTOUCHED_WHY}), yet eval "
+                         f"mode with them gives {_fmt(r['eval_held'])}, "
                          f"{100 * held.mean:+.1f} ± {100 * held.ci95:.1f} points against train mode on the same tasks: "
                          f"your features happen to be near mean 0 and variance 1 (on the Conv4 they are not; "
                          f"{NOTEBOOKS['eval']}).")
