@@ -104,7 +104,7 @@ def fake_omniglot(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_threads():
-    """At most 2 torch threads (the target machines have 2 cores; oversubscription costs 10x)."""
+    """At most 2 torch threads (the target machines have 2 cores; more threads than cores slow torch down)."""
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))

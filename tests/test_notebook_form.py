@@ -404,7 +404,7 @@ def test_the_table_of_every_way_one_at_a_time_across_seeds_is_the_records():
     ways = {way[0]: tool.per_seed(way) for way in (*tool.WAYS, tool.REFERENCE)}
     recipe = ways[tool.RECIPE_2]
     for s in range(3):
-        def gap(label):
+        def gap(label, s=s):
             return float(np.mean(recipe[s] - ways[label][s]))
         assert gap(tool.WAYS[0][0]) > 0.30                      # train mode alone: far below recipe 2
         assert 0.02 < gap(tool.WAYS[1][0]) < 0.15               # the moved collected statistics: a few points below
@@ -476,6 +476,16 @@ def test_the_remedies_tables_are_the_packed_record():
                                ("bn-x0.1", "eval_collected"), ("anil", "eval_collected"), ("anil", "transductive"),
                                ("anil", "one_at_a_time"), ("bn", "one_at_a_time")]:
         assert both(variant, placement) in readme, (variant, placement)
+    # ANIL's eval-mode cost per seed, and the wall times quoted: the record's extremes
+    for dataset, words in (("omniglot", "{lo} to {hi} points in each\n  seed"),
+                           ("glyphs", "{lo} to {hi} points depending")):
+        gaps = [a - b for a, b in zip(tool.seed_means(record, dataset, "anil", "transductive"),
+                                      tool.seed_means(record, dataset, "anil", "eval_collected"))]
+        assert words.format(lo=f"{min(gaps):.1f}", hi=f"{max(gaps):.1f}") in readme, dataset
+    runs = [(t["standard"], s) for name, sec in record.items() if isinstance(sec, dict) and name.endswith("-10")
+            and "x0.1" not in name for t, s in zip(sec["train_seconds"], sec["test_seconds"])]
+    assert f"{min(t for t, _ in runs):.0f} to {max(t for t, _ in runs):.0f} s per model" in readme
+    assert f"{min(s for _, s in runs):.0f} to {max(s for _, s in runs):.0f} s, one" in readme.replace("\n", " ")
     for dataset in ("glyphs", "omniglot"):
         seeds = json.loads((root / "data" / "records" / f"seeds-{dataset}.json").read_text())["placements"]
         plain = record[f"{dataset}-bn-10"]
