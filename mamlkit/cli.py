@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mamlkit import checks
 from mamlkit.errors import ConfigError, DataError
-from mamlkit.experiments import NORM_METHODS
+from mamlkit.experiments import DEFAULT_NORM_METHODS, NORM_METHODS
 from mamlkit.files import write_text
 from mamlkit.lanes import default_lanes
 from mamlkit.models import DOWNSAMPLES
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_arguments(p, "full")
     p.add_argument("--norm", choices=list(NORMS), help="normalisation layer (default bn; bn_per_step: MAML++'s)")
     p.add_argument("--hidden", type=_positive, default=None,
-                   help="channels per conv block (default 32; 64 in the papers, about 3x slower)")
+                   help="channels per conv block (default 32; 64 in the papers, about 2x slower here)")
     p.add_argument("--downsample", choices=list(DOWNSAMPLES), default=None,
                    help="pool (default: 2x2 max-pool after each block) or stride (stride-2 convolutions, no "
                    "pooling: Finn et al.'s Omniglot network)")
@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_arguments(n, "full")
     _add_seed_arguments(n)
     _add_lanes_argument(n)
-    n.add_argument("--methods", nargs="+", choices=list(NORM_METHODS), default=list(NORM_METHODS),
-                   help="normalisation methods (rows)")
+    n.add_argument("--methods", nargs="+", choices=list(NORM_METHODS), default=list(DEFAULT_NORM_METHODS),
+                   help="normalisation methods (rows; tasknorm_i_authors only when named)")
     _add_output_arguments(n)
     w = sub.add_parser(
         "why-eval",

@@ -414,6 +414,8 @@ NORM_METHODS: dict[str, NormMethod] = {
                    "MetaBN: support and query normalised with the support set's moments"),
         NormMethod("tasknorm_i", "tasknorm_i", "train", "untouched", False,
                    "TaskNorm-I: support moments blended with instance moments by a learned weight"),
+        NormMethod("tasknorm_i_authors", "tasknorm_i_authors", "train", "untouched", False,
+                   "TaskNorm-I as the authors' code: one blending weight per layer, unbiased variances"),
         NormMethod("instance", "instance", "train", "untouched", False,
                    "instance norm: every example normalised by its own statistics"),
         NormMethod("layer", "layer", "train", "untouched", False, "layer norm (GroupNorm with one group)"),
@@ -421,6 +423,10 @@ NORM_METHODS: dict[str, NormMethod] = {
         NormMethod("none", "none", "train", "untouched", False, "no normalisation"),
     ]
 }
+
+
+#: The methods a plain ``mamlkit norms`` runs: all but the authors' TaskNorm-I variant, which is run on request.
+DEFAULT_NORM_METHODS: tuple[str, ...] = tuple(m for m in NORM_METHODS if m != "tasknorm_i_authors")
 
 
 def get_norm_method(name: str | NormMethod) -> NormMethod:
@@ -479,7 +485,7 @@ class NormResults(ResultsRecord):
 
 def run_normalisations(
     exp: Experiment,
-    methods: Iterable[str | NormMethod] = tuple(NORM_METHODS),
+    methods: Iterable[str | NormMethod] = DEFAULT_NORM_METHODS,
     protocols: Iterable[str] = tuple(PROTOCOLS),
     progress: bool = True,
     cache: bool = True,

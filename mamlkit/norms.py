@@ -10,6 +10,8 @@
 | ``metabn`` | ``SupportBatchNorm2d``                           | the support set's, in both modes (MetaBN)  |
 | ``tasknorm_i`` | ``TaskNormI``                                 | support moments blended with each          |
 |            |                                                  | example's own by a learned weight          |
+| ``tasknorm_i_authors`` | ``TaskNormI(per_channel=False, unbiased=True)`` | as ``tasknorm_i``, as the authors' code |
+|            |                                                  | computes it (one weight per layer)         |
 | ``bn_per_step`` | ``PerStepBatchNorm2d`` (MAML++'s BNRS + BNWB) | batch / running, one set per inner step   |
 | ``none``   | ``Identity``                                     | none                                      |
 
@@ -36,12 +38,14 @@ NORMS: dict[str, str] = {
     "group": "group normalisation (4 groups, or fewer when channels do not divide)",
     "metabn": "support-set BatchNorm (MetaBN): support and query normalised with the support set's moments",
     "tasknorm_i": "TaskNorm-I: support-set moments blended with instance moments by a learned, size-dependent weight",
+    "tasknorm_i_authors": "TaskNorm-I as the authors' code computes it: one blending weight per layer, unbiased "
+                          "variances",
     "bn_per_step": "MAML++'s per-step BatchNorm: running statistics, weight and bias of its own for every inner step",
     "none": "no normalisation",
 }
 
 #: The context normalisations: their statistics come from the support set only.
-CONTEXT_NORMS = ("metabn", "tasknorm_i")
+CONTEXT_NORMS = ("metabn", "tasknorm_i", "tasknorm_i_authors")
 
 
 def make_norm(kind: str, channels: int, momentum: float | None = 0.1, steps: int = 5) -> nn.Module:
@@ -61,6 +65,8 @@ def make_norm(kind: str, channels: int, momentum: float | None = 0.1, steps: int
         return SupportBatchNorm2d(channels)
     if kind == "tasknorm_i":
         return TaskNormI(channels)
+    if kind == "tasknorm_i_authors":
+        return TaskNormI(channels, per_channel=False, unbiased=True)
     if kind == "group":
         groups = next(g for g in (4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
@@ -115,22 +121,28 @@ class TaskNormI(ContextNorm):
 
     that is, the moments of the mixture of the two distributions. Small support sets can learn to
     lean on the instance moments, large ones on the support set's.
+
+    By default ``scale`` and ``offset`` are per channel and the variances biased (divided by the number of
+    values). The authors' code (``cambridge-mlg/cnaps``, ``normalization_layers.py``) has one scalar pair per
+    layer and unbiased variances (``torch.var``): ``per_channel=False, unbiased=True`` (norm
+    ``"tasknorm_i_authors"``). ``tools/tasknorm_variants.py`` measures the difference.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, per_channel: bool = True, unbiased: bool = False) -> None:
         super().__init__(channels, eps)
-        self.scale = nn.Parameter(torch.zeros(channels))
-        self.offset = nn.Parameter(torch.zeros(channels))
+        self.unbiased = unbiased
+        self.scale = nn.Parameter(torch.zeros(channels if per_channel else 1))
+        self.offset = nn.Parameter(torch.zeros(channels if per_channel else 1))
 
     def alpha(self, n_context: int) -> torch.Tensor:
-        """The blending weight for a context of ``n_context`` examples, one per channel."""
+        """The blending weight for a context of ``n_context`` examples, one per channel (or one for the layer)."""
         return torch.sigmoid(self.scale * n_context + self.offset)
 
     def forward(self, x: torch.Tensor, n_context: int | None = None) -> torch.Tensor:
         ctx = self.context(x, n_context)
         alpha = self.alpha(ctx.shape[0])[None, :, None, None]
-        var_ctx, mean_ctx = torch.var_mean(ctx, dim=(0, 2, 3), unbiased=False, keepdim=True)
-        var_inst, mean_inst = torch.var_mean(x, dim=(2, 3), unbiased=False, keepdim=True)
+        var_ctx, mean_ctx = torch.var_mean(ctx, dim=(0, 2, 3), unbiased=self.unbiased, keepdim=True)
+        var_inst, mean_inst = torch.var_mean(x, dim=(2, 3), unbiased=self.unbiased, keepdim=True)
         mean = alpha * mean_ctx + (1 - alpha) * mean_inst
         var = alpha * (var_ctx + (mean_ctx - mean) ** 2) + (1 - alpha) * (var_inst + (mean_inst - mean) ** 2)
         return self.affine((x - mean) / torch.sqrt(var + self.eps))

@@ -417,6 +417,23 @@ def test_the_table_of_every_way_one_at_a_time_across_seeds_is_the_records():
     assert min(metabn) < 0 < max(metabn)                         # recipe 2 against MetaBN: the sign changes
 
 
+def test_the_tasknorm_variants_table_is_the_record_and_its_claims_hold():
+    """docs/normalisation.md's comparison of mamlkit's TaskNorm-I with the authors' way, from the records."""
+    tool = load_tool("tasknorm_variants")
+    assert tool.table() in page("docs/normalisation.md")
+    seeds, theirs = tool.load("seeds-glyphs")["norms"], tool.load("tasknorm_variants")
+    assert theirs["seeds"] == seeds["seeds"] and theirs["experiment"] == seeds["experiment"]
+    for s in range(3):
+        ours = np.array(seeds["results"]["tasknorm_i"]["batch"][s]) / 100
+        authors = {p: np.array(theirs["results"]["tasknorm_i_authors"][p][s]) / 100 for p in tool.PROTOCOLS}
+        assert np.array_equal(authors["batch"], authors["one_at_a_time"])            # the same whichever way
+        d = authors["batch"] - ours
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+        assert d.mean() - half > 0 and 0.01 < d.mean() < 0.04                          # higher, by about two points
+        assert authors["batch"].mean() < np.mean(seeds["results"]["metabn"]["batch"][s]) / 100   # below MetaBN
+        assert all(0.5 < a < 1 for a in theirs["alpha"][s])                             # towards the support moments
+
+
 def test_the_query_batch_table_is_the_record():
     """tools/query_batches.py's table is in docs/results.md; the record's ends are the seeds records' transductive and
     one_at_a_time tasks, and the claims and numbers of the prose hold."""
