@@ -114,9 +114,10 @@ MISTAKES: dict[str, Mistake] = {
             "Keep the (patched) model in train mode at meta-test, as during meta-training (original MAML "
             "does; mk.meta_test's 'transductive' placement). Eval mode normalises with running statistics, "
             "and higher never updates the model's own: its patched copies get copies of the buffers, so "
-            "after meta-training they are still mean 0, variance 1, which fit no task's features: eval mode "
-            "with them stays far below train mode at every inner step size tried (notebook 03 also shows why "
-            "better statistics alone do not rescue eval mode)."
+            "after meta-training they are still mean 0, variance 1, which do not describe the features of a "
+            "model meta-trained in train mode: on the Conv4 of notebook 03, even at its best inner step size eval "
+            "mode with them stays far below train mode (notebook 03 also shows why better statistics alone do "
+            "not rescue eval mode)."
             " To measure every placement on your own model and tasks: mk.placement_report "
             "(python -m mamlkit report).",
             "02_maml_placements",
@@ -168,9 +169,9 @@ MISTAKES: dict[str, Mistake] = {
             "Train-mode BatchNorm normalised a batch of a single example",
             "In train mode BatchNorm normalises with the statistics of the batch, so a prediction depends on "
             "the other examples (transduction), and one example alone is normalised by its own statistics: "
-            "accuracy drops far. Predict the whole query set in one batch (and say the result is "
-            "transductive), prepend the support set to each example (Reptile's protocol), or use a "
-            "normalisation from the support set (norm='metabn' or 'tasknorm_i')."
+            "accuracy can drop far (how far depends on the network). Predict the whole query set in one batch "
+            "(and say the result is transductive), prepend the support set to each example (Reptile's "
+            "protocol), or use a normalisation from the support set (norm='metabn' or 'tasknorm_i')."
             " To measure every placement on your own model and tasks: mk.placement_report "
             "(python -m mamlkit report).",
             "04_one_example_at_a_time",

@@ -543,8 +543,8 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
         if report.held_untouched and below:
             lines.append(f"The running statistics your model holds are still 0 and 1 ({UNTOUCHED_WHY}): eval mode "
                          f"with them gives {_fmt(r['eval_held'])}{near} {_points(held)} below "
-                         f"train mode. Statistics of 0 and 1 fit no task's features; on the Conv4, eval mode with "
-                         f"them stays far below train mode at every step size tried ({NOTEBOOKS['eval']}).")
+                         f"train mode. Statistics of 0 and 1 do not fit your model's features; on the Conv4, no inner "
+                         f"step size tried brought eval mode with them near train mode ({NOTEBOOKS['eval']}).")
         elif report.held_untouched:
             lines.append(f"The running statistics your model holds are still 0 and 1 ({UNTOUCHED_WHY}), yet eval "
                          f"mode with them gives {_fmt(r['eval_held'])}, "
@@ -570,6 +570,13 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
         if not report.held_untouched:
             lines.append("Your model's statistics were written by training: if they were also written during "
                          f"meta-test, a checkpoint carries test data ({NOTEBOOKS['contamination']}).")
+    flat = [n for n, res in r.items()
+            if res.n >= 5 and res.values.min() == res.values.max() and abs(res.mean - chance) < 1e-9]
+    if flat:
+        lines.append(f"{', '.join(flat)} scored exactly chance on every task, as a copy that predicts one class for "
+                     f"every query does; a copy whose adapted weights are not finite numbers does that, so such a row "
+                     f"may measure a diverged adaptation rather than a poor fit (the deep dive your_own_model shows "
+                     f"how to check).")
     lines.append(f"To check the calls in your own loop, run it under mk.check_maml ({NOTEBOOKS['checker']}).")
     return lines
 

@@ -345,7 +345,8 @@ def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
             for key, (code, text) in suspects.items():
                 placement = PLACEMENTS[key] if key in PLACEMENTS else custom_placement("eval", "train")
                 if _close(logits, adapt_and_predict(fresh, task, placement, inner_steps, inner_lr)):
-                    matched_by_mode[training] = (code, text.format(label=placement.label))
+                    label = f"{placement.adapt_mode}/{placement.query_mode}, the model's running statistics"
+                    matched_by_mode[training] = (code, text.format(label=label))
                     break
         if logits.requires_grad and not notes:
             notes.append("your logits carry a gradient graph; at meta-test none is needed (torch.no_grad() around "
@@ -562,8 +563,8 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
     if not ok and not problems.items:
         diagnoses = [
             ({"query_mode": "eval"}, "you computed the query loss in eval mode (what some guides advise): the "
-             "adapted copy then normalises the query with running statistics that its support passes moved only "
-             "part of the way from 0 and 1. MAML meta-trains "
+             "adapted copy then normalises the query with running statistics: those the model held, moved only "
+             "part of the way towards this task by its support passes. MAML meta-trains "
              "in train mode throughout; leave fmodel in train mode for the query (notebook 02)."),
             ({"average": False}, f"you summed the task losses: divide each query loss by the number of tasks "
              f"({len(tasks)}) so that the step does not grow with the meta-batch."),

@@ -94,24 +94,24 @@ class Placement:
         if self.query_mode == "eval":
             if self.adapt_mode == "eval" and self.stats == "untouched":
                 return ("eval mode adapts and predicts with the statistics higher leaves in the model (0 and 1), "
-                        "which fit no task's features: eval mode with them stays far below train mode at every step "
-                        "size tried (notebook 03)")
+                        "which do not describe the features of a model meta-trained in train mode: even at its best "
+                        "step size eval mode with them stays far below train mode (notebook 03)")
             if self.adapt_mode == "eval":
                 return ("eval mode freezes the normalisation while the inner steps move the weights: at the "
                         "meta-training step size frozen statistics go stale, collected or not; even the task's own "
                         "statistics at the start fail, while statistics re-estimated before every step recover most of "
-                        "the gap and a much smaller step lifts it far above chance, short of train mode (notebook 03)")
+                        "the gap and a much smaller step lifts it far above chance, still short of train mode at the "
+                        "meta-training step size (notebook 03)")
             if self.stats == "untouched":
-                return ("each support pass moves the copy's statistics only a tenth of the way from 0 and 1 towards "
-                        "the batch's (momentum 0.1), and eval mode normalises the query with that mixture "
-                        "(notebook 02)")
+                return ("the copy's statistics start at 0 and 1 and each support pass moves them a tenth of the way "
+                        "towards the batch's (momentum 0.1), so eval mode normalises the query with a mixture still "
+                        "partly 0 and 1 (notebook 02 asserts the share)")
             return ("the support passes pulled the collected statistics towards this task, so eval mode can work, "
                     "but it stays below train mode; statistics re-estimated on the support set at the adapted "
-                    "weights do better (notebook 03)")
+                    "weights do better (notebook 06, one example at a time)")
         if self.adapt_mode == "eval":
-            return ("the weights were adapted with running statistics (eval mode) but the query is normalised "
-                    "with batch statistics: the two halves do not match, and adapting in eval mode goes stale "
-                    "(notebook 03)")
+            return ("the weights were adapted in eval mode, with running statistics that go stale as the steps move "
+                    "the weights (notebook 03), and the query is then normalised with its own batch statistics")
         if self.presentation == "one_at_a_time_with_support":
             return ("train mode, each query example normalised together with the support set (Reptile's "
                     "protocol): no prediction depends on the other query examples, and the batch still looks like "

@@ -336,8 +336,8 @@ def test_each_branch_of_the_verdict_says_what_the_numbers_say():
     usable = synthetic_report(rows(eval_held=[0.8, 0.7] * 19 + [0.7, 0.8])).verdict
     assert any("usable with eval mode" in line for line in usable)
     untouched = synthetic_report(rows(), held_untouched=True).verdict
-    assert any("still 0 and 1" in line and "far below train mode at every step size tried" in line
-               for line in untouched)
+    assert any("still 0 and 1" in line and "no inner step size tried brought eval mode with them near train mode"
+               in line for line in untouched)
     free = synthetic_report(rows(one_at_a_time=[0.8, 0.7] * 19 + [0.7, 0.8])).verdict
     assert "cost nothing measurable" in free[1]
 
@@ -355,6 +355,17 @@ def test_the_verdict_reads_the_user_s_numbers_and_cites_the_conv4_only_where_the
     works = synthetic_report(rows(eval_held=[0.8, 0.7] * 19 + [0.7, 0.8]), held_untouched=True).verdict
     line = next(line for line in works if "still 0 and 1" in line)
     assert "far below" not in line and "below train mode" not in line and "+0.0 ± " in line
+
+
+def test_rows_at_exactly_chance_on_every_task_are_named_as_possibly_diverged():
+    verdict = synthetic_report(rows()).verdict                     # eval_untouched etc. are 0.2 on all 40 tasks
+    line = next(line for line in verdict if "exactly chance on every task" in line)
+    assert line.startswith("eval_untouched, eval_reestimated, train_then_eval_untouched")
+    assert "eval_held" not in line                                  # 0.2 / 0.24: not flat
+    assert not any("exactly chance" in line for line in synthetic_report(rows(eval_untouched=[0.2, 0.24] * 20,
+                                                                               eval_reestimated=[0.7, 0.74] * 20,
+                                                                               train_then_eval_untouched=[0.24] * 40))
+                   .verdict)
 
 
 def test_a_dataloader_with_the_default_collate_gives_the_same_report():

@@ -47,3 +47,28 @@ def test_skips_say_why_and_fail_under_ci(monkeypatch):
     with pytest.raises(pytest.skip.Exception, match="not installed"):
         need("learn2learn 0.2.0 is not installed")
     need(None)
+
+
+def test_the_reports_readings_agree_with_their_tables():
+    """docs/libraries.md's sentences under the placement reports, against the reports' own tables."""
+    page = PAGE.read_text()
+    block = page[page.index("<!-- library_reports"):page.index("<!-- /library_reports -->")]
+    sections = {part.split(":")[0].strip(): part for part in block.split("### ")[1:]}
+    assert len(sections) == 4, list(sections)
+
+    def rows(name):
+        table = {}
+        for line in sections[name].splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("|") and len(cells) == 6 and cells[4][:1].isdigit():
+                table[cells[0]] = float(cells[4].split(" ± ")[0])
+        return table
+
+    tables = {name: rows(name) for name in sections}
+    for name, table in tables.items():
+        assert max(table, key=table.get) == "transductive", name                 # best in train mode
+        assert table["reptile_protocol"] > table["transductive"] - 5, name        # keeps most with Reptile's
+        for row in ("eval_held", "eval_untouched", "eval_reestimated"):
+            if row in table:
+                assert table[row] < 35, (name, row)                                # eval mode near chance (20%)
+    assert tables["learn2learn 0.2.0"] == tables["torch.func, the model's own buffers"]

@@ -290,16 +290,16 @@ def test_the_central_table_is_seed_0_of_the_records():
 
 
 def test_the_playground_timing_quoted_in_the_docs_is_that_of_the_stored_lab_runs():
-    """docs/lab.md and the guide say "under 150 ms per task in notebook 05's stored runs": the stored outputs agree.
-    (Re-executed on 2026-12-07 on an idle machine: 127-131 ms for the first run, which includes the warm-up, and
-    65-72 ms for the second; mk.meta_test at that commit and at 4b0c236 both took 72-75 ms a task on that machine,
-    where the earlier stored runs had 97 and 48 ms: the machine was slower, not the code.)"""
+    """docs/lab.md and the guide say "under 200 ms per task in notebook 05's stored runs": the stored outputs agree.
+    (Stored runs on the developers' 2-core Xeon, whose speed varies from day to day: 127-153 ms for the first run,
+    which includes the warm-up, and 65-86 ms for the second, in executions of 2026-12-07; the bound leaves room
+    for that spread.)"""
     lab = next(p for p in CORE if p.name.startswith("05_"))
     stored = json.dumps(cells(lab))
     per_task = [int(ms) for ms in re.findall(r"(\d+) ms per task", stored)]
-    assert len(per_task) >= 2 and max(per_task) < 150, per_task
+    assert len(per_task) >= 2 and max(per_task) < 200, per_task
     for doc in ("docs/lab.md", "docs/instructor_guide.md"):
-        assert "under 150 ms per task" in page(doc), doc
+        assert "under 200 ms per task" in page(doc), doc
 
 
 def test_the_table_of_other_settings_is_the_packed_record():

@@ -9,6 +9,9 @@ followed by saving the model. The counts depend on the loops' sizes only, not on
 tests/test_library_table.py measures again on a small synthetic set and compares with the page.
 
     python tools/library_table.py --dataset omniglot --data-dir ../shared/data/omniglot --write docs/libraries.md
+
+With ``--reports`` it also meta-trains a working Conv4 with the loops of learn2learn, TorchOpt and torch.func and
+writes ``mk.placement_report`` on each into the page (about ten minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import io
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,7 +37,25 @@ from mamlkit.checker import check_maml  # noqa: E402
 #: The loops' sizes: meta-iterations, tasks per meta-batch, inner steps; meta-test tasks and their steps.
 ITERATIONS, META_BATCH, INNER_STEPS, TEST_TASKS, TEST_STEPS = 3, 2, 1, 2, 2
 LR = 0.4
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How long each library's meta-training loop runs."""
+
+    iterations: int = ITERATIONS
+    meta_batch: int = META_BATCH
+    inner_steps: int = INNER_STEPS
+    outer_lr: float = 1e-3
+
+
+#: The table's loops, and the meta-training behind the reports: mamlkit's lesson preset (100 meta-iterations of
+#: 4 tasks, 5 inner steps at 0.4, Adam at 0.003), so that each library's model is a working one.
+TABLE, REPORTS = Sizes(), Sizes(iterations=100, meta_batch=4, inner_steps=5, outer_lr=3e-3)
+REPORT_TASKS, REPORT_STEPS = 100, 10
 BEGIN, END = "<!-- library_table: written by tools/library_table.py -->", "<!-- /library_table -->"
+REPORTS_BEGIN = "<!-- library_reports: written by tools/library_table.py --reports -->"
+REPORTS_END = "<!-- /library_reports -->"
 
 
 def conv4(hidden: int, track_running_stats: bool = True, seed: int = 0, n_way: int = 5) -> nn.Module:
@@ -58,16 +80,16 @@ def _tasks(sampler, first: int, n: int):
 def higher_loops():
     import higher
 
-    def train(model, sampler):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    def train(model, sampler, sizes=TABLE):
+        opt = torch.optim.Adam(model.parameters(), lr=sizes.outer_lr)
         inner = torch.optim.SGD(model.parameters(), lr=LR)
-        for it in range(ITERATIONS):
+        for it in range(sizes.iterations):
             opt.zero_grad()
-            for task in _tasks(sampler, it * META_BATCH, META_BATCH):
+            for task in _tasks(sampler, it * sizes.meta_batch, sizes.meta_batch):
                 with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
-                    for _ in range(INNER_STEPS):
+                    for _ in range(sizes.inner_steps):
                         diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
-                    (F.cross_entropy(fmodel(task.query_x), task.query_y) / META_BATCH).backward()
+                    (F.cross_entropy(fmodel(task.query_x), task.query_y) / sizes.meta_batch).backward()
             opt.step()
 
     def test(model, sampler):
@@ -90,15 +112,15 @@ def learn2learn_loops():
     def maml(model):
         return wrappers.setdefault(id(model), l2l.MAML(model, lr=LR))
 
-    def train(model, sampler):
-        opt = torch.optim.Adam(maml(model).parameters(), lr=1e-3)
-        for it in range(ITERATIONS):
+    def train(model, sampler, sizes=TABLE):
+        opt = torch.optim.Adam(maml(model).parameters(), lr=sizes.outer_lr)
+        for it in range(sizes.iterations):
             opt.zero_grad()
-            for task in _tasks(sampler, it * META_BATCH, META_BATCH):
+            for task in _tasks(sampler, it * sizes.meta_batch, sizes.meta_batch):
                 learner = maml(model).clone()
-                for _ in range(INNER_STEPS):
+                for _ in range(sizes.inner_steps):
                     learner.adapt(F.cross_entropy(learner(task.support_x), task.support_y))
-                (F.cross_entropy(learner(task.query_x), task.query_y) / META_BATCH).backward()
+                (F.cross_entropy(learner(task.query_x), task.query_y) / sizes.meta_batch).backward()
             opt.step()
 
     def test(model, sampler):
@@ -129,10 +151,10 @@ def torchopt_loops():
             torchopt.recover_state_dict(inner, inner_state)
         return losses
 
-    def train(model, sampler):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for it in range(ITERATIONS):
-            losses = tasks_of(model, sampler, it * META_BATCH, META_BATCH, INNER_STEPS, True)
+    def train(model, sampler, sizes=TABLE):
+        opt = torch.optim.Adam(model.parameters(), lr=sizes.outer_lr)
+        for it in range(sizes.iterations):
+            losses = tasks_of(model, sampler, it * sizes.meta_batch, sizes.meta_batch, sizes.inner_steps, True)
             opt.zero_grad()
             torch.stack(losses).mean().backward()
             opt.step()
@@ -169,11 +191,11 @@ def torch_func_example_loops():
 
         return vmap(one)(*stack).mean()
 
-    def train(model, sampler):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for it in range(ITERATIONS):
+    def train(model, sampler, sizes=TABLE):
+        opt = torch.optim.Adam(model.parameters(), lr=sizes.outer_lr)
+        for it in range(sizes.iterations):
             opt.zero_grad()
-            meta_batch(model, _tasks(sampler, it * META_BATCH, META_BATCH), INNER_STEPS).backward()
+            meta_batch(model, _tasks(sampler, it * sizes.meta_batch, sizes.meta_batch), sizes.inner_steps).backward()
             opt.step()
 
     def test(model, sampler):
@@ -187,16 +209,16 @@ def torch_func_own_buffers_loops():
     """functional_call + grad on a model with running statistics, given the model's own buffers."""
     from torch.func import functional_call
 
-    def train(model, sampler):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for it in range(ITERATIONS):
+    def train(model, sampler, sizes=TABLE):
+        opt = torch.optim.Adam(model.parameters(), lr=sizes.outer_lr)
+        for it in range(sizes.iterations):
             opt.zero_grad()
-            for task in _tasks(sampler, it * META_BATCH, META_BATCH):
+            for task in _tasks(sampler, it * sizes.meta_batch, sizes.meta_batch):
                 buffers = dict(model.named_buffers())
                 fast = _func_adapt(model, dict(model.named_parameters()), buffers, task.support_x, task.support_y,
-                                   INNER_STEPS)
+                                   sizes.inner_steps)
                 loss = F.cross_entropy(functional_call(model, (fast, buffers), (task.query_x,)), task.query_y)
-                (loss / META_BATCH).backward()
+                (loss / sizes.meta_batch).backward()
             opt.step()
 
     def test(model, sampler):
@@ -211,9 +233,10 @@ def torch_func_own_buffers_loops():
 
 
 def mamlkit_loops():
-    def train(model, sampler):
-        mk.meta_train(model, sampler, mk.TrainConfig(iterations=ITERATIONS, meta_batch=META_BATCH,
-                                                     inner_steps=INNER_STEPS, inner_lr=LR), progress=False)
+    def train(model, sampler, sizes=TABLE):
+        mk.meta_train(model, sampler, mk.TrainConfig(iterations=sizes.iterations, meta_batch=sizes.meta_batch,
+                                                     inner_steps=sizes.inner_steps, inner_lr=LR,
+                                                     outer_lr=sizes.outer_lr), progress=False)
 
     def test(model, sampler):
         mk.meta_test(model, sampler, "transductive", n_tasks=TEST_TASKS, inner_steps=TEST_STEPS, inner_lr=LR,
@@ -308,23 +331,66 @@ def block(rows: list[dict[str, str]]) -> str:
     return f"{BEGIN}\n{render(rows)}\n\nLoops: {sizes}.\n{END}"
 
 
+#: The libraries whose meta-trained models get a placement report (higher's and mamlkit's: notebooks 02-03).
+REPORTED = ["learn2learn 0.2.0", "TorchOpt 0.7.3", "torch.func, PyTorch's example",
+            "torch.func, the model's own buffers"]
+
+
+def reports(train_sampler, test_sampler, hidden: int = 32, libs: list[str] | None = None) -> str:
+    """Meta-train a Conv4 with each library's loop (``REPORTS`` sizes), then ``mk.placement_report`` on it.
+
+    Returns Markdown: per library, the report's table and its verdict, as a user of that library would see them.
+    """
+    parts = []
+    for name, loop, _mechanism, loops, tracks in LIBRARIES:
+        if name not in (libs or REPORTED):
+            continue
+        train, _test = loops()
+        model = conv4(hidden, tracks)
+        if not tracks:
+            with torch.no_grad():
+                model(train_sampler.task(0).support_x)   # materialise the lazy head
+        train(model, train_sampler, REPORTS)
+        report = mk.placement_report(model, test_sampler, inner_steps=REPORT_STEPS, inner_lr=LR,
+                                     n_tasks=REPORT_TASKS, progress=False)
+        verdict = "\n".join(f"- {line}" for line in report.verdict)
+        parts.append(f"### {name}: {loop}\n\n{report.table().to_markdown()}\n\n{verdict}")
+        print(f"reported {name}", file=sys.stderr)
+    sizes = (f"Meta-training: {REPORTS.iterations} meta-iterations of {REPORTS.meta_batch} tasks, "
+             f"{REPORTS.inner_steps} inner steps at {LR}, Adam at {REPORTS.outer_lr:g} (mamlkit's lesson preset), "
+             f"on the training alphabets; reports on {REPORT_TASKS} tasks of the test alphabets, {REPORT_STEPS} "
+             f"inner steps.")
+    return f"{REPORTS_BEGIN}\n{sizes}\n\n" + "\n\n".join(parts) + f"\n{REPORTS_END}"
+
+
+def replace_block(path: Path, begin: str, end: str, text: str) -> None:
+    """Put ``text`` (which starts with ``begin`` and ends with ``end``) in place of that block of ``path``."""
+    page = path.read_text()
+    start, stop = page.index(begin), page.index(end) + len(end)
+    path.write_text(page[:start] + text + page[stop:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="glyphs", choices=["glyphs", "omniglot"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--write", type=Path, default=None, help="replace the table in this Markdown file")
+    parser.add_argument("--reports", action="store_true",
+                        help="also meta-train a working model with each library and write its placement report")
     args = parser.parse_args(argv)
     data = mk.load_dataset(args.dataset, args.data_dir)
     sampler = mk.TaskSampler(data["train"], n_way=5, k_shot=1, n_query=5, seed=0)
-    text = block(measure(sampler, args.hidden))
-    if args.write is None:
-        print(text)
-        return 0
-    page = args.write.read_text()
-    start, end = page.index(BEGIN), page.index(END) + len(END)
-    args.write.write_text(page[:start] + text + page[end:])
-    print(f"wrote the table into {args.write}")
+    blocks = [(BEGIN, END, block(measure(sampler, args.hidden)))]
+    if args.reports:
+        test_sampler = mk.TaskSampler(data["test"], n_way=5, k_shot=1, n_query=5, seed=1)
+        blocks.append((REPORTS_BEGIN, REPORTS_END, reports(sampler, test_sampler, args.hidden)))
+    for begin, end, text in blocks:
+        if args.write is None:
+            print(text)
+        else:
+            replace_block(args.write, begin, end, text)
+            print(f"wrote {begin} into {args.write}")
     return 0
 
 
