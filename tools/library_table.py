@@ -20,8 +20,8 @@ import argparse
 import io
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +39,7 @@ ITERATIONS, META_BATCH, INNER_STEPS, TEST_TASKS, TEST_STEPS = 3, 2, 1, 2, 2
 LR = 0.4
 
 
-@dataclass(frozen=True)
-class Sizes:
+class Sizes(NamedTuple):
     """How long each library's meta-training loop runs."""
 
     iterations: int = ITERATIONS
