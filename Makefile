@@ -17,11 +17,11 @@ TEST_THREADS := $(if $(filter 0,$(JOBS)),$(MAMLKIT_THREADS),1)
 	constraints clean
 
 # learn2learn 0.2.0 (compared with mamlkit in tests and docs) cannot be a pip extra: installed with its dependencies it
-# replaces the CPU torch; mamlkit.libraries builds its released source without them (see that module).
+# replaces the CPU torch; mamlkit.your_code.libraries builds its released source without them (see that module).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[lab,dev,book]"
-	$(BIN)/python -m mamlkit.libraries install-learn2learn -c constraints.txt
+	$(BIN)/python -m mamlkit.your_code.libraries install-learn2learn -c constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -55,6 +55,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/vermin --no-tips --violations -t=3.10- mamlkit tools benchmarks tests
 	$(BIN)/python tools/reach.py --check
+	$(BIN)/python tools/import_graph.py --checks
+	$(BIN)/python tools/sizes.py
 
 # Once the collection is published: Colab/Binder badges and the Colab set-up cell (make reach REPO=owner/name,
 # optionally BRANCH=name; the default is main).

@@ -8,44 +8,40 @@
     trained = mk.meta_train(model, sampler, mk.TrainConfig(iterations=100))
     result = mk.meta_test(trained, mk.TaskSampler(data["test"], seed=1), "transductive", n_tasks=100)
 
-Everything else is reached through its module, in the order the data flows: ``mk.data`` (datasets),
-``mk.tasks``, ``mk.norms`` and ``mk.models``, ``mk.modes``, ``mk.placements`` (what a placement means),
-``mk.rates`` (inner learning rates other than one number), ``mk.backends`` (higher or torch.func),
-``mk.adapt`` (the two loops), ``mk.evaluate``, ``mk.cache`` and
-``mk.experiments``; then ``mk.checker`` and ``mk.diagnosis`` (your own model's placements). Plots, widgets and
-the classroom lab are imported on their own (``from mamlkit import plots, widgets, lab``): they need
-matplotlib and ipywidgets.
+The package is a core and four rooms (``docs/architecture.md``; ``make lint`` checks that imports go one way).
+The core is this folder's modules, in the order the data flows: ``mk.data`` (datasets), ``mk.tasks``,
+``mk.norms`` and ``mk.models``, ``mk.modes``, ``mk.placements`` (what a placement means), ``mk.rates`` (inner
+learning rates other than one number), ``mk.backends`` (higher or torch.func), ``mk.adapt`` (the two loops) and
+``mk.evaluate``. The rooms import the core, never the other way: ``mamlkit.experiments`` (presets, the cache of
+meta-trained models, runs over placements and seeds), ``mamlkit.your_code`` (the checker and the placement
+report for your own loop), ``mamlkit.lessons`` (plots, widgets, the classroom lab, exercises and predictions:
+they need matplotlib and ipywidgets, ``from mamlkit.lessons import plots``) and ``mamlkit.cli`` (the command
+line). A room is imported on first use of one of its names here (``mk.preset``, ``mk.check_maml``, ...).
 """
 
 from mamlkit import startup as _startup  # noqa: I001  (first: a Ctrl-C while starting says one line)
-from mamlkit import (  # noqa: F401  (the modules, so that mk.<module>.<name> always works)
+import importlib as _importlib
+
+from mamlkit import (  # noqa: F401  (the core's modules, so that mk.<module>.<name> always works)
     adapt,
     backends,
-    cache,
-    checker,
     data,
-    diagnosis,
     errors,
     evaluate,
-    experiments,
     models,
     modes,
     norms,
     placements,
-    predictions,
     rates,
     table,
     tasks,
 )
 from mamlkit.adapt import MetaTrained, TrainConfig, accuracy, adapt_and_predict, meta_train, task_loss
-from mamlkit.checker import MISTAKES, MAMLMistakeError, check_maml
 from mamlkit.data import load_dataset
 from mamlkit.data import omniglot as _omniglot  # noqa: F401  (mk.data.omniglot)
 from mamlkit.data.sinusoid import SinusoidSampler
-from mamlkit.diagnosis import PlacementReport, placement_report
 from mamlkit.errors import ConfigError, DataError
 from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference, t_interval
-from mamlkit.experiments import get_meta_trained, preset, run_normalisations
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.modes import (
     bn_stats_untouched,
@@ -60,6 +56,26 @@ from mamlkit.modes import (
 from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS
 from mamlkit.table import Table
 from mamlkit.tasks import FixedTasks, Task, TaskSampler
+
+#: The public names that live in a room, and the room's module: loaded on first use (``__getattr__`` below).
+_ROOM_NAMES = {
+    "preset": "mamlkit.experiments", "get_meta_trained": "mamlkit.experiments",
+    "run_normalisations": "mamlkit.experiments",
+    "check_maml": "mamlkit.your_code.checker", "MISTAKES": "mamlkit.your_code.checker",
+    "MAMLMistakeError": "mamlkit.your_code.checker",
+    "placement_report": "mamlkit.your_code.diagnosis", "PlacementReport": "mamlkit.your_code.diagnosis",
+}
+_ROOMS = ("experiments", "your_code", "lessons", "cli")
+
+
+def __getattr__(name: str) -> object:
+    """``mk.preset`` and the other names of ``_ROOM_NAMES``, and ``mk.<room>``: the room is imported now."""
+    if name in _ROOM_NAMES:
+        return getattr(_importlib.import_module(_ROOM_NAMES[name]), name)
+    if name in _ROOMS:
+        return _importlib.import_module(f"mamlkit.{name}")
+    raise AttributeError(f"module 'mamlkit' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

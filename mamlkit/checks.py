@@ -14,6 +14,7 @@ model's head has an output per class; the device exists on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -168,6 +169,25 @@ def task(episode: object, where: str, n_way: int | None = None, error: ErrorType
         raise error(f"{where}: labels must be class indices 0 .. {top}, got labels from {low} to {high}")
 
 
+_PROBES = [0]
+
+
+@contextlib.contextmanager
+def unwatched():
+    """Forward passes inside this block are not the user's loop: mamlkit's own probes (e.g. the check of a
+    model's head before meta-training) run here, and no active ``check_maml`` counts or judges them."""
+    _PROBES[0] += 1
+    try:
+        yield
+    finally:
+        _PROBES[0] -= 1
+
+
+def probing() -> bool:
+    """True inside ``unwatched()``: the forward pass running now is mamlkit's own probe."""
+    return bool(_PROBES[0])
+
+
 def head(model: nn.Module, episode: object, n_way: int, where: str = "the first task") -> None:
     """Refuse a classifier whose head has fewer outputs than the tasks have classes (``n_way``).
 
@@ -175,7 +195,6 @@ def head(model: nn.Module, episode: object, n_way: int, where: str = "the first 
     running statistics and torch's random state are left as they were (a layer may draw random numbers even in eval
     mode). A model that fails on it is left for the real run to report.
     """
-    from mamlkit.checker import unwatched
     from mamlkit.modes import mode, preserved_bn_stats
     from mamlkit.norms import uses_context
 

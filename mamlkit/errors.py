@@ -5,7 +5,7 @@
 - ``CacheError``: a cached model that does not match the configuration asked for, or cannot be read.
 
 ``MAMLMistakeError`` (a placement mistake found in the user's own code) lives with the checker that
-raises it, ``mamlkit.checker``.
+raises it, ``mamlkit.your_code.checker``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ and oneDNN, the environment switches that change kernels, and ``arithmetic``: a 
 computation made of the operations meta-training uses (convolution, BatchNorm, pooling, a linear layer,
 cross-entropy, their gradients, one Adam step) at one thread. Two signatures that are equal describe
 machines that compute mamlkit's training the same way; ``same_machine`` compares them. Every meta-trained
-model that ``mamlkit.cache`` saves, and every record under ``data/records``, carries the signature of
+model that ``mamlkit.experiments.cache`` saves, and every record under ``data/records``, carries the signature of
 the machine that made it.
 """
 

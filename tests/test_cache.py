@@ -8,9 +8,9 @@ import torch
 from conftest import make_split
 
 import mamlkit as mk
-from mamlkit.cache import cached_path, config_key, load_trained, save_trained
 from mamlkit.data.base import FewShotDataset
 from mamlkit.errors import CacheError
+from mamlkit.experiments.cache import cached_path, config_key, load_trained, save_trained
 from mamlkit.machine import signature
 
 
@@ -116,7 +116,7 @@ def test_cache_file_loads_with_weights_only(data, tmp_path):
 def test_your_own_training_loop_is_cached_by_its_configuration(tmp_path):
     from torch import nn
 
-    from mamlkit.cache import cached_training
+    from mamlkit.experiments.cache import cached_training
 
     calls = []
 

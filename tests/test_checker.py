@@ -11,7 +11,7 @@ from torch.optim.optimizer import _global_optimizer_pre_hooks
 import mamlkit as mk
 from mamlkit.adapt import task_loss
 from mamlkit.backends import clone_buffers
-from mamlkit.checker import MISTAKES, MAMLMistakeError, check_maml
+from mamlkit.your_code.checker import MISTAKES, MAMLMistakeError, check_maml
 
 
 def setup(seed=0):

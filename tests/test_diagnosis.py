@@ -11,7 +11,7 @@ from torch import nn
 
 import mamlkit as mk
 from mamlkit.cli import main
-from mamlkit.diagnosis import as_tasks, load_entry, reestimated_stats
+from mamlkit.your_code.diagnosis import as_tasks, load_entry, reestimated_stats
 
 STEPS, LR = 2, 0.4
 
@@ -248,7 +248,7 @@ def test_the_command_line_names_what_does_not_fit(tmp_path, capsys):
 
 
 def test_check_maml_points_to_the_report():
-    from mamlkit.checker import MISTAKES
+    from mamlkit.your_code.checker import MISTAKES
 
     assert {c for c, m in MISTAKES.items() if "placement_report" in m.advice} >= {"eval_untouched_stats"}
 
@@ -306,7 +306,7 @@ def test_a_flag_flipped_after_construction_is_refused_and_mixed_tracking_is_said
 
 def synthetic_report(values, held_untouched=False):
     """A report whose rows have the given per-task accuracies (the same tasks), for the verdict's branches."""
-    from mamlkit.diagnosis import PlacementReport, _verdict
+    from mamlkit.your_code.diagnosis import PlacementReport, _verdict
 
     tasks = tuple(range(len(next(iter(values.values())))))
     results = {name: mk.EvalResult(name, np.array(v, dtype=float), task_indices=tasks) for name, v in values.items()}

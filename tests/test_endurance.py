@@ -11,7 +11,7 @@ import torch
 from conftest import make_split
 
 import mamlkit as mk
-from mamlkit.cache import cached_path
+from mamlkit.experiments.cache import cached_path
 
 
 class RecordingSampler:

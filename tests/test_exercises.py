@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from mamlkit import exercises as ex
+from mamlkit.lessons import exercises as ex
 
 
 def not_done(*args):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from conftest import load_tool
 
 import mamlkit as mk
-from mamlkit import lab
+from mamlkit.lessons import lab
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "notebooks" / "05_classroom_lab.ipynb"

@@ -20,8 +20,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 import mamlkit as mk
-from mamlkit import libraries
-from mamlkit.checker import check_maml
+from mamlkit.your_code import libraries
+from mamlkit.your_code.checker import check_maml
 
 LR = 0.4
 

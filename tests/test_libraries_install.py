@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from test_libraries import need
 
-from mamlkit import libraries
+from mamlkit.your_code import libraries
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = "-m mamlkit.libraries install-learn2learn -c constraints.txt"
+COMMAND = "-m mamlkit.your_code.libraries install-learn2learn -c constraints.txt"
 
 
 def test_every_install_path_installs_learn2learn_or_says_how():
@@ -66,6 +66,6 @@ def test_the_source_archive_may_not_write_outside_its_folder(tmp_path):
 
 
 def test_the_status_command_names_each_library(capsys):
-    assert libraries.main(["status"]) == 0                 # python -m mamlkit.libraries status
+    assert libraries.main(["status"]) == 0                 # python -m mamlkit.your_code.libraries status
     out = capsys.readouterr().out
     assert out.startswith("learn2learn: ") and "\ntorchopt: " in out

@@ -9,7 +9,7 @@ from conftest import load_tool, make_split
 from test_libraries import need
 
 import mamlkit as mk
-from mamlkit import libraries
+from mamlkit.your_code import libraries
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "libraries.md"
 

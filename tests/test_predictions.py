@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import mamlkit as mk
-from mamlkit import predictions
+from mamlkit.lessons import predictions
 
 
 def result(name, values):

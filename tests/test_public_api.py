@@ -52,9 +52,9 @@ def test_every_mk_name_in_the_notebooks_and_docs_exists():
         sources[path.name] = "\n".join("".join(c["source"]) for c in cells)
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "mamlkit").rglob("*.py"))]:
         sources[str(path.relative_to(ROOT))] = path.read_text()
-    import mamlkit.lab
-    import mamlkit.plots
-    import mamlkit.widgets  # noqa: F401  (imported on their own, as the notebooks do)
+    import mamlkit.lessons.lab
+    import mamlkit.lessons.plots
+    import mamlkit.lessons.widgets  # noqa: F401  (imported on their own, as the notebooks do)
 
     missing = []
     for where, text in sources.items():

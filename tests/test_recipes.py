@@ -11,7 +11,7 @@ from conftest import sampler_and_model
 from test_libraries import need
 
 import mamlkit as mk
-from mamlkit import libraries
+from mamlkit.your_code import libraries
 
 RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
 BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)

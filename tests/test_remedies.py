@@ -201,15 +201,15 @@ def test_rates_are_cached_with_the_model(tmp_path):
     sampler, model = sampler_and_model()
     config = mk.TrainConfig(iterations=1, meta_batch=1, inner_steps=2, inner_rates="learned")
     trained = mk.meta_train(model, sampler, config, progress=False)
-    path = mk.cache.save_trained(trained, tmp_path / "m.pt")
+    path = mk.experiments.cache.save_trained(trained, tmp_path / "m.pt")
     fresh = sampler_and_model()[1]
-    loaded = mk.cache.load_trained(path, fresh, trained.config)
+    loaded = mk.experiments.cache.load_trained(path, fresh, trained.config)
     assert torch.equal(loaded.inner_rates.rates, trained.inner_rates.rates)
     payload = torch.load(path, weights_only=True)
     del payload["inner_rates"]
     torch.save(payload, path)
     with pytest.raises(CacheError, match="inner rates"):
-        mk.cache.load_trained(path, sampler_and_model()[1], trained.config)
+        mk.experiments.cache.load_trained(path, sampler_and_model()[1], trained.config)
 
 
 def test_the_meta_test_rate_scales_the_fixed_rate_or_the_whole_table():

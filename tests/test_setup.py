@@ -70,7 +70,7 @@ def test_the_package_imports_without_torchvision():
 
     code = (
         "import sys; sys.modules['torchvision'] = None\n"
-        "import mamlkit, mamlkit.data.omniglot, mamlkit.data.glyphs, mamlkit.plots\n"
+        "import mamlkit, mamlkit.data.omniglot, mamlkit.data.glyphs, mamlkit.lessons.plots\n"
         "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -127,7 +127,7 @@ def test_the_readme_says_how_it_installs_and_the_makefile_agrees():
         assert f"make {target}" in readme, target
         assert re.search(rf"(?m)^{re.escape(target)}: setup|^{re.escape(target)}: \$\(STAMP\)", makefile), target
     assert f"torch is pinned to {pins()['torch']}" in readme and "`constraints.txt`" in readme
-    assert "mamlkit.libraries install-learn2learn" in makefile
+    assert "mamlkit.your_code.libraries install-learn2learn" in makefile
     assert "builds learn2learn 0.2.0 from its source" in readme and "C compiler" in readme
     assert "torchvision is not needed" in readme and "torchvision" not in pyproject_deps()
     # the README's test command is the one CI runs

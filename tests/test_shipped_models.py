@@ -25,9 +25,9 @@ from conftest import seed_spread
 
 import mamlkit as mk
 from mamlkit.adapt import MetaTrained, meta_train
-from mamlkit.cache import config_key, find_cached, load_trained, shipped_dir
 from mamlkit.evaluate import paired_difference
 from mamlkit.experiments import preset
+from mamlkit.experiments.cache import config_key, find_cached, load_trained, shipped_dir
 from mamlkit.machine import differences, same_machine, signature
 
 SHIPPED = sorted(shipped_dir().glob("maml-*.pt"))

@@ -82,7 +82,7 @@ def test_guesses_are_blank_in_the_student_edition(edition):
     notebooks, _, _ = edition
     guess_cells = [c for nb in notebooks.values() for c in nb.cells if tool.GUESS_TAG in tool.tags(c)]
     assert len(guess_cells) >= 2
-    from mamlkit import predictions
+    from mamlkit.lessons import predictions
 
     for cell in guess_cells:
         assert re.search(r":\s*\d", cell.source.split("my_guess")[1].split("}")[0]) is None, cell.source
@@ -94,7 +94,7 @@ def test_guesses_are_blank_in_the_student_edition(edition):
 def test_every_check_fails_on_its_stub_with_a_helpful_message(edition):
     notebooks, _, _ = edition
     import mamlkit as mk
-    from mamlkit import exercises, lab
+    from mamlkit.lessons import exercises, lab
 
     for name, nb in notebooks.items():
         cells = nb.cells

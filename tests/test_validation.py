@@ -16,9 +16,9 @@ from torch import nn
 
 import mamlkit as mk
 from mamlkit import checks
-from mamlkit.cache import store
 from mamlkit.data.base import ClassSplit
 from mamlkit.errors import CacheError, ConfigError, DataError
+from mamlkit.experiments.cache import store
 
 OWN_ERRORS = (ConfigError, DataError, CacheError)
 QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -258,7 +258,7 @@ def test_episodes_are_accepted_or_refused(sx_shape, qx_shape, sy, qy, sx_kind, f
     dtype = torch.float32 if float_labels else torch.long
     episode = (_tensor(sx_shape, sx_kind), torch.tensor(sy, dtype=dtype), _tensor(qx_shape, "float"),
                torch.tensor(qy, dtype=dtype))
-    accepted_or_refused(lambda: mk.diagnosis.as_tasks([episode]))
+    accepted_or_refused(lambda: mk.your_code.diagnosis.as_tasks([episode]))
     accepted_or_refused(lambda: checks.task(mk.Task(*episode), "task 0", 3))
 
 

@@ -7,7 +7,7 @@ import torch
 from test_cli import run_cli
 
 import mamlkit as mk
-from mamlkit import why_eval as we
+from mamlkit.lessons import why_eval as we
 from mamlkit.modes import snapshot_bn_stats
 
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import mamlkit as mk
-from mamlkit import evaluate, widgets
+from mamlkit import evaluate
+from mamlkit.lessons import widgets
 from mamlkit.placements import MODES, PRESENTATIONS, STATS
 
 TINY = {"iterations": 5}

@@ -4,7 +4,7 @@
 
 For the default Conv4 (max-pool) and Finn et al.'s strided Conv4, each meta-trained with the ``full`` preset
 (300 meta-iterations, seed 0; from the cache, or meta-trained now), on glyphs and on the Omniglot subset, it
-runs ``mamlkit.why_eval.alone_by_layer`` on the same meta-test tasks and keeps every task's accuracy in whole
+runs ``mamlkit.lessons.why_eval.alone_by_layer`` on the same meta-test tasks and keeps every task's accuracy in whole
 percent, with the experiment and the command. ``tests/test_notebook_form.py`` checks the README's table
 against the file.
 """
@@ -22,7 +22,7 @@ from records import datasets, header, write  # noqa: E402
 
 import mamlkit as mk  # noqa: E402
 from mamlkit.experiments import get_meta_trained  # noqa: E402
-from mamlkit.why_eval import alone_by_layer  # noqa: E402
+from mamlkit.lessons.why_eval import alone_by_layer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="Omniglot folder (without it, glyphs only)")
     parser.add_argument("--tasks", type=int, default=600)
     args = parser.parse_args(argv)
-    record = header("per-task accuracy (whole %) of mamlkit.why_eval.alone_by_layer; written by tools/alone_layers.py")
+    record = header("per-task accuracy (whole %) of mamlkit.lessons.why_eval.alone_by_layer; written by "
+                    "tools/alone_layers.py")
     for dataset, extra in datasets(args.data_dir).items():
         for downsample in ("pool", "stride"):
             exp = mk.preset("full", dataset=dataset, test_tasks=args.tasks, model={"downsample": downsample}, **extra)

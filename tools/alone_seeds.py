@@ -54,8 +54,8 @@ def measure(out: Path) -> None:
     import torch.nn.functional as F
 
     import mamlkit as mk
-    from mamlkit.exercises import reference_support_stats_predict
     from mamlkit.experiments import Experiment
+    from mamlkit.lessons.exercises import reference_support_stats_predict
 
     record = header("per-task accuracy (whole %) of statistics re-estimated on each task's support set at the "
                     "adapted weights; written by tools/alone_seeds.py")

@@ -80,8 +80,9 @@ exclude_patterns = ["_build"]
 '''
 
 API_MODULES = ["mamlkit", "mamlkit.tasks", "mamlkit.models", "mamlkit.modes", "mamlkit.placements",
-               "mamlkit.adapt", "mamlkit.evaluate", "mamlkit.diagnosis", "mamlkit.checker", "mamlkit.predictions",
-               "mamlkit.experiments", "mamlkit.cache", "mamlkit.data.omniglot", "mamlkit.data.download"]
+               "mamlkit.adapt", "mamlkit.evaluate", "mamlkit.data.omniglot", "mamlkit.data.download",
+               "mamlkit.experiments", "mamlkit.experiments.cache", "mamlkit.your_code.diagnosis",
+               "mamlkit.your_code.checker", "mamlkit.lessons.predictions"]
 
 
 def page_names() -> dict[str, str]:

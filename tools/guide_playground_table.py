@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from mamlkit.widgets import PlacementPlayground
+from mamlkit.lessons.widgets import PlacementPlayground
 
 ROWS = [  # (adapt mode, query mode, running statistics, query presented, how the guide names it)
     ("train", "train", "untouched", "batch", "train / train, whole batch (transductive)"),

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import mamlkit as mk  # noqa: E402
-from mamlkit import libraries  # noqa: E402
-from mamlkit.checker import check_maml  # noqa: E402
+from mamlkit.your_code import libraries  # noqa: E402
+from mamlkit.your_code.checker import check_maml  # noqa: E402
 
 #: The loops' sizes: meta-iterations, tasks per meta-batch, inner steps; meta-test tasks and their steps.
 ITERATIONS, META_BATCH, INNER_STEPS, TEST_TASKS, TEST_STEPS = 3, 2, 1, 2, 2

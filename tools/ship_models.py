@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mamlkit.cache import config_key, shipped_dir  # noqa: E402
+from mamlkit.experiments.cache import config_key, shipped_dir  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

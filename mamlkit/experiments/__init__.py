@@ -6,7 +6,7 @@
 ``ResultsRecord``: ``results[row][column]`` measured on the same tasks, with a table, a chart and a JSON
 record; ``across_seeds`` makes one table of several meta-training seeds.
 
-Two experiments live here (a third, ``mamlkit.why_eval``, in its own module):
+Two experiments live here (a third, ``mamlkit.lessons.why_eval``, in its own module):
 
 - ``run_placements``: every meta-test placement on models meta-trained under each meta-training placement;
 - ``run_normalisations``: normalisation x query protocol. Each *method* (``NORM_METHODS``) is a
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig, meta_train
-from mamlkit.cache import cached_path, find_cached, load_trained, store, tensor_fingerprint
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import CacheError, ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
+from mamlkit.experiments.cache import cached_path, find_cached, load_trained, store, tensor_fingerprint
 from mamlkit.files import write_json
 from mamlkit.lanes import run_in_lanes
 from mamlkit.machine import signature as machine_signature
@@ -165,7 +165,7 @@ def get_meta_trained(
 ) -> MetaTrained:
     """The model meta-trained under ``exp`` with the given meta-training placement.
 
-    Loaded from the cache (or the shipped lesson models, ``mamlkit.cache.find_cached``) when a model with
+    Loaded from the cache (or the shipped lesson models, ``mamlkit.experiments.cache.find_cached``) when a model with
     exactly this configuration was trained before; otherwise meta-trained now (and saved, if ``cache``).
     """
     get_train_placement(placement)
@@ -263,11 +263,6 @@ class PlacementResults(ResultsRecord):
         if exp.model.dropout:
             title += f"; Dropout p={exp.model.dropout:g}" + (", off at meta-test" if exp.test_dropout_off else "")
         return placement_table(self.results, title=title, n_way=exp.n_way)
-
-    def chart(self, path: str | Path | None = None):  # -> matplotlib Figure
-        from mamlkit.plots import placement_chart
-
-        return placement_chart(self.results, chance=1 / self.experiment.n_way, path=path)
 
 
 def across_seeds(records: list[ResultsRecord], title: str = "", transpose: bool = False) -> Table:
@@ -476,11 +471,6 @@ class NormResults(ResultsRecord):
             seconds = self.train_seconds.get(method.norm, float("nan"))
             table.add_row(name, method.norm, *[by_protocol[p].formatted() for p in protocols], f"{seconds:.0f}")
         return table
-
-    def chart(self, path: str | Path | None = None):  # -> matplotlib Figure
-        from mamlkit.plots import protocol_chart
-
-        return protocol_chart(self.results, PROTOCOLS, chance=1 / self.experiment.n_way, path=path)
 
 
 def run_normalisations(

@@ -7,7 +7,7 @@ and which notebook explains it. The checks never raise on a student's mistake (a
 student's code becomes feedback) and leave the global random state as it was.
 
 The checks are built on the placement checker: every call of a student's function runs inside
-``mamlkit.checker.check_maml``, and a mistake the checker knows (``MISTAKES``: an inner loop on the
+``mamlkit.your_code.checker.check_maml``, and a mistake the checker knows (``MISTAKES``: an inner loop on the
 meta-parameters, no meta-gradient, a loss without a graph, train-mode BatchNorm on one example, ...)
 is reported with the checker's title, advice and lesson, whether the checker saw it happen or the
 lab's own comparison found its effect (the parameters or the running statistics changed). What only
@@ -40,11 +40,11 @@ import torch
 from torch import nn
 
 from mamlkit.adapt import adapt_and_predict, task_loss
-from mamlkit.checker import MISTAKES, Report, check_maml
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.placements import PLACEMENTS, custom_placement
 from mamlkit.tasks import Task
+from mamlkit.your_code.checker import MISTAKES, Report, check_maml
 
 N_WAY = 5
 

@@ -501,7 +501,7 @@ class WhyEvalResults(ResultsRecord):
         return table
 
     def chart(self, path: str | Path | None = None):  # -> matplotlib Figure
-        from mamlkit.plots import lr_curves
+        from mamlkit.lessons.plots import lr_curves
 
         return lr_curves(self, path=path)
 

@@ -64,7 +64,7 @@ change at meta-test are only reported when the model is saved with them.
 Findings seen in a learn2learn, TorchOpt or torch.func loop carry advice in that library's terms.
 "Meta-test" here means: no optimiser has stepped the model's parameters inside the block.
 Only the model given to ``check_maml`` (and ``higher``'s copies and the clones of it) is watched: a
-``copy.deepcopy`` of it is a different model. mamlkit's own probing passes run under ``unwatched()``.
+``copy.deepcopy`` of it is a different model. mamlkit's own probing passes run under ``mamlkit.checks.unwatched()``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from mamlkit.checks import probing
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
 from mamlkit.table import Table
@@ -502,18 +503,6 @@ def _functional_calls() -> list[tuple[nn.Module, set[int]]]:
 
 def _in_functional_call() -> bool:
     return bool(_functional_calls())
-_UNWATCHED = [0]
-
-
-@contextlib.contextmanager
-def unwatched():
-    """Forward passes inside this block are not the user's loop: mamlkit's own probes (e.g. the check of a
-    model's head before meta-training) run here, and no active ``check_maml`` counts or judges them."""
-    _UNWATCHED[0] += 1
-    try:
-        yield
-    finally:
-        _UNWATCHED[0] -= 1
 
 
 def _install_wrappers() -> None:
@@ -774,7 +763,7 @@ class MAMLChecker:
         return self._watched.get(module)
 
     def _on_module_forward(self, module: nn.Module, args: tuple) -> None:
-        if _UNWATCHED[0]:
+        if probing():
             return
         info = self._watched.get(module)
         if info is None:

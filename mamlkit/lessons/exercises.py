@@ -1,4 +1,4 @@
-"""Checks for the exercises of the lesson notebooks (the classroom lab's are in ``mamlkit.lab``).
+"""Checks for the exercises of the lesson notebooks (the classroom lab's are in ``mamlkit.lessons.lab``).
 
 Each exercise asks for a few lines of PyTorch or ``higher``, not of mamlkit's API. Its check runs the
 student's function on a small Conv4 (8 channels, BatchNorm) and a synthetic task, compares the result with a
@@ -37,8 +37,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mamlkit.adapt import adapt_and_predict
-from mamlkit.checker import Report
-from mamlkit.lab import (
+from mamlkit.lessons.lab import (
     CheckResult,
     _as_tensor,
     _close,
@@ -52,9 +51,10 @@ from mamlkit.lab import (
     small_model,
     small_task,
 )
+from mamlkit.lessons.why_eval import batch_stats_at, conv4_forward
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.rates import InnerRates
-from mamlkit.why_eval import batch_stats_at, conv4_forward
+from mamlkit.your_code.checker import Report
 
 
 def _keeps_random_state(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:

@@ -14,7 +14,7 @@
   (``learn2learn/algorithms/maml.py``, ``algorithms/base_learner.py``, ``learn2learn/utils/__init__.py``)
   is pure Python and imports nothing else of the package.
 
-So ``install_learn2learn`` (``python -m mamlkit.libraries install-learn2learn``; ``make setup`` runs it)
+So ``install_learn2learn`` (``python -m mamlkit.your_code.libraries install-learn2learn``; ``make setup`` runs it)
 downloads the released source (no dependencies, its SHA-256 checked), regenerates the C files with
 Cython < 3.1 (installed into a temporary folder, not into the environment) and installs the package with
 ``pip install --no-deps``. ``load_learn2learn`` then imports the whole package where it imports (e.g. where
@@ -51,7 +51,7 @@ LEARN2LEARN_PYX = ("learn2learn/data/meta_dataset.pyx", "learn2learn/data/task_d
 LEARN2LEARN_MAML_PART = ("algorithms/maml.py", "algorithms/base_learner.py", "utils/__init__.py")
 #: TorchOpt's pinned version (constraints.txt), for messages.
 TORCHOPT_VERSION = "0.7.3"
-INSTALL_COMMAND = "python -m mamlkit.libraries install-learn2learn"
+INSTALL_COMMAND = "python -m mamlkit.your_code.libraries install-learn2learn"
 
 
 class LibraryUnavailable(ImportError):
@@ -247,7 +247,7 @@ def install_learn2learn(constraints: Path | None = None, force: bool = False, qu
         _run(pip + ["install", "--no-deps", "--force-reinstall", str(source)], "pip install --no-deps",
              quiet=quiet)
     importlib.invalidate_caches()
-    result = subprocess.run([sys.executable, "-c", "from mamlkit.libraries import load_learn2learn as f; "
+    result = subprocess.run([sys.executable, "-c", "from mamlkit.your_code.libraries import load_learn2learn as f; "
                              "l2l = f(); print(l2l.version, '-', l2l.how)"], capture_output=True, text=True)
     if result.returncode != 0:
         raise LibraryUnavailable(f"learn2learn installed but its MAML does not load: {result.stderr.strip()[-500:]}")
@@ -255,8 +255,8 @@ def install_learn2learn(constraints: Path | None = None, force: bool = False, qu
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mamlkit.libraries install-learn2learn [-c constraints.txt] [--force]`` or ``status``."""
-    parser = argparse.ArgumentParser(prog="python -m mamlkit.libraries", description=__doc__.split("\n\n")[0])
+    """``python -m mamlkit.your_code.libraries install-learn2learn [-c constraints.txt] [--force]`` or ``status``."""
+    parser = argparse.ArgumentParser(prog="python -m mamlkit.your_code.libraries", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     install = sub.add_parser("install-learn2learn", help="install learn2learn 0.2.0 without its dependencies")
     install.add_argument("-c", "--constraints", type=Path, default=None, help="pip constraints file")

@@ -43,10 +43,10 @@ from mamlkit.data.omniglot import locate_omniglot
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, interval_coverage, meta_test, placement_verdict
 from mamlkit.experiments import Experiment, get_meta_trained, preset
+from mamlkit.lessons.plots import bn_stats_mismatch, interval_figure, result_bars
 from mamlkit.modes import running_vs_batch
 from mamlkit.norms import is_batchnorm
 from mamlkit.placements import MODES, PRESENTATIONS, STATS, Placement, custom_placement
-from mamlkit.plots import bn_stats_mismatch, interval_figure, result_bars
 from mamlkit.tasks import TaskSampler
 
 

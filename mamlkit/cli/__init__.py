@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="meta-test YOUR model under every placement that applies: table, paired differences, verdict",
         description="Load your model and episodes from an entry file and meta-test every placement that applies, "
         "with the statistics your model holds, untouched ones and re-estimated ones, on the same tasks; print the "
-        "table with 95% intervals and a verdict in plain words (mamlkit.diagnosis.placement_report).",
+        "table with 95% intervals and a verdict in plain words (mamlkit.your_code.diagnosis.placement_report).",
         epilog=ENTRY_FILE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -262,7 +262,7 @@ ENTRY_FILE_HELP = """the entry file (plain Python, run once):
 
 
 def _describe_conditions() -> str:
-    from mamlkit.why_eval import CONDITIONS
+    from mamlkit.lessons.why_eval import CONDITIONS
 
     return "conditions:\n" + "\n".join(f"  {c.name:<26} {c.description}" for c in CONDITIONS.values())
 
@@ -387,7 +387,7 @@ def norms_command(args: argparse.Namespace) -> int:
 
 
 def why_eval_command(args: argparse.Namespace) -> int:
-    from mamlkit.why_eval import CONDITIONS, LR_FACTORS, run_why_eval
+    from mamlkit.lessons.why_eval import CONDITIONS, LR_FACTORS, run_why_eval
 
     _prepare_data(args)
     factors = tuple(args.lr_factors or LR_FACTORS)
@@ -425,21 +425,23 @@ def why_eval_command(args: argparse.Namespace) -> int:
 
 def _report(res, out: Path, stem: str, timings: list[str], wall: float) -> None:
     """Print a results table and its timings; write its chart, Markdown table and JSON record to ``out``."""
+    from mamlkit.lessons.plots import results_chart
+
     out.mkdir(parents=True, exist_ok=True)
     table = res.table()
     print(table)
     for line in timings:
         print(line)
     print(f"meta-test: {res.test_seconds:.0f} s; total wall time {wall:.0f} s")
-    res.chart(out / f"{stem}.png")
+    results_chart(res, out / f"{stem}.png")
     write_text(out / f"{stem}.md", table.to_markdown() + "\n")
     res.save_json(out / f"{stem}.json")
     print(f"wrote {out / (stem + '.png')}, {stem}.md and {stem}.json")
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from mamlkit.cache import cached_path, find_cached, shipped_dir
     from mamlkit.experiments import get_meta_trained, preset
+    from mamlkit.experiments.cache import cached_path, find_cached, shipped_dir
 
     _prepare_data(args)
     changes: dict = {"dataset": args.dataset}
@@ -475,7 +477,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from mamlkit.diagnosis import load_entry, placement_report
+    from mamlkit.your_code.diagnosis import load_entry, placement_report
 
     entry = load_entry(args.entry, args.checkpoint)
     steps = args.inner_steps if args.inner_steps is not None else entry.inner_steps

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from mamlkit.evaluate import EvalResult
+from mamlkit.experiments import PROTOCOLS, NormResults, PlacementResults
 from mamlkit.files import save_figure
 from mamlkit.placements import PLACEMENTS, PRESENTATIONS
 
@@ -17,6 +18,16 @@ def _save(fig: plt.Figure, path: str | Path | None) -> None:
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         save_figure(fig, path, dpi=120, bbox_inches="tight")
+
+
+def results_chart(res: PlacementResults | NormResults | object, path: str | Path | None = None) -> plt.Figure:
+    """The chart of a run: grouped bars for placements (``PlacementResults``), bars per protocol for normalisations
+    (``NormResults``); anything else draws its own (``res.chart``, e.g. the why-eval experiment's curves)."""
+    if isinstance(res, PlacementResults):
+        return placement_chart(res.results, chance=1 / res.experiment.n_way, path=path)
+    if isinstance(res, NormResults):
+        return protocol_chart(res.results, PROTOCOLS, chance=1 / res.experiment.n_way, path=path)
+    return res.chart(path)  # type: ignore[attr-defined]
 
 
 def placement_chart(
@@ -298,7 +309,7 @@ def protocol_chart(
 
 
 def lr_curves(results, path: str | Path | None = None, conditions: list[str] | None = None) -> plt.Figure:
-    """Accuracy against the inner learning rate, one line per condition (``mamlkit.why_eval``).
+    """Accuracy against the inner learning rate, one line per condition (``mamlkit.lessons.why_eval``).
 
     Left: accuracy (%) with 95% intervals, log-scaled learning rate; right: for the same conditions
     at the meta-training learning rate, the median over tasks of the standard deviation of the first
