@@ -8,7 +8,7 @@
     trained = mk.meta_train(model, sampler, mk.TrainConfig(iterations=100))
     result = mk.meta_test(trained, mk.TaskSampler(data["test"], seed=1), "transductive", n_tasks=100)
 
-The package is a core and four rooms (``docs/architecture.md``; ``make lint`` checks that imports go one way).
+The package is a core and four rooms (``docs/package.md``; ``make lint`` checks that imports go one way).
 The core is this folder's modules, in the order the data flows: ``mk.data`` (datasets), ``mk.tasks``,
 ``mk.norms`` and ``mk.models``, ``mk.modes``, ``mk.placements`` (what a placement means), ``mk.rates`` (inner
 learning rates other than one number), ``mk.backends`` (higher or torch.func), ``mk.adapt`` (the two loops) and

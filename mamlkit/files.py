@@ -84,3 +84,24 @@ def save_figure(fig: Any, path: str | Path, **options: Any) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **options)
     return path
+
+
+#: The root of the source checkout this package runs from (the folder above ``mamlkit/``); see ``in_checkout``.
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def in_checkout() -> bool:
+    """True when mamlkit runs from a source checkout (``pyproject.toml`` and ``data/`` beside the package), False for
+    an installed copy."""
+    return (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "data").is_dir()
+
+
+def default_folder(env: str, in_data: str, in_home: str) -> Path:
+    """Where mamlkit writes when no folder is named: ``$env`` if set, else ``data/<in_data>`` in a source checkout,
+    else ``~/.cache/<in_home>`` (e.g. the cache of meta-trained models, an Omniglot download)."""
+    chosen = os.environ.get(env)
+    if chosen:
+        return Path(chosen).expanduser()
+    if in_checkout():
+        return CHECKOUT / "data" / in_data
+    return Path.home() / ".cache" / in_home

@@ -36,6 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
+from mamlkit.checks import env_whole_number
 from mamlkit.errors import ConfigError
 
 _STATE: Any = None
@@ -45,21 +46,14 @@ def default_threads() -> int:
     """How many tasks ``mk.meta_train`` and ``mk.meta_test`` run side by side when not told: ``$MAMLKIT_TASK_THREADS``
     if set, else 1 (one task at a time at torch's thread count, as a loop written by hand runs). The command line
     sets it to torch's thread count, so that one process gives the numbers of one thread, as the lanes do."""
-    text = os.environ.get("MAMLKIT_TASK_THREADS")
-    if text:
-        if not (text.isascii() and text.isdigit()) or int(text) < 1:
-            raise ConfigError(f"MAMLKIT_TASK_THREADS must be a whole number of at least 1, got {text!r}")
-        return int(text)
-    return 1
+    return env_whole_number("MAMLKIT_TASK_THREADS") or 1
 
 
 def default_lanes() -> int:
     """``$MAMLKIT_LANES`` if set, else the number of usable cores, at most 2 (what the machines here have)."""
-    text = os.environ.get("MAMLKIT_LANES")
-    if text:
-        if not (text.isascii() and text.isdigit()) or int(text) < 1:
-            raise ConfigError(f"MAMLKIT_LANES must be a whole number of at least 1, got {text!r}")
-        return int(text)
+    chosen = env_whole_number("MAMLKIT_LANES")
+    if chosen:
+        return chosen
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(2, usable))
 

@@ -73,20 +73,21 @@ def draws_random_numbers(model: nn.Module) -> bool:
 
 
 @contextmanager
-def dropout_off(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block every Dropout layer of ``model`` drops nothing (``p = 0``), in either mode.
+def dropout_off(model: nn.Module) -> Iterator[list[float]]:
+    """Within the block every Dropout layer of ``model`` drops nothing (``p = 0``), in either mode; the block gets
+    the rates of the layers that dropped something (``[]``: the model has no Dropout at work).
 
     With it, a placement that adapts or predicts in train mode keeps BatchNorm's batch statistics and turns
     Dropout off: the separated placement of the deep dive does_it_hold, for models that have both
     (``model.eval()`` would switch BatchNorm to running statistics too). Patched copies made inside the block
     (``higher``) copy the rate. On exit every Dropout layer gets back its rate, even after an exception.
     """
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
     rates = [m.p for m in layers]
-    for m in layers:
-        m.p = 0.0
     try:
-        yield model
+        for m in layers:
+            m.p = 0.0
+        yield rates
     finally:
         for m, p in zip(layers, rates):
             m.p = p

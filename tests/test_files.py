@@ -198,3 +198,19 @@ def test_the_omniglot_cache_write_leaves_no_temporary_file_when_it_fails(tmp_pat
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C is not swallowed, and still leaves nothing behind
         _save_cache(tmp_path / "other.pt", {"images": torch.zeros(2)})
     assert _leftovers(tmp_path) == [] and not (tmp_path / "other.pt").exists()
+
+
+def test_default_folders_in_a_checkout(monkeypatch, tmp_path):
+    """Where the cache, the shipped models and an Omniglot download go, from this checkout (the package's modules
+    sit at different depths: each asks ``mamlkit.files`` rather than counting folders from its own file)."""
+    from mamlkit.data import omniglot
+    from mamlkit.experiments import cache
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv("MAMLKIT_CACHE", raising=False)
+    monkeypatch.delenv("MAMLKIT_OMNIGLOT", raising=False)
+    assert cache.default_cache_dir() == root / "data" / "cache"
+    assert cache.shipped_dir() == root / "data" / "models" and any(cache.shipped_dir().glob("*.pt"))
+    assert omniglot.download_folder() == root / "data" / "omniglot"
+    monkeypatch.setenv("MAMLKIT_CACHE", str(tmp_path / "c"))
+    assert cache.default_cache_dir() == tmp_path / "c"

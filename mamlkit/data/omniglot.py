@@ -45,7 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from mamlkit.data.base import FewShotDataset, split_by_alphabet
 from mamlkit.data.download import download_file
 from mamlkit.errors import DataError
-from mamlkit.files import save_torch
+from mamlkit.files import CHECKOUT, default_folder, save_torch
 from mamlkit.tasks import Task
 
 __all__ = [
@@ -633,13 +633,7 @@ OMNIGLOT_PLACES = "$MAMLKIT_OMNIGLOT, data/omniglot in the checkout, ../shared/d
 def download_folder() -> Path:
     """Where a download goes when no folder is named: ``$MAMLKIT_OMNIGLOT``, else ``data/omniglot`` in a source
     checkout, else ``~/.cache/mamlkit/omniglot`` (``locate_omniglot`` looks in the first two)."""
-    env = os.environ.get("MAMLKIT_OMNIGLOT")
-    if env:
-        return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
-        return checkout / "data" / "omniglot"
-    return Path.home() / ".cache" / "mamlkit" / "omniglot"
+    return default_folder("MAMLKIT_OMNIGLOT", "omniglot", "mamlkit/omniglot")
 
 
 def download_omniglot(
@@ -669,9 +663,8 @@ def locate_omniglot(candidates: Sequence[str | Path] = (), needs: Sequence[str] 
     checkout, then ``../shared/data/omniglot`` beside the checkout (the classroom subset). ``needs``:
     file names the folder must also hold (e.g. ``"all_runs.zip"``).
     """
-    checkout = Path(__file__).resolve().parents[2]
-    places = [*candidates, os.environ.get("MAMLKIT_OMNIGLOT") or None, checkout / "data" / "omniglot",
-              checkout.parent / "shared" / "data" / "omniglot"]
+    places = [*candidates, os.environ.get("MAMLKIT_OMNIGLOT") or None, CHECKOUT / "data" / "omniglot",
+              CHECKOUT.parent / "shared" / "data" / "omniglot"]
     for place in places:
         folder = Path(place).expanduser() if place else None
         if folder and folder.is_dir() and find_omniglot_sets(folder) and all((folder / n).is_file() for n in needs):

@@ -31,9 +31,9 @@ import torch
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig, meta_train
 from mamlkit.data import FewShotDataset, load_dataset
-from mamlkit.errors import CacheError, ConfigError, check_choice
+from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
-from mamlkit.experiments.cache import cached_path, find_cached, load_trained, store, tensor_fingerprint
+from mamlkit.experiments.cache import cached_training, find_cached, tensor_fingerprint
 from mamlkit.files import write_json
 from mamlkit.lanes import run_in_lanes
 from mamlkit.machine import signature as machine_signature
@@ -171,20 +171,10 @@ def get_meta_trained(
     get_train_placement(placement)
     data = data or exp.load_data()
     config = exp.training_config(data, placement)
-    model = build_model(exp.model_config(), seed=exp.train.seed)
-    path = cached_path(config, cache_dir)
-    found = find_cached(config, cache_dir) if cache else None
-    if found is not None:
-        try:
-            return load_trained(found, model, config)
-        except CacheError as exc:
-            print(f"mamlkit: ignoring unusable cache file ({exc}); retraining")
-            model = build_model(exp.model_config(), seed=exp.train.seed)
-    trained = meta_train(model, exp.train_sampler(data), replace(exp.train, placement=placement), progress)
-    trained.config = config
-    if cache:
-        store(trained, path)  # an unwritable cache warns once; the run goes on
-    return trained
+    train = replace(exp.train, placement=placement)
+    return cached_training(build_model(exp.model_config(), seed=exp.train.seed), config,
+                           lambda model: meta_train(model, exp.train_sampler(data), train, progress), cache_dir,
+                           cache=cache, rebuild=lambda: build_model(exp.model_config(), seed=exp.train.seed))
 
 
 def get_meta_trained_many(

@@ -22,20 +22,14 @@ import torch
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig
 from mamlkit.errors import CacheError
-from mamlkit.files import save_torch
+from mamlkit.files import CHECKOUT, default_folder, save_torch
 
 FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
     """``$MAMLKIT_CACHE``, else ``data/cache`` in a source checkout, else ``~/.cache/mamlkit``."""
-    env = os.environ.get("MAMLKIT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "data").is_dir():
-        return checkout / "data" / "cache"
-    return Path.home() / ".cache" / "mamlkit"
+    return default_folder("MAMLKIT_CACHE", "cache", "mamlkit")
 
 
 def config_key(config: dict) -> str:
@@ -177,7 +171,7 @@ def cached_path(config: dict, cache_dir: Path | None = None) -> Path:
 
 def shipped_dir() -> Path:
     """``data/models`` in a source checkout: the lesson models that come with the collection (read-only use)."""
-    return Path(__file__).resolve().parents[1] / "data" / "models"
+    return CHECKOUT / "data" / "models"
 
 
 def find_cached(config: dict, cache_dir: Path | None = None) -> Path | None:
@@ -200,24 +194,39 @@ def find_cached(config: dict, cache_dir: Path | None = None) -> Path | None:
 def cached_training(
     model: torch.nn.Module,
     config: dict,
-    train: Callable[[torch.nn.Module], History | None],
+    train: Callable[[torch.nn.Module], MetaTrained | History | None],
     cache_dir: Path | None = None,
+    cache: bool = True,
+    rebuild: Callable[[], torch.nn.Module] | None = None,
 ) -> MetaTrained:
-    """``model`` trained by your own loop ``train(model)``, stored under ``config``'s key; loaded on later calls.
+    """``model`` trained by ``train(model)``, stored under ``config``'s key; loaded on later calls.
 
-    For a network and a training loop that are not mamlkit's (deep dive your_own_model): put into ``config``
-    everything that decides the result (the loop's settings, the architecture's name and width,
-    ``tensor_fingerprint`` of the data), so that another configuration never gets this file. ``train`` may
-    return a ``History``; its wall time is measured here. The model's running statistics are stored as they are
-    (``collected_stats`` stays empty).
+    ``mk.get_meta_trained`` meta-trains mamlkit's own models through it. For a network and a training loop that are
+    not mamlkit's (deep dive your_own_model): put into ``config`` everything that decides the result (the loop's
+    settings, the architecture's name and width, ``tensor_fingerprint`` of the data), so that another configuration
+    never gets this file. ``train`` may return a ``MetaTrained`` or a ``History`` (its wall time is then measured
+    here, and the model's running statistics are stored as they are: ``collected_stats`` stays empty).
+    ``cache=False`` neither reads nor writes the cache. ``rebuild`` makes a fresh model when a cached file cannot be
+    used (it is then trained again); without it that file's ``CacheError`` is raised.
     """
-    found = find_cached(config, cache_dir)
+    found = find_cached(config, cache_dir) if cache else None
     if found is not None:
-        return load_trained(found, model, config)
-    path = cached_path(config, cache_dir)
+        try:
+            return load_trained(found, model, config)
+        except CacheError as exc:
+            if rebuild is None:
+                raise
+            print(f"mamlkit: ignoring unusable cache file ({exc}); retraining")
+            model = rebuild()
     begin = time.perf_counter()
-    history = train(model) or History()
-    history.seconds = time.perf_counter() - begin
-    trained = MetaTrained(model, {}, history, config)
-    store(trained, path)
+    out = train(model)
+    if isinstance(out, MetaTrained):
+        trained = out
+    else:
+        history = out or History()
+        history.seconds = time.perf_counter() - begin
+        trained = MetaTrained(model, {}, history, config)
+    trained.config = config
+    if cache:
+        store(trained, cached_path(config, cache_dir))  # an unwritable cache warns once; the run goes on
     return trained

@@ -436,27 +436,18 @@ def check_interval(student_fn: Callable[..., Any]) -> CheckResult:
 # ------------------------------------------------------------------------------- maml_on_sinusoids.1: meta_gradient
 
 
-def reference_meta_gradient(model: nn.Module, task: Any, inner_steps: int, inner_lr: float) -> list[torch.Tensor]:
-    """Second-order MAML: the gradient of the query loss after ``inner_steps`` SGD steps on the support set."""
+def reference_meta_gradient(model: nn.Module, task: Any, inner_steps: int, inner_lr: float,
+                            first_order: bool = False) -> list[torch.Tensor]:
+    """Second-order MAML: the gradient of the query loss after ``inner_steps`` SGD steps on the support set.
+    ``first_order``: the inner steps are not differentiated through (the gradient at the adapted weights)."""
     inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
-    with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False) as (fmodel, diffopt):
+    with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False,
+                              track_higher_grads=not first_order) as (fmodel, diffopt):
         fmodel.train()
         for _ in range(inner_steps):
             diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
         loss = F.cross_entropy(fmodel(task.query_x), task.query_y)
-        return list(torch.autograd.grad(loss, list(model.parameters())))
-
-
-def _first_order_gradient(model: nn.Module, task: Any, inner_steps: int, inner_lr: float) -> list[torch.Tensor]:
-    inner_opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
-    with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False, track_higher_grads=False) as (
-        fmodel, diffopt
-    ):
-        fmodel.train()
-        for _ in range(inner_steps):
-            diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
-        loss = F.cross_entropy(fmodel(task.query_x), task.query_y)
-        return list(torch.autograd.grad(loss, list(fmodel.parameters())))
+        return list(torch.autograd.grad(loss, list(fmodel.parameters() if first_order else model.parameters())))
 
 
 @_keeps_random_state
@@ -483,7 +474,7 @@ def check_meta_gradient(student_fn: Callable[..., Any], inner_steps: int = 2, in
         problems.mistake("no_meta_gradient", "your gradients are None or zero for the model's parameters.",
                          title="The query loss did not reach the meta-parameters")
     elif _gap(grads, expected) > 1e-4:
-        first = _first_order_gradient(small_model(1).train(), task, inner_steps, inner_lr)
+        first = reference_meta_gradient(small_model(1).train(), task, inner_steps, inner_lr, first_order=True)
         if _gap(grads, first) <= 1e-4:
             problems.add("these are first-order gradients (the inner steps were not differentiated through). Keep "
                          "higher's default track_higher_grads=True for the second-order meta-gradient (deep dive "

@@ -24,8 +24,7 @@ import importlib.util
 import sys
 import time
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -39,6 +38,7 @@ from mamlkit.evaluate import EvalResult, PairedDifference, meta_test, paired_dif
 from mamlkit.files import write_json, write_text
 from mamlkit.modes import (
     StatsSnapshot,
+    dropout_off,
     get_modes,
     preserved_bn_stats,
     restore_modes,
@@ -326,25 +326,11 @@ def _momentum_one(model: nn.Module) -> bool:
     return bool(layers) and all(getattr(m, "momentum", None) == 1 for m in layers)
 
 
-def _stats_untouched(model: nn.Module) -> bool:
+def _stats_at_initial_values(model: nn.Module) -> bool:
     """True when every running statistic still holds its initial value (mean 0, variance 1)."""
     layers = [m for m in model.modules() if is_batchnorm(m) and m.running_mean is not None]
     return bool(layers) and all(bool((m.running_mean == 0).all()) and bool((m.running_var == 1).all())
                                 for m in layers)
-
-
-@contextmanager
-def _dropout_off(model: nn.Module) -> Iterator[list[float]]:
-    """Dropout turned off (p = 0) in every mode inside the block, and put back after; yields the original p's."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
-    saved = [m.p for m in layers]
-    try:
-        for m in layers:
-            m.p = 0.0
-        yield saved
-    finally:
-        for m, p in zip(layers, saved):
-            m.p = p
 
 
 def _train_mode_refuses(model: nn.Module, x: torch.Tensor) -> str:
@@ -423,7 +409,7 @@ def placement_report(
     measured = as_tasks(tasks, n_tasks)
     n_way, keeps_stats, skipped = _check_model(model, measured)
     held = snapshot_bn_stats(model)
-    held_untouched = keeps_stats and _stats_untouched(model)
+    held_untouched = keeps_stats and _stats_at_initial_values(model)
     count = len(measured)
     if estimate_on is None:
         estimate_tasks, estimate_note = measured, "statistics re-estimated on the support sets of the measured tasks"
@@ -436,7 +422,7 @@ def placement_report(
     notes = [estimate_note]
     begin = time.perf_counter()
     results: dict[str, EvalResult] = {}
-    with _dropout_off(model) as dropout:
+    with dropout_off(model) as dropout:
         if dropout:
             notes.append(f"Dropout (p = {', '.join(f'{p:g}' for p in dropout)}) was off throughout, as a prediction "
                          "wants it (deep dive does_it_hold)")
