@@ -33,7 +33,7 @@ from torch import nn
 from mamlkit import checks
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
-from mamlkit.lanes import default_threads, thread_pool
+from mamlkit.lanes import chosen_threads, thread_pool
 from mamlkit.machine import signature as machine_signature
 from mamlkit.modes import StatsSnapshot, draws_random_numbers, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
@@ -297,11 +297,7 @@ def _stop_if_diverged(losses: list[float], iteration: int, config: TrainConfig) 
 
 def task_threads(model: nn.Module, config: TrainConfig, backend: str, threads: int | None) -> int:
     """How many tasks ``meta_train`` computes side by side (1: one at a time; see its ``threads``)."""
-    if threads is None:
-        threads = default_threads()
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ConfigError(f"threads must be a whole number of at least 1 (or None: $MAMLKIT_TASK_THREADS, else 1), "
-                          f"got {threads!r}")
+    threads = chosen_threads(threads)
     shared_state = (
         backend != "higher"  # torch.func's copy sets the model's own modes during each call
         or config.running_stats == "write_back"  # each task starts from the statistics the last one wrote

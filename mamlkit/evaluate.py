@@ -23,7 +23,7 @@ from mamlkit import checks
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, can_replay, task_loss
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
-from mamlkit.lanes import default_threads, run_in_lanes, thread_pool
+from mamlkit.lanes import chosen_threads, run_in_lanes, thread_pool
 from mamlkit.modes import StatsSnapshot, draws_random_numbers, preserved_bn_stats, snapshot_bn_stats
 from mamlkit.modes import dropout_off as without_dropout
 from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
@@ -277,6 +277,44 @@ def _run_in_threads(model, sampler, groups, pieces, inner_steps, inner_lr, colle
     return parts
 
 
+def _checked_inputs(model, sampler, placements, n_tasks, inner_steps, inner_lr, collected_stats, start, backend):
+    """``meta_test``'s inputs checked, before any work: the model (from a ``MetaTrained``, with its collected
+    statistics and inner rates), the placements as a list, and whether one was asked for alone."""
+    check_backend(backend)
+    if isinstance(model, MetaTrained):
+        if collected_stats is None:
+            collected_stats = model.collected_stats
+        if model.inner_rates is not None:  # learned rates, or ANIL's head only: they replace inner_lr
+            inner_lr = model.inner_rates
+        model = model.model
+    checks.model_device(model)
+    if not callable(getattr(sampler, "task", None)):
+        raise ConfigError(f"sampler must be a task source with task(i), such as mk.TaskSampler(data['test'], ...) "
+                          f"or mk.FixedTasks([...]), got {type(sampler).__name__}")
+    single = isinstance(placements, (str, Placement))
+    if not single and not isinstance(placements, Iterable):
+        raise ConfigError(f"placements must be a placement name, a list of them or mk.PLACEMENTS, got "
+                          f"{type(placements).__name__}")
+    chosen = [get_placement(p) for p in ([placements] if single else placements)]
+    if not chosen:
+        raise ConfigError("no placements given")
+    checks.whole_number("n_tasks", n_tasks, 1)
+    checks.whole_number("inner_steps", inner_steps, 0)
+    checks.whole_number("start", start, 0)
+    if not isinstance(inner_lr, InnerRates):
+        checks.rate("inner_lr", inner_lr, "0.4")
+    first = sampler.task(start)
+    checks.task(first, f"task {start}")
+    if not sampler_is_regression(sampler) and not first.support_y.dtype.is_floating_point:
+        checks.head(model, first, int(first.support_y.max()) + 1, f"task {start}")
+    if any(p.stats == "collected" for p in chosen) and collected_stats is None:
+        raise ConfigError(
+            "placements with collected running statistics need collected_stats "
+            "(MetaTrained.collected_stats); pass the meta-trained result itself: mk.meta_test(trained, ...)"
+        )
+    return model, collected_stats, inner_lr, chosen, single
+
+
 def meta_test(
     model: nn.Module | MetaTrained,
     sampler: TaskSampler,
@@ -322,45 +360,12 @@ def meta_test(
             one thread's bit for bit, and so the lanes'. A model whose Dropout draws random masks runs one task at
             a time.
     """
-    check_backend(backend)
-    if isinstance(model, MetaTrained):
-        if collected_stats is None:
-            collected_stats = model.collected_stats
-        if model.inner_rates is not None:  # learned rates, or ANIL's head only: they replace inner_lr
-            inner_lr = model.inner_rates
-        model = model.model
-    checks.model_device(model)
-    if not callable(getattr(sampler, "task", None)):
-        raise ConfigError(f"sampler must be a task source with task(i), such as mk.TaskSampler(data['test'], ...) "
-                          f"or mk.FixedTasks([...]), got {type(sampler).__name__}")
-    single = isinstance(placements, (str, Placement))
-    if not single and not isinstance(placements, Iterable):
-        raise ConfigError(f"placements must be a placement name, a list of them or mk.PLACEMENTS, got "
-                          f"{type(placements).__name__}")
-    chosen = [get_placement(p) for p in ([placements] if single else placements)]
-    if not chosen:
-        raise ConfigError("no placements given")
-    checks.whole_number("n_tasks", n_tasks, 1)
-    checks.whole_number("inner_steps", inner_steps, 0)
-    checks.whole_number("start", start, 0)
-    if not isinstance(inner_lr, InnerRates):
-        checks.rate("inner_lr", inner_lr, "0.4")
-    first = sampler.task(start)
-    checks.task(first, f"task {start}")
-    if not sampler_is_regression(sampler) and not first.support_y.dtype.is_floating_point:
-        checks.head(model, first, int(first.support_y.max()) + 1, f"task {start}")
+    model, collected_stats, inner_lr, chosen, single = _checked_inputs(
+        model, sampler, placements, n_tasks, inner_steps, inner_lr, collected_stats, start, backend)
     lanes = 1 if lanes is None else lanes
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ConfigError(f"lanes must be a whole number of at least 1 (or None: this process), got {lanes!r}")
-    threads = default_threads() if threads is None else threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads must be a whole number of at least 1 (or None: $MAMLKIT_TASK_THREADS, else 1), "
-                          f"got {threads!r}")
-    if any(p.stats == "collected" for p in chosen) and collected_stats is None:
-        raise ConfigError(
-            "placements with collected running statistics need collected_stats "
-            "(MetaTrained.collected_stats); pass the meta-trained result itself: mk.meta_test(trained, ...)"
-        )
+    threads = chosen_threads(threads)
     groups: dict[tuple[str, str], list[Placement]] = {}
     for p in chosen:
         groups.setdefault((p.stats, p.adapt_mode), []).append(p)

@@ -49,6 +49,16 @@ def default_threads() -> int:
     return env_whole_number("MAMLKIT_TASK_THREADS") or 1
 
 
+def chosen_threads(threads: int | None) -> int:
+    """``threads`` checked (a whole number of at least 1), or ``default_threads()`` for None."""
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a whole number of at least 1 (or None: $MAMLKIT_TASK_THREADS, else 1), "
+                          f"got {threads!r}")
+    return threads
+
+
 def default_lanes() -> int:
     """``$MAMLKIT_LANES`` if set, else the number of usable cores, at most 2 (what the machines here have)."""
     chosen = env_whole_number("MAMLKIT_LANES")

@@ -447,6 +447,59 @@ def _default_split(alphabets: list[str], class_sets: list[str]) -> dict[str, lis
     return {k: v for k, v in (("train", train), ("test", test)) if v}
 
 
+def _chosen_sources(root: Path, sets: Sequence[str] | None) -> tuple[list[str], list[_Source]]:
+    """The sets ``load_omniglot`` loads from ``root`` (``sets``, or the full or else the small ones present) and
+    where each is; a ``DataError`` that says what to add where a set is missing."""
+    found = _find_sources(root)
+    if sets is None:
+        chosen = [s for s in FULL_SETS if s in found] or [s for s in SMALL_SETS if s in found]
+        if not chosen:
+            raise _no_sets_error(root)
+    else:
+        chosen = list(dict.fromkeys(sets))
+        missing = [s for s in chosen if s not in found]
+        if missing:
+            if not found:
+                raise _no_sets_error(root)
+            raise DataError(
+                f"Omniglot set(s) {missing} not found in {root} (found: {sorted(found)}); add "
+                f"{missing[0]}.zip or {missing[0]}/ there, or use download=True where you have internet"
+            )
+    return chosen, [found[s] for s in chosen]
+
+
+def _cached_or_built(sources: list[_Source], chosen: list[str], image_size: int, root: Path, cache: bool,
+                     cache_dir: str | Path | None) -> tuple[dict, Path | None, bool, bool]:
+    """The processed tensors of ``sources``: from the cache file when its key matches, else built from the images
+    (and written to the cache where it can be). Returns the data, the cache file, whether it came from the cache
+    and whether it was written."""
+    cache_file = None
+    data = None
+    if cache:
+        folder = Path(cache_dir).expanduser() if cache_dir is not None else root / "processed"
+        canonical = [s for s in OMNIGLOT_SETS if s in chosen]
+        cache_file = folder / f"omniglot-{'+'.join(canonical)}-{image_size}.pt"
+        key = json.dumps(
+            {
+                "version": _CACHE_VERSION,
+                "preprocess": _PREPROCESS,
+                "image_size": image_size,
+                "sources": [[s.set_name, s.signature()] for s in sources],
+            },
+            sort_keys=True,
+        )
+        data = _load_cache(cache_file, key)
+    from_cache = data is not None
+    cache_written = False
+    if data is None:
+        data = _build(sources, image_size)
+        if cache_file is not None:
+            data["key"] = key
+            cache_written = _save_cache(cache_file, data)
+
+    return data, cache_file, from_cache, cache_written
+
+
 def load_omniglot(
     root: str | Path,
     *,
@@ -509,47 +562,10 @@ def load_omniglot(
     if not root.is_dir():
         raise DataError(f"{root} is a file, not a folder; pass the folder that contains the Omniglot sets")
 
-    found = _find_sources(root)
-    if sets is None:
-        chosen = [s for s in FULL_SETS if s in found] or [s for s in SMALL_SETS if s in found]
-        if not chosen:
-            raise _no_sets_error(root)
-    else:
-        chosen = list(dict.fromkeys(sets))
-        missing = [s for s in chosen if s not in found]
-        if missing:
-            if not found:
-                raise _no_sets_error(root)
-            raise DataError(
-                f"Omniglot set(s) {missing} not found in {root} (found: {sorted(found)}); add "
-                f"{missing[0]}.zip or {missing[0]}/ there, or use download=True where you have internet"
-            )
-    sources = [found[s] for s in chosen]
+    chosen, sources = _chosen_sources(root, sets)
 
-    cache_file = None
-    data = None
-    if cache:
-        folder = Path(cache_dir).expanduser() if cache_dir is not None else root / "processed"
-        canonical = [s for s in OMNIGLOT_SETS if s in chosen]
-        cache_file = folder / f"omniglot-{'+'.join(canonical)}-{image_size}.pt"
-        key = json.dumps(
-            {
-                "version": _CACHE_VERSION,
-                "preprocess": _PREPROCESS,
-                "image_size": image_size,
-                "sources": [[s.set_name, s.signature()] for s in sources],
-            },
-            sort_keys=True,
-        )
-        data = _load_cache(cache_file, key)
-    from_cache = data is not None
-    cache_written = False
-    if data is None:
-        data = _build(sources, image_size)
-        if cache_file is not None:
-            data["key"] = key
-            cache_written = _save_cache(cache_file, data)
-
+    data, cache_file, from_cache, cache_written = _cached_or_built(sources, chosen, image_size, root, cache,
+                                                                  cache_dir)
     images = _to_float(data["images"])
     class_names = list(data["class_names"])
     alphabets = list(data["alphabets"])

@@ -506,6 +506,32 @@ class WhyEvalResults(ResultsRecord):
         return lr_curves(self, path=path)
 
 
+def _measure(params: dict[str, torch.Tensor], fixed: dict[str, LayerStats], sampler: TaskSampler,
+             indices: tuple[int, ...], conditions: list[Condition], lr_factors: Sequence[float], inner_lr: float,
+             steps: int, device: torch.device, progress: bool) -> tuple[dict, dict, dict]:
+    """Every condition at every learning-rate factor on the tasks ``indices``: per condition and factor the
+    accuracies, the spreads of the adapted features and the share of tasks whose adaptation diverged."""
+    labels = [lr_label(f) for f in lr_factors]
+    values = {c.name: {lab: [] for lab in labels} for c in conditions}
+    spreads: dict[str, dict[str, list[np.ndarray]]] = {c.name: {lab: [] for lab in labels} for c in conditions}
+    diverged = {c.name: {lab: 0.0 for lab in labels} for c in conditions}
+    for index in progress_bar(indices, desc="why-eval", enabled=progress):
+        task = sampler.task(index).to(device)
+        fixed["oracle"] = batch_stats_at(params, torch.cat([task.support_x, task.query_x]))
+        for factor, lab in zip(lr_factors, labels):
+            adapted: dict[str, Adapted] = {}
+            for c in conditions:
+                if c.adapt not in adapted:
+                    adapted[c.adapt] = adapt(params, task, c.adapt, fixed.get(c.adapt), steps,
+                                             inner_lr * factor)
+                run = adapted[c.adapt]
+                logits = predict(run.params, task, c.query, fixed.get(c.query))
+                values[c.name][lab].append(accuracy(logits, task.query_y))
+                spreads[c.name][lab].append(run.spread)
+                diverged[c.name][lab] += run.diverged / len(indices)
+    return values, spreads, diverged
+
+
 def run_why_eval(
     exp: Experiment,
     conditions: Iterable[str] = tuple(CONDITIONS),
@@ -545,25 +571,9 @@ def run_why_eval(
     sampler = exp.test_sampler(data)
     indices = tuple(range(exp.test_tasks))
     inner_lr = exp.train.inner_lr
-    labels = [lr_label(f) for f in lr_factors]
-    values = {c.name: {lab: [] for lab in labels} for c in conditions}
-    spreads: dict[str, dict[str, list[np.ndarray]]] = {c.name: {lab: [] for lab in labels} for c in conditions}
-    diverged = {c.name: {lab: 0.0 for lab in labels} for c in conditions}
     begin = time.perf_counter()
-    for index in progress_bar(indices, desc="why-eval", enabled=progress):
-        task = sampler.task(index).to(device)
-        fixed["oracle"] = batch_stats_at(params, torch.cat([task.support_x, task.query_x]))
-        for factor, lab in zip(lr_factors, labels):
-            adapted: dict[str, Adapted] = {}
-            for c in conditions:
-                if c.adapt not in adapted:
-                    adapted[c.adapt] = adapt(params, task, c.adapt, fixed.get(c.adapt), exp.test_inner_steps,
-                                             inner_lr * factor)
-                run = adapted[c.adapt]
-                logits = predict(run.params, task, c.query, fixed.get(c.query))
-                values[c.name][lab].append(accuracy(logits, task.query_y))
-                spreads[c.name][lab].append(run.spread)
-                diverged[c.name][lab] += run.diverged / len(indices)
+    values, spreads, diverged = _measure(params, fixed, sampler, indices, conditions, lr_factors, inner_lr,
+                                         exp.test_inner_steps, device, progress)
     seconds = time.perf_counter() - begin
     spread = {name: {lab: np.median(np.stack(runs), axis=0) for lab, runs in by.items()}
               for name, by in spreads.items()}

@@ -474,9 +474,9 @@ def _reestimated_line(r: dict[str, EvalResult], d: dict[str, PairedDifference]) 
             f"difference.")
 
 
-def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
-    """Findings in plain words, each with the notebook that explains it."""
-    r, d, chance = report.results, report.differences, 1 / report.n_way
+def _placement_lines(report: PlacementReport) -> list[str]:
+    """The verdict's findings on which placement to use, and on query examples that arrive one at a time."""
+    r, d = report.results, report.differences
     lines = []
     train = _fmt(r["transductive"])
     if report.context_norm:
@@ -516,6 +516,13 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
         lines.append(f"Query examples that arrive one at a time cost nothing measurable here "
                      f"({_fmt(r['one_at_a_time'])}, {100 * one.mean:+.1f} ± {100 * one.ci95:.1f} points; "
                      f"{NOTEBOOKS['transduction']}).")
+    return lines
+
+
+def _statistics_lines(report: PlacementReport, keeps_stats: bool) -> list[str]:
+    """The verdict's findings on the running statistics the model holds (none where it keeps none)."""
+    r, d, chance = report.results, report.differences, 1 / report.n_way
+    lines = []
     if not keeps_stats:
         lines.append("Your BatchNorm layers keep no running statistics, so eval mode normalises with batch "
                      "statistics like train mode: no placement here reads running statistics.")
@@ -556,6 +563,13 @@ def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
         if not report.held_untouched:
             lines.append("Your model's statistics were written by training: if they were also written during "
                          f"meta-test, a checkpoint carries test data ({NOTEBOOKS['contamination']}).")
+    return lines
+
+
+def _verdict(report: PlacementReport, keeps_stats: bool) -> list[str]:
+    """Findings in plain words, each with the notebook that explains it."""
+    r, chance = report.results, 1 / report.n_way
+    lines = _placement_lines(report) + _statistics_lines(report, keeps_stats)
     flat = [n for n, res in r.items()
             if res.n >= 5 and res.values.min() == res.values.max() and abs(res.mean - chance) < 1e-9]
     if flat:
