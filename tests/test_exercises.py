@@ -2,6 +2,7 @@
 
 import copy
 import math
+from pathlib import Path
 
 import higher
 import numpy as np
@@ -266,3 +267,32 @@ def test_checks_keep_the_random_state():
     ex.check_meta_gradient(meta_gradient)
     assert torch.equal(state, torch.random.get_rng_state())
     assert copy.deepcopy(ex.check_interval(not_done)).exercise == "confidence_intervals.1"
+
+
+def test_every_lab_and_exercise_check_runs_through_the_one_runner(monkeypatch):
+    """Each public check is an ``Exercise`` run by ``mamlkit.lessons.harness.run``: a function not written yet gets
+    the runner's "not done" answer from every one of them, and no check module calls a student's function itself."""
+    from mamlkit.lessons import harness, lab
+
+    ran = []
+
+    def spy(exercise, student_fn, **options):
+        ran.append(exercise)
+        return harness.run(exercise, student_fn, **options)
+
+    for module in (lab, ex):
+        monkeypatch.setattr(module, "run", spy)
+    checks = [getattr(m, n) for m in (lab, ex) for n in m.__all__ if n.startswith("check_")]
+
+    def not_written(*args, **kwargs):
+        raise NotImplementedError
+
+    for check in checks:
+        result = check(not_written)
+        assert not result.passed and "still raises NotImplementedError" in result.problems[0], check.__name__
+    registry = [*lab.EXERCISES.values(), *ex.EXERCISES.values()]
+    assert len(checks) == len(registry) == 12
+    assert sorted(map(id, ran)) == sorted(map(id, registry))
+    for module in (lab, ex):
+        source = Path(module.__file__).read_text()
+        assert "NotImplementedError:" not in source and "check_maml(" not in source, module.__name__

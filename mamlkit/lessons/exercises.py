@@ -1,10 +1,10 @@
 """Checks for the exercises of the lesson notebooks (the classroom lab's are in ``mamlkit.lessons.lab``).
 
-Each exercise asks for a few lines of PyTorch or ``higher``, not of mamlkit's API. Its check runs the
-student's function on a small Conv4 (8 channels, BatchNorm) and a synthetic task, compares the result with a
-reference, and returns a ``CheckResult`` that says what is wrong and which notebook explains it. Calls that
-take a model run under ``check_maml``, so a mistake the checker knows is worded from ``MISTAKES``. A check
-never raises on a student's mistake and leaves the global random state as it was.
+Each exercise asks for a few lines of PyTorch or ``higher``, not of mamlkit's API. Its check runs, through the one
+runner of ``mamlkit.lessons.harness``, the student's function on a small Conv4 (8 channels, BatchNorm) and a
+synthetic task, compares the result with a reference, and returns a ``CheckResult`` that says what is wrong and
+which notebook explains it. Calls that take a model run under ``check_maml``, so a mistake the checker knows is
+worded from ``MISTAKES``. A check never raises on a student's mistake and leaves the global random state as it was.
 
 ======================================  ==========================  ==============================================
 exercise                                function to write           what it practises
@@ -24,7 +24,6 @@ inner_loop_remedies.1                   ``head_only_predict``       ANIL at meta
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -37,85 +36,23 @@ from torch import nn
 from torch.func import functional_call
 
 from mamlkit.adapt import adapt_and_predict
-from mamlkit.lessons.lab import (
+from mamlkit.lessons.harness import (
+    Attempt,
     CheckResult,
+    Exercise,
     _as_tensor,
     _close,
-    _kept_random_state,
+    _gap,
     _mode_change,
-    _not_done,
-    _Problems,
-    _raised,
     _stats_moved,
-    _watched,
+    _tensors,
+    run,
     small_model,
     small_task,
 )
 from mamlkit.lessons.why_eval import batch_stats_at, conv4_forward
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.rates import InnerRates
-from mamlkit.your_code.checker import Report
-
-
-def _keeps_random_state(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
-    """Run ``check`` with the caller's torch random state saved and restored (the small models seed torch)."""
-
-    @functools.wraps(check)
-    def wrapped(*args: Any, **kwargs: Any) -> CheckResult:
-        with _kept_random_state():
-            return check(*args, **kwargs)
-
-    return wrapped
-
-
-def _call(label: str, name: str, student_fn: Callable[..., Any], model: nn.Module, *args: Any
-          ) -> tuple[Any, Report | None, CheckResult | None]:
-    """Run the student's function under the checker: (its result, the report, None) or (None, None, feedback)."""
-    try:
-        with _kept_random_state():
-            out, report, exc = _watched(student_fn, model, *args)
-    except NotImplementedError:
-        return None, None, _not_done(label, name)
-    if exc is not None:
-        return None, None, _raised(label, name, exc, student_fn, report)
-    return out, report, None
-
-
-def _plain_call(label: str, name: str, student_fn: Callable[..., Any], *args: Any) -> tuple[Any, CheckResult | None]:
-    """Run a function that takes no model: (its result, None) or (None, feedback)."""
-    try:
-        with _kept_random_state():
-            return student_fn(*args), None
-    except NotImplementedError:
-        return None, _not_done(label, name)
-    except Exception as exc:  # the student's bug becomes feedback
-        return None, _raised(label, name, exc, student_fn, Report())
-
-
-def _result(label: str, problems: _Problems, report: Report | None = None) -> CheckResult:
-    if report is not None:
-        problems.seen(report)
-    return CheckResult(label, not problems.items, problems.items)
-
-
-def _tensors(out: object, name: str, like: list[torch.Tensor]) -> tuple[list[torch.Tensor] | None, str | None]:
-    """``out`` as a list of tensors shaped like ``like`` (one per parameter), or what is wrong with it."""
-    if isinstance(out, torch.Tensor) or not isinstance(out, (list, tuple)):
-        return None, (f"{name} returned {type(out).__name__}; return a list with one gradient tensor per parameter, "
-                      "in the order of model.parameters()")
-    if len(out) != len(like):
-        return None, f"{name} returned {len(out)} tensors; the model has {len(like)} parameters"
-    if any(g is None for g in out):
-        return list(out), None
-    if any(not isinstance(g, torch.Tensor) or g.shape != p.shape for g, p in zip(out, like)):
-        return None, (f"{name} returned tensors that are not shaped like the parameters, in the order of "
-                      "model.parameters()")
-    return list(out), None
-
-
-def _gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return max((x.detach() - y.detach()).abs().max().item() for x, y in zip(a, b))
-
 
 # ---------------------------------------------------------------------------------------- 01.1: eval_mode_gradients
 
@@ -126,22 +63,13 @@ def reference_eval_mode_gradients(model: nn.Module, x: torch.Tensor, y: torch.Te
     return list(torch.autograd.grad(F.cross_entropy(net(x), y), list(net.parameters())))
 
 
-@_keeps_random_state
-def check_eval_mode_gradients(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise 01.1: ``eval_mode_gradients(model, x, y)`` returns the gradients (one tensor per parameter) of
-    the cross-entropy loss of ``model(x)`` computed in eval mode, and leaves the model's mode as it was."""
-    label, name = "01.1", getattr(student_fn, "__name__", "eval_mode_gradients")
+def _judge_eval_mode_gradients(attempt: Attempt) -> None:
+    name = attempt.name
     model, task = small_model(0), small_task(0)
     model.train()
     modes, stats = get_modes(model), snapshot_bn_stats(model)
-    out, report, feedback = _call(label, name, student_fn, model, task.support_x, task.support_y)
-    if feedback:
-        if "does not require grad" in " ".join(feedback.problems):
-            feedback.problems.append(
-                "Eval mode does not turn gradients off: only torch.no_grad() does. Compute the loss with gradients "
-                "enabled, in eval mode (notebook 01).")
-        return feedback
-    problems = _Problems()
+    out = attempt.call(model, task.support_x, task.support_y)
+    problems = attempt.problems
     grads, wrong = _tensors(out, name, list(model.parameters()))
     if wrong:
         problems.add(wrong)
@@ -165,17 +93,23 @@ def check_eval_mode_gradients(student_fn: Callable[..., Any]) -> CheckResult:
         problems.add(text)
     if (text := _stats_moved(stats, model)) is not None:
         problems.add(text + " Eval mode does not write them: only train-mode passes do (notebook 01).")
-    return _result(label, problems, report)
+
+
+EVAL_MODE_GRADIENTS = Exercise("01.1", "eval_mode_gradients", _judge_eval_mode_gradients, error_hints=(
+    ("does not require grad", "Eval mode does not turn gradients off: only torch.no_grad() does. Compute the loss "
+                              "with gradients enabled, in eval mode (notebook 01)."),))
+
+
+def check_eval_mode_gradients(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 01.1: ``eval_mode_gradients(model, x, y)`` returns the gradients (one tensor per parameter) of
+    the cross-entropy loss of ``model(x)`` computed in eval mode, and leaves the model's mode as it was."""
+    return run(EVAL_MODE_GRADIENTS, student_fn)
 
 
 # ------------------------------------------------------------------------------------------------- 02.1: write_back
 
 
-@_keeps_random_state
-def check_write_back(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise 02.1: ``write_back(model, fmodel)`` copies the running statistics (the buffers) of ``higher``'s
-    patched copy ``fmodel`` into ``model``, in place, and changes nothing else."""
-    label, name = "02.1", getattr(student_fn, "__name__", "write_back")
+def _judge_write_back(attempt: Attempt) -> None:
     model, task = small_model(2, warm_stats=False), small_task(2)
     params = [p.detach().clone() for p in model.parameters()]
     inner_opt = torch.optim.SGD(model.parameters(), lr=0.4)
@@ -184,14 +118,8 @@ def check_write_back(student_fn: Callable[..., Any]) -> CheckResult:
         for _ in range(2):
             diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
         expected = {k: v.detach().clone() for k, v in fmodel.named_buffers()}
-        try:
-            with _kept_random_state():
-                student_fn(model, fmodel)
-        except NotImplementedError:
-            return _not_done(label, name)
-        except Exception as exc:
-            return _raised(label, name, exc, student_fn, Report())
-    problems = _Problems()
+        attempt.call_plain(model, fmodel)
+    problems = attempt.problems
     held = dict(model.named_buffers())
     missing = [k for k, v in expected.items() if not torch.equal(held[k], v)]
     if missing:
@@ -208,7 +136,15 @@ def check_write_back(student_fn: Callable[..., Any]) -> CheckResult:
                      "meta-parameters, which only the outer optimiser updates (notebook 02).")
     if any(b.requires_grad for b in model.buffers()):
         problems.add("a buffer of the model now requires grad: copy under torch.no_grad() (or .detach() the values).")
-    return _result(label, problems)
+
+
+WRITE_BACK = Exercise("02.1", "write_back", _judge_write_back)
+
+
+def check_write_back(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 02.1: ``write_back(model, fmodel)`` copies the running statistics (the buffers) of ``higher``'s
+    patched copy ``fmodel`` into ``model``, in place, and changes nothing else."""
+    return run(WRITE_BACK, student_fn)
 
 
 # -------------------------------------------------------------------------------------- 03.1: support_stats_predict
@@ -237,12 +173,8 @@ def reference_support_stats_predict(fmodel: nn.Module, support_x: torch.Tensor, 
     return scores
 
 
-@_keeps_random_state
-def check_support_stats_predict(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise 03.1: ``support_stats_predict(fmodel, support_x, query_x)`` returns the eval-mode scores of
-    ``query_x`` with every BatchNorm layer normalising with the statistics of ``support_x`` at the adapted weights of
-    ``higher``'s patched copy ``fmodel`` (the variance biased or unbiased), and leaves each module's mode as it was."""
-    label, name = "03.1", getattr(student_fn, "__name__", "support_stats_predict")
+def _judge_support_stats_predict(attempt: Attempt) -> None:
+    name = attempt.name
     model, task = small_model(3), small_task(3, n_query=3)
     inner_opt = torch.optim.SGD(model.parameters(), lr=0.4)
     with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False,
@@ -262,15 +194,9 @@ def check_support_stats_predict(student_fn: Callable[..., Any]) -> CheckResult:
             transductive = conv4_forward(fast, task.query_x)
             both = conv4_forward(fast, task.query_x, batch_stats_at(fast, torch.cat([task.support_x, task.query_x])))
         modes = get_modes(fmodel)
-        try:
-            with _kept_random_state():
-                out = student_fn(fmodel, task.support_x, task.query_x)
-        except NotImplementedError:
-            return _not_done(label, name)
-        except Exception as exc:
-            return _raised(label, name, exc, student_fn, Report())
+        out = attempt.call_plain(fmodel, task.support_x, task.query_x)
         changed_modes = get_modes(fmodel) != modes
-    problems = _Problems()
+    problems = attempt.problems
     scores, wrong = _as_tensor(out, name, (task.query_x.shape[0], 5))
     if wrong:
         problems.add(wrong)
@@ -295,7 +221,16 @@ def check_support_stats_predict(student_fn: Callable[..., Any]) -> CheckResult:
         problems.add("your function changed the modes of fmodel's modules: save each module's mode first "
                      "(modes = {m: m.training for m in fmodel.modules()}) and restore them before returning "
                      "(notebook 01).")
-    return _result(label, problems)
+
+
+SUPPORT_STATS_PREDICT = Exercise("03.1", "support_stats_predict", _judge_support_stats_predict)
+
+
+def check_support_stats_predict(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 03.1: ``support_stats_predict(fmodel, support_x, query_x)`` returns the eval-mode scores of
+    ``query_x`` with every BatchNorm layer normalising with the statistics of ``support_x`` at the adapted weights of
+    ``higher``'s patched copy ``fmodel`` (the variance biased or unbiased), and leaves each module's mode as it was."""
+    return run(SUPPORT_STATS_PREDICT, student_fn)
 
 
 # -------------------------------------------------------------------------------------------- 04.1: reptile_predict
@@ -308,17 +243,12 @@ def reference_reptile_predict(fmodel: nn.Module, support_x: torch.Tensor, query_
         return torch.cat([fmodel(torch.cat([support_x, query_x[i:i + 1]]))[n:] for i in range(query_x.shape[0])])
 
 
-@_keeps_random_state
-def check_reptile_predict(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise 04.1: ``reptile_predict(fmodel, support_x, query_x)`` returns, for every query example in order,
-    the train-mode prediction of a forward pass on the support set with that one example appended."""
-    label, name = "04.1", getattr(student_fn, "__name__", "reptile_predict")
+def _judge_reptile_predict(attempt: Attempt) -> None:
+    name = attempt.name
     model, task = small_model(4), small_task(4)
     model.train()
-    out, report, feedback = _call(label, name, student_fn, model, task.support_x, task.query_x)
-    if feedback:
-        return feedback
-    problems = _Problems()
+    out = attempt.call(model, task.support_x, task.query_x)
+    problems = attempt.problems
     logits, wrong = _as_tensor(out, name, (task.query_x.shape[0], 5))
     if wrong:
         problems.add(wrong)
@@ -337,7 +267,15 @@ def check_reptile_predict(student_fn: Callable[..., Any]) -> CheckResult:
         elif not _close(logits, expected):
             problems.add("the predictions differ from Reptile's protocol: for each query example, one forward pass "
                          "on torch.cat([support_x, that example]), keeping the last row (notebook 04).")
-    return _result(label, problems, report)
+
+
+REPTILE_PREDICT = Exercise("04.1", "reptile_predict", _judge_reptile_predict)
+
+
+def check_reptile_predict(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 04.1: ``reptile_predict(fmodel, support_x, query_x)`` returns, for every query example in order,
+    the train-mode prediction of a forward pass on the support set with that one example appended."""
+    return run(REPTILE_PREDICT, student_fn)
 
 
 # --------------------------------------------------------------------------------------------------- 06.1: sgd_step
@@ -365,21 +303,11 @@ def _through_step(step: Callable[..., Any], task: Any) -> tuple[Any, list[torch.
     return new, list(torch.autograd.grad(loss, list(params.values()), allow_unused=True))
 
 
-@_keeps_random_state
-def check_sgd_step(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise 06.1: ``sgd_step(model, params, buffers, task, inner_lr)`` returns the dict of parameters after
-    one SGD step on the support loss, computed with ``torch.func.functional_call`` and differentiable, so that
-    a query loss at the new parameters back-propagates into ``params`` with second-order terms."""
-    label, name = "06.1", getattr(student_fn, "__name__", "sgd_step")
+def _judge_sgd_step(attempt: Attempt) -> None:
+    name = attempt.name
     task = small_task(5)
-    try:
-        with _kept_random_state():
-            new, meta = _through_step(student_fn, task)
-    except NotImplementedError:
-        return _not_done(label, name)
-    except Exception as exc:
-        return _raised(label, name, exc, student_fn, Report())
-    problems = _Problems()
+    new, meta = attempt.call_plain(task, through=_through_step)
+    problems = attempt.problems
     _, expected = _through_step(reference_sgd_step, task)
     if not isinstance(new, dict):
         problems.add(f"{name} returned {type(new).__name__}; return a dict with the same names as params.")
@@ -394,26 +322,30 @@ def check_sgd_step(student_fn: Callable[..., Any]) -> CheckResult:
             problems.add(f"the meta-gradient through your step differs from MAML's (largest difference {gap:.2g}). "
                          "If your new parameters match but the meta-gradient does not, pass create_graph=True to "
                          "torch.autograd.grad: without it the step is first-order (notebook 06).")
-    return _result(label, problems)
+
+
+SGD_STEP = Exercise("06.1", "sgd_step", _judge_sgd_step)
+
+
+def check_sgd_step(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise 06.1: ``sgd_step(model, params, buffers, task, inner_lr)`` returns the dict of parameters after
+    one SGD step on the support loss, computed with ``torch.func.functional_call`` and differentiable, so that
+    a query loss at the new parameters back-propagates into ``params`` with second-order terms."""
+    return run(SGD_STEP, student_fn)
 
 
 # --------------------------------------------------------------------------------- confidence_intervals.1: interval
 
 
-@_keeps_random_state
-def check_interval(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise confidence_intervals.1: ``interval(accuracies)`` returns ``(mean, half_width)``: the mean of the
-    per-task accuracies and the half-width of their 95% confidence interval, 1.96 standard deviations over sqrt(N)."""
-    label, name = "confidence_intervals.1", getattr(student_fn, "__name__", "interval")
+def _judge_interval(attempt: Attempt) -> None:
+    name = attempt.name
     values = np.random.default_rng(7).binomial(25, 0.6, size=400) / 25
-    out, feedback = _plain_call(label, name, student_fn, values.copy())
-    if feedback:
-        return feedback
-    problems = _Problems()
+    out = attempt.call_plain(values.copy())
+    problems = attempt.problems
     try:
         mean, half = (float(v) for v in out)
     except (TypeError, ValueError):
-        return CheckResult(label, False, [f"{name} returned {out!r}; return two numbers: (mean, half_width)"])
+        attempt.fail(f"{name} returned {out!r}; return two numbers: (mean, half_width)")
     n, std = len(values), float(np.std(values))
     expected = 1.96 * std / math.sqrt(n)
     if abs(mean - values.mean()) > 1e-9:
@@ -430,7 +362,15 @@ def check_interval(student_fn: Callable[..., Any]) -> CheckResult:
                          "1/sqrt(N) (deep dive confidence_intervals).")
         else:
             problems.add(f"the half-width is {half:.4f}; 1.96 * std / sqrt(N) is {expected:.4f}.")
-    return _result(label, problems)
+
+
+INTERVAL = Exercise("confidence_intervals.1", "interval", _judge_interval)
+
+
+def check_interval(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise confidence_intervals.1: ``interval(accuracies)`` returns ``(mean, half_width)``: the mean of the
+    per-task accuracies and the half-width of their 95% confidence interval, 1.96 standard deviations over sqrt(N)."""
+    return run(INTERVAL, student_fn)
 
 
 # ------------------------------------------------------------------------------- maml_on_sinusoids.1: meta_gradient
@@ -450,19 +390,13 @@ def reference_meta_gradient(model: nn.Module, task: Any, inner_steps: int, inner
         return list(torch.autograd.grad(loss, list(fmodel.parameters() if first_order else model.parameters())))
 
 
-@_keeps_random_state
-def check_meta_gradient(student_fn: Callable[..., Any], inner_steps: int = 2, inner_lr: float = 0.4) -> CheckResult:
-    """Exercise maml_on_sinusoids.1: ``meta_gradient(model, task, inner_steps, inner_lr)`` returns the
-    second-order MAML meta-gradient of one task's query loss (one tensor per parameter), written with ``higher``,
-    and leaves the model's parameters as they were."""
-    label, name = "maml_on_sinusoids.1", getattr(student_fn, "__name__", "meta_gradient")
+def _judge_meta_gradient(attempt: Attempt, inner_steps: int, inner_lr: float) -> None:
+    name = attempt.name
     model, task = small_model(1), small_task(1)
     model.train()
     before = [p.detach().clone() for p in model.parameters()]
-    out, report, feedback = _call(label, name, student_fn, model, task, inner_steps, inner_lr)
-    if feedback:
-        return feedback
-    problems = _Problems()
+    out = attempt.call(model, task, inner_steps, inner_lr)
+    problems = attempt.problems
     if any(not torch.equal(a, p) for a, p in zip(before, model.parameters())):
         problems.mistake("inner_loop_on_meta_parameters", "the model's parameters changed during your function.")
     check_model = small_model(1).train()
@@ -483,7 +417,16 @@ def check_meta_gradient(student_fn: Callable[..., Any], inner_steps: int = 2, in
             problems.add(f"your meta-gradient differs from MAML's (largest difference {_gap(grads, expected):.2g}). "
                          f"Check: copy_initial_weights=False, train mode, {inner_steps} diffopt.step calls on the "
                          "support loss, then the query loss of the adapted copy (deep dive maml_on_sinusoids).")
-    return _result(label, problems, report)
+
+
+META_GRADIENT = Exercise("maml_on_sinusoids.1", "meta_gradient", _judge_meta_gradient)
+
+
+def check_meta_gradient(student_fn: Callable[..., Any], inner_steps: int = 2, inner_lr: float = 0.4) -> CheckResult:
+    """Exercise maml_on_sinusoids.1: ``meta_gradient(model, task, inner_steps, inner_lr)`` returns the
+    second-order MAML meta-gradient of one task's query loss (one tensor per parameter), written with ``higher``,
+    and leaves the model's parameters as they were."""
+    return run(META_GRADIENT, student_fn, inner_steps=inner_steps, inner_lr=inner_lr)
 
 
 # ------------------------------------------------------------ normalising_without_transduction.1: support_normalise
@@ -498,23 +441,16 @@ def reference_support_normalise(h: torch.Tensor, n_support: int, eps: float = 1e
     return (h - mean) / torch.sqrt(var + eps)
 
 
-@_keeps_random_state
-def check_support_normalise(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise normalising_without_transduction.1: ``support_normalise(h, n_support, eps)`` normalises all rows of
-    ``h`` with the statistics of its first ``n_support`` rows (per channel), so that no query example affects
-    another's normalisation."""
-    label, name = "normalising_without_transduction.1", getattr(student_fn, "__name__", "support_normalise")
+def _judge_support_normalise(attempt: Attempt) -> None:
+    name = attempt.name
     g = torch.Generator().manual_seed(10)
     h = torch.randn(8, 3, 4, 4, generator=g) * 2 + 1
     h[5:] += 3.0                                             # the queries look different from the support set
-    out, feedback = _plain_call(label, name, student_fn, h.clone(), 5, 1e-5)
-    if feedback:
-        return feedback
-    problems = _Problems()
+    out = attempt.call_plain(h.clone(), 5, 1e-5)
+    problems = attempt.problems
     got, wrong = _as_tensor(out, name, tuple(h.shape))
     if wrong:
-        problems.add(wrong.replace("query scores (logits)", "normalised features"))
-        return _result(label, problems)
+        attempt.fail(wrong.replace("query scores (logits)", "normalised features"))
     expected = reference_support_normalise(h, 5)
     whole = F.batch_norm(h, None, None, training=True, eps=1e-5)
     unbiased = (h - h[:5].mean((0, 2, 3), keepdim=True)) / torch.sqrt(h[:5].var((0, 2, 3), keepdim=True) + 1e-5)
@@ -529,7 +465,16 @@ def check_support_normalise(student_fn: Callable[..., Any]) -> CheckResult:
     else:
         problems.add("the result differs from (h - mean) / sqrt(var + eps) with the per-channel mean and variance of "
                      "h[:n_support] over dimensions (0, 2, 3).")
-    return _result(label, problems)
+
+
+SUPPORT_NORMALISE = Exercise("normalising_without_transduction.1", "support_normalise", _judge_support_normalise)
+
+
+def check_support_normalise(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise normalising_without_transduction.1: ``support_normalise(h, n_support, eps)`` normalises all rows of
+    ``h`` with the statistics of its first ``n_support`` rows (per channel), so that no query example affects
+    another's normalisation."""
+    return run(SUPPORT_NORMALISE, student_fn)
 
 
 # ------------------------------------------------------------------------- inner_loop_remedies.1: head_only_predict
@@ -541,20 +486,14 @@ def reference_head_only_predict(model: nn.Module, task: Any, inner_steps: int, i
     return adapt_and_predict(model, task, "transductive", inner_steps, rates)
 
 
-@_keeps_random_state
-def check_head_only_predict(student_fn: Callable[..., Any]) -> CheckResult:
-    """Exercise inner_loop_remedies.1: ``head_only_predict(model, task, inner_steps, inner_lr)`` adapts a copy of
-    the model with ``higher`` in train mode, taking ``inner_steps`` SGD steps at ``inner_lr`` on the classifier's
-    weight and bias only, and returns the train-mode scores of ``task.query_x``; the model is left as it was."""
-    label, name = "inner_loop_remedies.1", getattr(student_fn, "__name__", "head_only_predict")
+def _judge_head_only_predict(attempt: Attempt) -> None:
+    name = attempt.name
     model, task = small_model(16), small_task(16)
     model.train()
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     stats, modes = snapshot_bn_stats(model), get_modes(model)
-    out, report, feedback = _call(label, name, student_fn, model, task, 3, 0.4)
-    if feedback:
-        return feedback
-    problems = _Problems()
+    out = attempt.call(model, task, 3, 0.4)
+    problems = attempt.problems
     logits, wrong = _as_tensor(out, name, (task.query_x.shape[0], 5))
     if wrong:
         problems.add(wrong)
@@ -585,7 +524,20 @@ def check_head_only_predict(student_fn: Callable[..., Any]) -> CheckResult:
         problems.add(moved + " Adapt on higher's copy, whose buffers are copies.")
     if (text := _mode_change(modes, model)) is not None:
         problems.add(text)
-    return _result(label, problems, report)
+HEAD_ONLY_PREDICT = Exercise("inner_loop_remedies.1", "head_only_predict", _judge_head_only_predict)
+
+
+def check_head_only_predict(student_fn: Callable[..., Any]) -> CheckResult:
+    """Exercise inner_loop_remedies.1: ``head_only_predict(model, task, inner_steps, inner_lr)`` adapts a copy of
+    the model with ``higher`` in train mode, taking ``inner_steps`` SGD steps at ``inner_lr`` on the classifier's
+    weight and bias only, and returns the train-mode scores of ``task.query_x``; the model is left as it was."""
+    return run(HEAD_ONLY_PREDICT, student_fn)
+
+
+#: Every exercise of the lesson notebooks, by label (each runs through ``mamlkit.lessons.harness.run``).
+EXERCISES: dict[str, Exercise] = {e.label: e for e in (  # type: ignore[misc]
+    EVAL_MODE_GRADIENTS, WRITE_BACK, SUPPORT_STATS_PREDICT, REPTILE_PREDICT, SGD_STEP, INTERVAL, META_GRADIENT,
+    SUPPORT_NORMALISE, HEAD_ONLY_PREDICT)}
 
 
 __all__ = [

@@ -1,10 +1,10 @@
 """Checks for the classroom lab (``notebooks/05_classroom_lab.ipynb``; its exercises are 05.1 to 05.3).
 
-Each ``check_exercise_N(student_fn)`` runs a student's function on small synthetic tasks with a
-small Conv4 (8 channels, BatchNorm), compares it with a reference written with ``mamlkit``, and
-returns a ``CheckResult``: passed or not, and in plain words what is wrong, what a likely cause is
-and which notebook explains it. The checks never raise on a student's mistake (an exception in the
-student's code becomes feedback) and leave the global random state as it was.
+Each ``check_exercise_N(student_fn)`` runs a student's function, through the one runner of
+``mamlkit.lessons.harness``, on small synthetic tasks with a small Conv4 (8 channels, BatchNorm), compares it
+with a reference written with ``mamlkit``, and returns a ``CheckResult``: passed or not, and in plain words what is
+wrong, what a likely cause is and which notebook explains it. The checks never raise on a student's mistake (an
+exception in the student's code becomes feedback) and leave the global random state as it was.
 
 The checks are built on the placement checker: every call of a student's function runs inside
 ``mamlkit.your_code.checker.check_maml``, and a mistake the checker knows (``MISTAKES``: an inner loop on the
@@ -27,12 +27,7 @@ Exercises:
 from __future__ import annotations
 
 import copy
-import html
-import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import higher
@@ -40,224 +35,26 @@ import torch
 from torch import nn
 
 from mamlkit.adapt import adapt_and_predict, task_loss
-from mamlkit.models import ModelConfig, build_model
+from mamlkit.lessons.harness import (
+    N_WAY,
+    STATS_WRITTEN,
+    Attempt,
+    CheckResult,
+    Exercise,
+    _as_tensor,
+    _changed,
+    _close,
+    _gap,
+    _mode_change,
+    _state,
+    _stats_moved,
+    run,
+    small_model,
+    small_task,
+)
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.placements import PLACEMENTS, custom_placement
 from mamlkit.tasks import Task
-from mamlkit.your_code.checker import MISTAKES, Report, check_maml
-
-N_WAY = 5
-
-#: The lab's place on the core path: its exercises are labelled "Exercise 05.1" to "Exercise 05.3".
-LAB_NOTEBOOK = "05"
-
-#: The title of the checker's ``meta_test_stats_saved`` mistake when an exercise sees the statistics written
-#: into the model but nothing is saved.
-STATS_WRITTEN = "Meta-test data was written into the model's running statistics"
-
-
-@dataclass
-class CheckResult:
-    """The outcome of one exercise check.
-
-    Attributes:
-        exercise: the exercise number within the lab (1, 2 or 3; ``label`` is e.g. ``"05.1"``).
-        passed: True when the function does what the exercise asks.
-        problems: what is wrong, most important first, each with a hint and the notebook to read.
-        notes: remarks that do not fail the check.
-    """
-
-    exercise: int | str
-    passed: bool
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """The exercise's label on the core path, e.g. ``"05.1"``."""
-        return f"{LAB_NOTEBOOK}.{self.exercise}" if isinstance(self.exercise, int) else str(self.exercise)
-
-    @property
-    def message(self) -> str:
-        """All the feedback as one text."""
-        if self.passed:
-            head = f"Exercise {self.label}: passed. Well done."
-        else:
-            head = f"Exercise {self.label}: not yet."
-        lines = [head] + [f"- {p}" for p in self.problems] + [f"- note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:  # what a plain-text frontend shows for a check cell
-        return self.message
-
-    def _repr_html_(self) -> str:
-        colour, mark = ("#26734d", "\u2714") if self.passed else ("#b00020", "\u2718")
-        items = "".join(f"<li>{html.escape(p)}</li>" for p in self.problems)
-        items += "".join(f"<li><i>note:</i> {html.escape(n)}</li>" for n in self.notes)
-        title = "passed. Well done." if self.passed else "not yet."
-        return (f'<div style="border-left:4px solid {colour};padding:4px 10px">'
-                f'<b style="color:{colour}">{mark} Exercise {self.label}: {title}</b>'
-                f"{'<ul>' + items + '</ul>' if items else ''}</div>")
-
-
-# ------------------------------------------------------------------------------------- test material
-
-
-def small_model(seed: int = 0, warm_stats: bool = True) -> nn.Module:
-    """A Conv4 with 8 channels and BatchNorm on CPU; with ``warm_stats`` its running statistics are
-    moved away from 0 and 1 (so that using them, or changing them, is visible)."""
-    model = build_model(ModelConfig(hidden=8, n_out=N_WAY), seed=seed, device="cpu")
-    if warm_stats:
-        g = torch.Generator().manual_seed(seed + 100)
-        with torch.no_grad():
-            model.train()
-            for _ in range(3):
-                model(0.5 + 0.3 * torch.rand(10, 1, 28, 28, generator=g))
-    return model
-
-
-def small_task(seed: int = 0, k_shot: int = 1, n_query: int = 3) -> Task:
-    """A synthetic 5-way task: each class is a random 28x28 prototype plus noise (query grouped by class)."""
-    g = torch.Generator().manual_seed(1000 + seed)
-    protos = torch.rand(N_WAY, 1, 28, 28, generator=g)
-
-    def draw(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = protos.repeat_interleave(per_class, 0) + 0.3 * torch.rand(N_WAY * per_class, 1, 28, 28, generator=g)
-        return x.clamp(0, 1), torch.arange(N_WAY).repeat_interleave(per_class)
-
-    sx, sy = draw(k_shot)
-    qx, qy = draw(n_query)
-    return Task(sx, sy, qx, qy, index=seed)
-
-
-@contextmanager
-def _kept_random_state():
-    """The student's code and the references may seed torch; the caller's random state is kept."""
-    with torch.random.fork_rng(devices=[]):
-        yield
-
-
-def _watched(student_fn: Callable[..., Any], model: nn.Module, *args: Any
-             ) -> tuple[Any, Report, BaseException | None]:
-    """Run ``student_fn(model, *args)`` under ``check_maml(model)``: its result, the checker's report, and the
-    exception it raised (None if it returned). ``NotImplementedError`` is raised on."""
-    with check_maml(model) as report:
-        try:
-            return student_fn(model, *args), report, None
-        except NotImplementedError:
-            raise
-        except Exception as exc:  # the student's bug becomes feedback
-            return None, report, exc
-
-
-class _Problems:
-    """The problems of one check, in order, at most one per checker mistake (``MISTAKES``) and no repeats."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.codes: set[str] = set()
-
-    def add(self, text: str, index: int | None = None) -> None:
-        if text not in self.items:
-            self.items.insert(len(self.items) if index is None else index, text)
-
-    def mistake(self, code: str, what: str, index: int | None = None, title: str | None = None) -> None:
-        """``what`` happened, then the checker's advice for mistake ``code`` and its lesson (once per code);
-        ``title`` replaces the checker's where the exercise saw only part of the mistake."""
-        if code in self.codes:
-            return
-        self.codes.add(code)
-        m = MISTAKES[code]
-        lesson = Path(m.notebook).name
-        where = f"notebook {lesson[:2]}" if lesson[:2].isdigit() else f"the deep dive {lesson}"
-        self.add(f"{title or m.title}: {what} What to do: {m.advice} ({where})", index)
-
-    def seen(self, report: Report) -> None:
-        """Every mistake the checker saw, in its own words (codes already reported are skipped)."""
-        for finding in report.findings:
-            self.mistake(finding.code, finding.message)
-
-
-def _not_done(exercise: int | str, name: str) -> CheckResult:
-    return CheckResult(exercise, False, [
-        f"{name} still raises NotImplementedError: the exercise is not done yet. Replace the `raise` line with "
-        "your code (the instructions are in the cell above it), run that cell, then this check again."
-    ])
-
-
-def _where(exc: BaseException, student_fn: Callable[..., Any]) -> str:
-    """``"; at line N of fn: `code`"`` for the last line of the student's own code the error passed through."""
-    filename = getattr(getattr(student_fn, "__code__", None), "co_filename", None)
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
-    if not frames:
-        return ""
-    frame = frames[-1]
-    line = (frame.line or "").strip()
-    code = f": `{line}`" if line else ""
-    if frame.name != student_fn.__code__.co_name:  # a helper of theirs: its own line numbers mean nothing here
-        return f"; in {frame.name}{code}"
-    first = getattr(student_fn.__code__, "co_firstlineno", 1)
-    return f"; at line {frame.lineno - first + 1} of {frame.name}{code}"
-
-
-def _raised(exercise: int | str, name: str, exc: BaseException, student_fn: Callable[..., Any], report: Report
-            ) -> CheckResult:
-    """The error, where in the student's code it came from, and what the checker saw before it."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    problems = _Problems()
-    problems.add(f"{name} raised {text[:300]}{_where(exc, student_fn)}")
-    problems.seen(report)
-    if "not supported by higher" in str(exc):
-        problems.add("higher's innerloop_ctx needs the inner optimizer you were given (inner_opt).")
-    return CheckResult(exercise, False, problems.items)
-
-
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _changed(before: dict[str, torch.Tensor], model: nn.Module, names: set[str]) -> list[str]:
-    after = model.state_dict()
-    return [k for k in names if not torch.equal(before[k], after[k])]
-
-
-def _as_tensor(out: object, name: str, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str | None]:
-    if not isinstance(out, torch.Tensor):
-        return None, f"{name} returned {type(out).__name__}, not a tensor of query scores (logits) of shape {shape}"
-    if tuple(out.shape) != shape:
-        return None, (f"{name} returned a tensor of shape {tuple(out.shape)}; expected {shape}: one row of "
-                      f"{shape[1]} class scores per query example, in the order of task.query_x")
-    return out, None
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4) -> bool:
-    return torch.allclose(a.detach().float(), b.detach().float(), atol=atol, rtol=1e-4)
-
-
-def _mode_change(before: dict[str, bool], model: nn.Module) -> str | None:
-    after = get_modes(model)
-    if after == before:
-        return None
-    was, now = ("train" if before[""] else "eval"), ("train" if after[""] else "eval")
-    return (f"your function changed the model's mode: it was in {was} mode before the call and is in {now} mode "
-            "after it. The caller's model must come back as it was: set the mode on the patched copy (fmodel) "
-            "or restore it (mk.train_mode(model) as a context manager) — notebooks 01 and 02.")
-
-
-def _stats_moved(before: dict[str, torch.Tensor], model: nn.Module) -> str | None:
-    """What changed in the model's BatchNorm running statistics, in words (None if nothing did)."""
-    after = snapshot_bn_stats(model)
-    moved = [k for k in after if not torch.equal(before[k], after[k])]
-    if not moved:
-        return None
-    key = next((k for k in moved if k.endswith("num_batches_tracked")), moved[0])
-    return (f"your function changed the running statistics ({len(moved)} buffers, e.g. {key}: "
-            f"{_short(before[key])} -> {_short(after[key])}): a train-mode forward pass of the model itself "
-            "writes the batch's statistics into them.")
-
 
 # ---------------------------------------------------------------------------------------- exercise 1
 
@@ -289,23 +86,8 @@ def _exercise_1_suspects() -> dict[str, tuple[str | None, str]]:
     }
 
 
-def check_exercise_1(student_fn: Callable[..., Any], inner_steps: int = 3, inner_lr: float = 0.4) -> CheckResult:
-    """Check ``meta_test_task(model, task, inner_steps, inner_lr) -> query logits``.
-
-    The function must adapt a copy of ``model`` to ``task.support_x``/``support_y`` (``inner_steps``
-    SGD steps, learning rate ``inner_lr``, in train mode), predict the whole query set in train mode,
-    and leave ``model`` exactly as it was (parameters, running statistics, modes), whatever mode the
-    model was in when called.
-    """
-    name = getattr(student_fn, "__name__", "your function")
-    with _kept_random_state():
-        return _check_1(student_fn, name, inner_steps, inner_lr)
-
-
-def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_lr: float) -> CheckResult:
-    problems = _Problems()
-    notes: list[str] = []
-    reports: list[Report] = []
+def _judge_1(attempt: Attempt, inner_steps: int, inner_lr: float) -> None:
+    problems, name = attempt.problems, attempt.name
     ok_by_mode: dict[bool, bool] = {}
     matched_by_mode: dict[bool, tuple[str | None, str]] = {}
     suspects = _exercise_1_suspects()
@@ -315,13 +97,7 @@ def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
         task = small_task(seed)
         before, modes, stats = _state(model), get_modes(model), snapshot_bn_stats(model)
         params = {k for k, _ in model.named_parameters()}
-        try:
-            out, report, exc = _watched(student_fn, model, task, inner_steps, inner_lr)
-        except NotImplementedError:
-            return _not_done(1, name)
-        if exc is not None:
-            return _raised(1, name, exc, student_fn, report)
-        reports.append(report)
+        out = attempt.call(model, task, inner_steps, inner_lr)
         if _changed(before, model, params):
             problems.mistake("inner_loop_on_meta_parameters",
                              "your function changed the model's parameters: adaptation must happen on a copy.")
@@ -335,7 +111,7 @@ def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
         logits, shape_problem = _as_tensor(out, name, (task.query_x.shape[0], N_WAY))
         if shape_problem:
             problems.add(shape_problem, 0)
-            return CheckResult(1, False, problems.items)
+            attempt.stop()
         assert logits is not None
         fresh = small_model(seed)
         fresh.train(training)
@@ -348,9 +124,9 @@ def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
                     label = f"{placement.adapt_mode}/{placement.query_mode}, the model's running statistics"
                     matched_by_mode[training] = (code, text.format(label=label))
                     break
-        if logits.requires_grad and not notes:
-            notes.append("your logits carry a gradient graph; at meta-test none is needed (torch.no_grad() around "
-                         "the query pass, or track_higher_grads=False, saves memory and time).")
+        if logits.requires_grad and not attempt.notes:
+            attempt.notes.append("your logits carry a gradient graph; at meta-test none is needed (torch.no_grad() "
+                                 "around the query pass, or track_higher_grads=False, saves memory and time).")
     if ok_by_mode[True] and not ok_by_mode[False]:
         problems.add("your function gives the right predictions when the model arrives in train mode but "
                      "not when it arrives in eval mode: you rely on the mode the model happens to be in. "
@@ -366,9 +142,22 @@ def _check_1(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
                 "inner_steps argument) of SGD with learning rate inner_lr (higher.innerloop_ctx with the optimizer "
                 "torch.optim.SGD(model.parameters(), lr=inner_lr) and diffopt.step(loss on the support set)), fmodel "
                 "in train mode, and the whole query set in one forward pass (notebook 02)."), 0)
-    for report in reports:
-        problems.seen(report)
-    return CheckResult(1, not problems.items, problems.items, notes)
+
+
+EXERCISE_1 = Exercise(1, "meta_test_task", _judge_1)
+
+
+def check_exercise_1(student_fn: Callable[..., Any], inner_steps: int = 3, inner_lr: float = 0.4) -> CheckResult:
+    """Check ``meta_test_task(model, task, inner_steps, inner_lr) -> query logits``.
+
+    The function must adapt a copy of ``model`` to ``task.support_x``/``support_y`` (``inner_steps``
+    SGD steps, learning rate ``inner_lr``, in train mode), predict the whole query set in train mode,
+    and leave ``model`` exactly as it was (parameters, running statistics, modes), whatever mode the
+    model was in when called.
+    """
+    return run(EXERCISE_1, student_fn, inner_steps=inner_steps, inner_lr=inner_lr)
+
+
 
 
 # ---------------------------------------------------------------------------------------- exercise 2
@@ -381,20 +170,8 @@ def reference_train_mode_predict(model: nn.Module, x: torch.Tensor) -> torch.Ten
         return twin(x)
 
 
-def check_exercise_2(student_fn: Callable[..., Any]) -> CheckResult:
-    """Check ``train_mode_predict(model, x) -> logits``.
-
-    The function must return the model's train-mode outputs (normalised with the batch's own
-    statistics) for ``x``, build no gradient graph, and leave the model exactly as it was: the
-    same mode flags (train or eval, as the caller had them) and bit-identical running statistics.
-    """
-    name = getattr(student_fn, "__name__", "your function")
-    with _kept_random_state():
-        return _check_2(student_fn, name)
-
-
-def _check_2(student_fn: Callable[..., Any], name: str) -> CheckResult:
-    problems = _Problems()
+def _judge_2(attempt: Attempt) -> None:
+    problems, name = attempt.problems, attempt.name
     for seed, training in ((0, False), (1, True)):
         model = small_model(seed)
         model.train(training)
@@ -405,15 +182,10 @@ def _check_2(student_fn: Callable[..., Any], name: str) -> CheckResult:
         twin = copy.deepcopy(model).eval()
         with torch.no_grad():
             eval_out = twin(x)
-        try:
-            out, report, exc = _watched(student_fn, model, x)
-        except NotImplementedError:
-            return _not_done(2, name)
-        if exc is not None:
-            return _raised(2, name, exc, student_fn, report)
+        out = attempt.call(model, x)
         logits, shape_problem = _as_tensor(out, name, (x.shape[0], N_WAY))
         if shape_problem:
-            return CheckResult(2, False, [shape_problem])
+            attempt.fail(shape_problem)
         assert logits is not None
         if not _close(logits, expected):
             if _close(logits, eval_out):
@@ -433,12 +205,21 @@ def _check_2(student_fn: Callable[..., Any], name: str) -> CheckResult:
         if logits.requires_grad:
             problems.add("your outputs carry a gradient graph: predictions need none, and .train()/.eval() do not "
                          "turn gradients off. Wrap the forward pass in torch.no_grad() (notebook 01).")
-        problems.seen(report)
-    return CheckResult(2, not problems.items, problems.items)
 
 
-def _short(t: torch.Tensor) -> str:
-    return str(int(t)) if t.numel() == 1 else f"mean {t.float().mean().item():.3f}"
+EXERCISE_2 = Exercise(2, "train_mode_predict", _judge_2)
+
+
+def check_exercise_2(student_fn: Callable[..., Any]) -> CheckResult:
+    """Check ``train_mode_predict(model, x) -> logits``.
+
+    The function must return the model's train-mode outputs (normalised with the batch's own
+    statistics) for ``x``, build no gradient graph, and leave the model exactly as it was: the
+    same mode flags (train or eval, as the caller had them) and bit-identical running statistics.
+    """
+    return run(EXERCISE_2, student_fn)
+
+
 
 
 # ---------------------------------------------------------------------------------------- exercise 3
@@ -486,33 +267,11 @@ def _counting(opt: torch.optim.Optimizer) -> list[int]:
     return calls
 
 
-def check_exercise_3(student_fn: Callable[..., Any], inner_steps: int = 2, inner_lr: float = 0.4,
-                     outer_lr: float = 0.5) -> CheckResult:
-    """Check ``meta_train_step(model, tasks, inner_opt, outer_opt, inner_steps) -> mean query loss``.
-
-    One second-order MAML update on the list of tasks: for each task ``higher.innerloop_ctx(model,
-    inner_opt, copy_initial_weights=False)``, the patched model in train mode, ``inner_steps``
-    ``diffopt.step`` calls on the support loss, the query loss divided by the number of tasks and
-    back-propagated; after all tasks, one ``outer_opt.step()``. Returns the mean query loss.
-
-    The check passes plain SGD as ``outer_opt`` (not Adam, whose first step hides the scale of the
-    gradient), so averaging and summing are told apart.
-    """
-    name = getattr(student_fn, "__name__", "your function")
-    with _kept_random_state():
-        return _check_3(student_fn, name, inner_steps, inner_lr, outer_lr)
-
-
 def _params(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
-def _gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a, b))
-
-
-def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_lr: float,
-             outer_lr: float) -> CheckResult:
+def _judge_3(attempt: Attempt, inner_steps: int, inner_lr: float, outer_lr: float) -> None:
     tasks = [small_task(seed, n_query=2) for seed in (3, 4)]
 
     def setup() -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -523,12 +282,8 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
     model, inner_opt, outer_opt = setup()
     initial = _params(model)
     inner_calls, outer_calls = _counting(inner_opt), _counting(outer_opt)
-    try:
-        returned, report, exc = _watched(student_fn, model, tasks, inner_opt, outer_opt, inner_steps)
-    except NotImplementedError:
-        return _not_done(3, name)
-    if exc is not None:
-        return _raised(3, name, exc, student_fn, report)
+    returned = attempt.call(model, tasks, inner_opt, outer_opt, inner_steps)
+    report, name = attempt.reports[-1], attempt.name
     after = _params(model)
 
     def reference(**switches: Any) -> tuple[list[torch.Tensor], float]:
@@ -538,7 +293,7 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
 
     expected, expected_loss = reference()
     moved = _gap(expected, initial)
-    problems = _Problems()
+    problems = attempt.problems
     if inner_calls[0]:
         problems.mistake("inner_loop_on_meta_parameters",
                          f"you called inner_opt.step() ({inner_calls[0]} times): a plain optimizer step overwrites "
@@ -597,9 +352,28 @@ def _check_3(student_fn: Callable[..., Any], name: str, inner_steps: int, inner_
         elif not problems.items:
             problems.add(f"you returned {value:.4f}; the mean query loss (before the update) is "
                             f"{expected_loss:.4f}.")
-    problems.seen(report)
-    return CheckResult(3, not problems.items, problems.items)
 
+
+EXERCISE_3 = Exercise(3, "meta_train_step", _judge_3)
+
+
+def check_exercise_3(student_fn: Callable[..., Any], inner_steps: int = 2, inner_lr: float = 0.4,
+                     outer_lr: float = 0.5) -> CheckResult:
+    """Check ``meta_train_step(model, tasks, inner_opt, outer_opt, inner_steps) -> mean query loss``.
+
+    One second-order MAML update on the list of tasks: for each task ``higher.innerloop_ctx(model,
+    inner_opt, copy_initial_weights=False)``, the patched model in train mode, ``inner_steps``
+    ``diffopt.step`` calls on the support loss, the query loss divided by the number of tasks and
+    back-propagated; after all tasks, one ``outer_opt.step()``. Returns the mean query loss.
+
+    The check passes plain SGD as ``outer_opt`` (not Adam, whose first step hides the scale of the
+    gradient), so averaging and summing are told apart.
+    """
+    return run(EXERCISE_3, student_fn, inner_steps=inner_steps, inner_lr=inner_lr, outer_lr=outer_lr)
+
+
+#: The lab's exercises, in order (each runs through ``mamlkit.lessons.harness.run``).
+EXERCISES: dict[int, Exercise] = {1: EXERCISE_1, 2: EXERCISE_2, 3: EXERCISE_3}
 
 __all__ = [
     "CheckResult",
