@@ -11,7 +11,8 @@ from torch import nn
 
 import mamlkit as mk
 from mamlkit.cli import main
-from mamlkit.your_code.diagnosis import as_tasks, load_entry, reestimated_stats
+from mamlkit.your_code.diagnosis import as_tasks, reestimated_stats
+from mamlkit.your_code.entry import load_entry
 
 STEPS, LR = 2, 0.4
 
@@ -306,14 +307,14 @@ def test_a_flag_flipped_after_construction_is_refused_and_mixed_tracking_is_said
 
 def synthetic_report(values, held_untouched=False):
     """A report whose rows have the given per-task accuracies (the same tasks), for the verdict's branches."""
-    from mamlkit.your_code.diagnosis import PlacementReport, _verdict
+    from mamlkit.your_code.report import PlacementReport, verdict
 
     tasks = tuple(range(len(next(iter(values.values())))))
     results = {name: mk.EvalResult(name, np.array(v, dtype=float), task_indices=tasks) for name, v in values.items()}
     differences = {n: mk.paired_difference(r, results["transductive"])
                    for n, r in results.items() if n != "transductive"}
     report = PlacementReport(results, differences, 5, 1, 0.1, 0.0, held_untouched, "note")
-    report.verdict = _verdict(report, keeps_stats=True)
+    report.verdict = verdict(report, keeps_stats=True)
     return report
 
 

@@ -247,7 +247,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from mamlkit.your_code.diagnosis import load_entry, placement_report
+    from mamlkit.your_code.diagnosis import placement_report
+    from mamlkit.your_code.entry import load_entry
 
     entry = load_entry(args.entry, args.checkpoint)
     steps = args.inner_steps if args.inner_steps is not None else entry.inner_steps

@@ -69,15 +69,10 @@ Only the model given to ``check_maml`` (and ``higher``'s copies and the clones o
 
 from __future__ import annotations
 
-import contextlib
-import textwrap
-import threading
 import weakref
 from dataclasses import dataclass, field
 from types import TracebackType
 
-import higher
-import higher.patch
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_pre_hook
@@ -86,302 +81,14 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from mamlkit.checks import probing
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
-from mamlkit.table import Table
-
-
-@dataclass(frozen=True)
-class Mistake:
-    """A kind of mistake the checker recognises.
-
-    Attributes:
-        code: short identifier, e.g. ``"no_meta_gradient"``.
-        title: one line saying what went wrong.
-        advice: what to do about it.
-        notebook: the lesson notebook that explains it.
-    """
-
-    code: str
-    title: str
-    advice: str
-    notebook: str
-
-
-MISTAKES: dict[str, Mistake] = {
-    m.code: m
-    for m in [
-        Mistake(
-            "eval_untouched_stats",
-            "BatchNorm ran in eval mode with running statistics that were never updated",
-            "Keep the (patched) model in train mode at meta-test, as during meta-training (original MAML "
-            "does; mk.meta_test's 'transductive' placement). Eval mode normalises with running statistics, "
-            "and higher never updates the model's own: its patched copies get copies of the buffers, so "
-            "after meta-training they are still mean 0, variance 1, which do not describe the features of a "
-            "model meta-trained in train mode: on the Conv4 of notebook 03, even at its best inner step size eval "
-            "mode with them stays far below train mode (notebook 03 also shows why better statistics alone do "
-            "not rescue eval mode)."
-            " To measure every placement on your own model and tasks: mk.placement_report "
-            "(python -m mamlkit report).",
-            "02_maml_placements",
-        ),
-        Mistake(
-            "no_meta_gradient",
-            "The outer optimiser stepped, but the meta-parameters had no gradient",
-            "Open higher.innerloop_ctx with copy_initial_weights=False, so that the fast weights start as "
-            "the model's parameters and the query loss back-propagates into them; compute the query loss "
-            "with gradients enabled and call backward() on it before the outer step.",
-            "deep_dives/maml_on_sinusoids",
-        ),
-        Mistake(
-            "inner_loop_on_meta_parameters",
-            "The inner loop changed the meta-parameters in place",
-            "Adapt a patched copy, never the model: `with higher.innerloop_ctx(model, inner_opt, "
-            "copy_initial_weights=False) as (fmodel, diffopt): diffopt.step(loss)` (or the torch.func "
-            "equivalent). A torch.optim optimiser, or an in-place update, over model.parameters() "
-            "overwrites the initial weights, and no meta-gradient flows through its steps: that is not MAML.",
-            "deep_dives/maml_on_sinusoids",
-        ),
-        Mistake(
-            "query_loss_without_graph",
-            "backward() was called on a loss computed without gradients",
-            "Compute the query (meta) loss with gradients enabled. torch.no_grad() and "
-            "torch.inference_mode() stop graph building whatever the mode; they belong to meta-test "
-            "predictions only. .train()/.eval() have nothing to do with gradients.",
-            "01_train_eval_basics",
-        ),
-        Mistake(
-            "stale_patched_mode",
-            "The patched model ran in the mode it was created with, not the one set on the model afterwards",
-            "higher copies the training flags when innerloop_ctx opens; model.train()/model.eval() called "
-            "later do not reach the patched copy. Set the mode before opening the context, or call "
-            "fmodel.train()/fmodel.eval() on the patched model.",
-            "deep_dives/maml_on_sinusoids",
-        ),
-        Mistake(
-            "meta_test_stats_saved",
-            "Meta-test data was written into the running statistics, which were then saved",
-            "Train-mode forward passes of the model itself (or functional_call with the model's own buffers) "
-            "fold each batch into its BatchNorm running statistics. Restore them before saving "
-            "(`with mk.preserved_bn_stats(model): ...` around the meta-test), give functional_call copies "
-            "of the buffers, or adapt higher's patched copy; mk.meta_test leaves the model bit-identical.",
-            "04_one_example_at_a_time",
-        ),
-        Mistake(
-            "train_mode_single_example",
-            "Train-mode BatchNorm normalised a batch of a single example",
-            "In train mode BatchNorm normalises with the statistics of the batch, so a prediction depends on "
-            "the other examples (transduction), and one example alone is normalised by its own statistics: "
-            "accuracy can drop far (how far depends on the network). Predict the whole query set in one batch "
-            "(and say the result is transductive), prepend the support set to each example (Reptile's "
-            "protocol), or use a normalisation from the support set (norm='metabn' or 'tasknorm_i')."
-            " To measure every placement on your own model and tasks: mk.placement_report "
-            "(python -m mamlkit report).",
-            "04_one_example_at_a_time",
-        ),
-        Mistake(
-            "track_running_stats_flipped",
-            "Eval-mode BatchNorm read its stored running statistics although track_running_stats was set to False",
-            "Setting layer.track_running_stats = False on a layer that was built with running statistics only "
-            "stops their updates in train mode; eval mode still normalises with the stored buffers. For batch "
-            "statistics keep the layer in train mode (fmodel.train()), build it with "
-            "BatchNorm2d(..., track_running_stats=False), or set its running_mean and running_var to None."
-            " To measure every placement on your own model and tasks: mk.placement_report "
-            "(python -m mamlkit report).",
-            "deep_dives/claims_checked",
-        ),
-        Mistake(
-            "dropout_in_prediction",
-            "Dropout was active in a prediction (a forward pass without gradients)",
-            "In train mode Dropout zeroes random units, so predictions change from run to run and lose accuracy. "
-            "model.eval() turns it off, but it also switches BatchNorm to running statistics, which fails at "
-            "meta-test: the two decisions are coupled in one call. Turn Dropout off alone and keep BatchNorm in "
-            "train mode: fmodel.train(), then m.eval() for every nn.Dropout m in fmodel.modules() (with mamlkit: "
-            "`with mk.eval_mode(fmodel), mk.train_mode(fmodel, norm_only=True):` around the passes). Ignore this "
-            "only for deliberate Monte Carlo dropout.",
-            "deep_dives/does_it_hold",
-        ),
-        Mistake(
-            "adapted_from_previous_task",
-            "A task was adapted from the weights the previous task's adaptation ended with",
-            "Start every task's inner loop from the meta-parameters: with TorchOpt, "
-            "`state = torchopt.extract_state_dict(net, by='reference', detach_buffers=True)` before the tasks and "
-            "`torchopt.recover_state_dict(net, state)` after each one; with learn2learn, a fresh "
-            "`learner = maml.clone()` per task; with functional_call, `params = dict(model.named_parameters())` "
-            "at the start of each task. Otherwise each task starts where the last one ended and the meta-gradient "
-            "runs through every earlier task's inner loop.",
-            "06_check_your_code",
-        ),
-    ]
-}
-
-#: Advice in the terms of the style of loop where a mistake was seen (the style is read from the loop's
-#: structure, never by importing a library): ``clone`` (learn2learn's ``maml.clone()``, modules sharing the
-#: model's buffers), ``wrapper`` (a MAML wrapper holding the model), ``replaced`` (the model's own parameters
-#: replaced by adapted tensors, as TorchOpt's ``MetaSGD`` does), ``functional_call`` (``torch.func``).
-_STYLE_ADVICE: dict[tuple[str, str], str] = {
-    ("inner_loop_on_meta_parameters", "wrapper"):
-        "Adapt a clone, never the wrapper: per task `learner = maml.clone()`, then `learner.adapt(loss)` and "
-        "`learner(x)`. maml.adapt(loss) replaces the model's own parameters by adapted tensors, so the "
-        "meta-parameters are lost for the next task and for saving.",
-    ("stale_patched_mode", "clone"):
-        "learn2learn's maml.clone() copies the model's training flags when it runs; model.train()/model.eval() "
-        "called later do not reach the clone. Set the mode before cloning, or call learner.train()/learner.eval() "
-        "on the clone.",
-    ("adapted_from_previous_task", "clone"):
-        "Make a fresh clone for every task (`learner = maml.clone()` inside the task loop): a clone keeps its "
-        "adapted weights, so a reused clone starts each task where the last one ended.",
-    ("adapted_from_previous_task", "replaced"):
-        "TorchOpt's MetaSGD adapts the model's own parameters: take `state = torchopt.extract_state_dict(net, "
-        "by='reference', detach_buffers=True)` before the tasks and call `torchopt.recover_state_dict(net, "
-        "state)` after each task (and before saving), so that every task starts from the meta-parameters.",
-    ("adapted_from_previous_task", "functional_call"):
-        "Start each task from `params = dict(model.named_parameters())`; keep the adapted dictionary inside "
-        "the task.",
-    ("meta_test_stats_saved", "clone"):
-        "learn2learn's clones share the model's BatchNorm buffers, so every train-mode pass of a clone "
-        "(learner = maml.clone()) writes into the model's running statistics, at meta-test as at "
-        "meta-training. Save the checkpoint before meta-test, or restore the statistics before saving "
-        "(`with mk.preserved_bn_stats(model): ...` around the meta-test). Train-mode predictions never read them.",
-    ("meta_test_stats_saved", "functional_call"):
-        "functional_call writes the running statistics into whatever buffers it is given: pass clones "
-        "(`{k: v.clone() for k, v in model.named_buffers()}`), or restore them before saving "
-        "(`with mk.preserved_bn_stats(model): ...`).",
-    ("eval_untouched_stats", "replaced"):
-        "TorchOpt's loop adapts the model itself, and recover_state_dict puts back the buffers it extracted, "
-        "so the running statistics are still mean 0, variance 1 after meta-training. Keep `net.train()` at "
-        "meta-test, as during meta-training (transductive batch statistics), and say so.",
-    ("eval_untouched_stats", "functional_call"):
-        "With torch.func keep the model in train mode at meta-test, or build BatchNorm with "
-        "track_running_stats=False as PyTorch's own MAML example does (batch statistics in both modes): "
-        "running statistics that were never written are mean 0, variance 1.",
-    ("eval_untouched_stats", "clone"):
-        "Keep the clone in train mode at meta-test (learner.train()), as during meta-training.",
-    ("train_mode_single_example", "clone"):
-        "Predict the whole query set in one call of the adapted clone (`learner(task.query_x)`) and say the "
-        "result is transductive, or normalise each query example with the support set "
-        "(`learner(torch.cat([support_x, x[None]]))[-1]`, Reptile's protocol). One example alone in train "
-        "mode is normalised by its own statistics.",
-}
-
-
-@dataclass
-class Finding:
-    """One mistake seen while the block ran.
-
-    Attributes:
-        code: the mistake's code (a key of ``MISTAKES``).
-        title: one line.
-        message: what happened (the first time it was seen).
-        advice: what to do about it.
-        notebook: the lesson that explains it.
-        count: how many times it was seen (a layer-level mistake counts once per layer and pass).
-    """
-
-    code: str
-    title: str
-    message: str
-    advice: str
-    notebook: str
-    count: int = 1
-
-    @property
-    def lesson(self) -> str:
-        """The lesson's path in the repository."""
-        return f"notebooks/{self.notebook}.ipynb"
-
-    def __str__(self) -> str:
-        times = f" (seen {self.count} times)" if self.count > 1 else ""
-        wrap = textwrap.TextWrapper(width=100, initial_indent="   ", subsequent_indent="   ")
-        return "\n".join(
-            [
-                f"{self.code}: {self.title}{times}",
-                wrap.fill(f"What happened: {self.message}"),
-                wrap.fill(f"What to do: {self.advice}"),
-                f"   Lesson: {self.lesson}",
-            ]
-        )
-
-
-@dataclass(repr=False)
-class Report:
-    """What ``check_maml`` saw: the mistakes (``findings``) and what it observed.
-
-    ``print(report)`` lists the findings; in a notebook the report displays as a table.
-
-    Attributes:
-        findings: one entry per kind of mistake seen, in the order first seen.
-        observed: counts of what the checker saw (forward passes, patched copies, optimiser steps),
-            so that a clean report can be told apart from a loop the checker never saw.
-        stats_writes: train-mode forward passes that wrote into the model's own BatchNorm running statistics,
-            by what ran them: ``"model"`` (the model itself), ``"clone"`` (a clone sharing its buffers, as
-            learn2learn's) or ``"functional_call"`` (given the model's own buffers). A pass that wrote and whose
-            statistics were put back afterwards (TorchOpt's ``recover_state_dict``) counts too.
-    """
-
-    findings: list[Finding] = field(default_factory=list)
-    observed: dict[str, int] = field(
-        default_factory=lambda: {
-            "forward passes of the model": 0,
-            "higher patched copies": 0,
-            "forward passes of patched copies": 0,
-            "functional_call passes with other weights": 0,
-            "clones of the model": 0,
-            "forward passes of clones": 0,
-            "forward passes of the model with adapted weights in place": 0,
-            "optimiser steps on the model": 0,
-        }
-    )
-    stats_writes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when no mistake was seen."""
-        return not self.findings
-
-    @property
-    def codes(self) -> list[str]:
-        """The codes of the mistakes seen, in the order first seen."""
-        return [f.code for f in self.findings]
-
-    def add(self, code: str, message: str, advice: str | None = None) -> None:
-        """Record one occurrence of mistake ``code`` (a repeat only increases its count); ``advice`` in the
-        terms of the loop's style replaces the mistake's general advice."""
-        for finding in self.findings:
-            if finding.code == code:
-                finding.count += 1
-                return
-        m = MISTAKES[code]
-        self.findings.append(Finding(code, m.title, message, advice or m.advice, m.notebook))
-
-    def summary(self) -> str:
-        """One line: how many mistakes, and what was observed."""
-        seen = ", ".join(f"{what}: {n}" for what, n in self.observed.items())
-        if not any(self.observed.values()):
-            return "MAML check: nothing observed (did the loop use this model?)"
-        head = "no mistakes seen" if self.ok else f"{len(self.findings)} kind(s) of mistake seen"
-        return f"MAML check: {head} (observed: {seen})"
-
-    def table(self) -> Table:
-        """The findings as a table: mistake, what happened, what to do, lesson."""
-        table = Table(["mistake", "what happened", "what to do", "lesson"], title=self.summary())
-        for f in self.findings:
-            times = f" ({f.count} times)" if f.count > 1 else ""
-            table.add_row(f"{f.code}{times}", f.message, f.advice, f.lesson)
-        return table
-
-    def __str__(self) -> str:
-        lines = [self.summary()]
-        lines += [f"{i}. {f}" for i, f in enumerate(self.findings, 1)]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        return self.table()._repr_html_()
-
-
-class MAMLMistakeError(AssertionError):
-    """Raised on leaving ``check_maml(..., raise_on_exit=True)`` when a mistake was seen."""
+from mamlkit.your_code.mistakes import MISTAKES, STYLE_ADVICE, Finding, MAMLMistakeError, Report
+from mamlkit.your_code.wrappers import (
+    ACTIVE,
+    functional_calls,
+    in_functional_call,
+    install_wrappers,
+    restore_wrappers,
+)
 
 
 @dataclass
@@ -441,14 +148,6 @@ def _unwrap(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _node(t: torch.Tensor):
-    """The autograd node that produced ``t`` (its AccumulateGrad for a leaf), or None."""
-    if t.grad_fn is not None:
-        return t.grad_fn
-    if t.requires_grad:
-        return "leaf"
-    return None
-
 
 def _derived_from(new: torch.Tensor, old: torch.Tensor, depth: int = 4) -> bool:
     """True when ``new`` is computed from ``old`` through at most ``depth`` autograd nodes (a clone of it, or
@@ -481,96 +180,6 @@ def _fingerprint(args: tuple) -> tuple | None:
         return (tuple(x.shape), x.device.type, x.data_ptr())
     except RuntimeError:
         return None
-
-
-# ---------------------------------------------------------------- what the checkers wrap, shared by all of them
-
-#: The checkers whose blocks are running, in the order they were entered. The wrapped functions are installed
-#: when the first one enters and put back when the last one leaves, whatever the order of leaving.
-_ACTIVE: list[MAMLChecker] = []
-_ORIGINALS: dict[tuple[int, str], tuple[object, object, object]] = {}
-#: Per thread (mamlkit runs tasks side by side in threads): each functional_call running in it, with its module
-#: and the ids of the buffers that module held before the call swapped them.
-_THREAD = threading.local()
-
-
-def _functional_calls() -> list[tuple[nn.Module, set[int]]]:
-    calls = getattr(_THREAD, "functional_calls", None)
-    if calls is None:
-        calls = _THREAD.functional_calls = []
-    return calls
-
-
-def _in_functional_call() -> bool:
-    return bool(_functional_calls())
-
-
-def _install_wrappers() -> None:
-    import torch.nn.utils.stateless as stateless
-
-    wrappers = [(module, "monkeypatch", _checked_monkeypatch) for module in (higher, higher.patch)]
-    wrappers += [(torch.autograd, "backward", _checked_backward), (torch, "save", _checked_save),
-                 (nn.Module, "state_dict", _checked_state_dict)]
-    if hasattr(stateless, "_reparametrize_module"):
-        wrappers.append((stateless, "_reparametrize_module", _checked_reparametrize))
-    for owner, name, wrapper in wrappers:
-        original = getattr(owner, name)
-        _ORIGINALS[(id(owner), name)] = (owner, original, wrapper)
-        setattr(owner, name, wrapper)
-
-
-def _restore_wrappers() -> None:
-    """Put back every wrapped function (only where the checker's wrapper is still the one in place: a wrapper
-    someone installed over it afterwards is left alone, and ours passes through once no checker is active)."""
-    for (_, name), (owner, original, wrapper) in _ORIGINALS.items():
-        if getattr(owner, name) is wrapper:
-            setattr(owner, name, original)
-    _ORIGINALS.clear()
-
-
-def _original(owner: object, name: str):
-    return _ORIGINALS[(id(owner), name)][1]
-
-
-def _checked_monkeypatch(module, device=None, copy_initial_weights=True, track_higher_grads=True):
-    fmodule = _original(higher.patch, "monkeypatch")(
-        module, device, copy_initial_weights=copy_initial_weights, track_higher_grads=track_higher_grads)
-    for checker in list(_ACTIVE):
-        checker._on_monkeypatch(module, fmodule, copy_initial_weights)
-    return fmodule
-
-
-def _checked_backward(tensors, *args, **kwargs):
-    for checker in list(_ACTIVE):
-        checker._check_backward(tensors)
-    return _original(torch.autograd, "backward")(tensors, *args, **kwargs)
-
-
-def _checked_save(obj, *args, **kwargs):
-    for checker in list(_ACTIVE):
-        if obj is checker.model:
-            checker._check_saved("torch.save(model)")
-    return _original(torch, "save")(obj, *args, **kwargs)
-
-
-def _checked_state_dict(module, *args, **kwargs):
-    for checker in list(_ACTIVE):
-        if module is checker.model:
-            checker._check_saved("model.state_dict()")
-    return _original(nn.Module, "state_dict")(module, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def _checked_reparametrize(module, *args, **kwargs):
-    import torch.nn.utils.stateless as stateless
-
-    held = {id(b) for b in module.buffers()}
-    with _original(stateless, "_reparametrize_module")(module, *args, **kwargs):
-        _functional_calls().append((module, held))
-        try:
-            yield
-        finally:
-            _functional_calls().pop()
 
 
 _NOT_ENTERED = ("check_maml(model) was not used with `with`, so nothing was checked: write "
@@ -684,7 +293,7 @@ class MAMLChecker:
     def _own_buffer_ids(self) -> set[int]:
         """The ids of the buffers the model holds now (TorchOpt's recover_state_dict puts new tensors in their
         place), or, inside a functional_call of the model, those it held before the call swapped them."""
-        for module, held in reversed(_functional_calls()):
+        for module, held in reversed(functional_calls()):
             if module is self.model:
                 return held
         return {id(b) for b in self.model.buffers()}
@@ -695,7 +304,7 @@ class MAMLChecker:
         if not self._replaced_seen:
             return
         for finding in self.report.findings:
-            advice = _STYLE_ADVICE.get((finding.code, "replaced"))
+            advice = STYLE_ADVICE.get((finding.code, "replaced"))
             if advice and finding.advice == MISTAKES[finding.code].advice and "of the model " in finding.message:
                 finding.advice = advice
 
@@ -708,9 +317,9 @@ class MAMLChecker:
                 self._ignored.add(m)
         self._handles.append(register_module_forward_pre_hook(self._on_module_forward))
         self._handles.append(register_optimizer_step_pre_hook(self._on_optimizer_step))
-        if not _ACTIVE:
-            _install_wrappers()
-        _ACTIVE.append(self)
+        if not ACTIVE:
+            install_wrappers()
+        ACTIVE.append(self)
 
     def _uninstall(self) -> None:
         for handle in self._handles:
@@ -720,10 +329,10 @@ class MAMLChecker:
         self._chains.clear()
         self._ignored.clear()
         self._wrappers.clear()
-        if self in _ACTIVE:
-            _ACTIVE.remove(self)
-            if not _ACTIVE:
-                _restore_wrappers()
+        if self in ACTIVE:
+            ACTIVE.remove(self)
+            if not ACTIVE:
+                restore_wrappers()
         self._active = False
 
     # ------------------------------------------------------------------ hooks
@@ -813,7 +422,7 @@ class MAMLChecker:
             self._follow_chain(module, args, grad)
             kind = "plain"
         else:
-            functional = _in_functional_call()
+            functional = in_functional_call()
             self.report.observed["functional_call passes with other weights" if functional
                                  else "forward passes of the model with adapted weights in place"] += 1
             if not functional:
@@ -856,7 +465,7 @@ class MAMLChecker:
         info = self._watched.get(root)
         if info is not None and info.clone:
             style, who = "clone", "a learn2learn-style clone"
-        elif _in_functional_call():
+        elif in_functional_call():
             style, who = "functional_call", "functional_call's weights"
         else:
             style, who = "replaced", "the model (its adapted weights in place, as TorchOpt's MetaSGD leaves them)"
@@ -864,28 +473,28 @@ class MAMLChecker:
             "adapted_from_previous_task",
             f"{who} took inner-loop steps on a second input batch without going back to the meta-parameters: "
             "the next task was adapted from the weights the previous task's adaptation ended with.",
-            advice=_STYLE_ADVICE.get(("adapted_from_previous_task", style)),
+            advice=STYLE_ADVICE.get(("adapted_from_previous_task", style)),
         )
 
     def _check_weights_put_back(self, when: str) -> None:
         """The model's parameters are its meta-parameters again (learn2learn's ``maml.adapt`` on the wrapper
         and TorchOpt's ``MetaSGD`` put adapted tensors in their place; a functional_call puts them back itself).
         Via a MAML wrapper: ``inner_loop_on_meta_parameters``; else ``adapted_from_previous_task``."""
-        if _in_functional_call() or all(p is q for p, q in zip(self.model.parameters(), self._params)):
+        if in_functional_call() or all(p is q for p, q in zip(self.model.parameters(), self._params)):
             return
         if self._wrapper_seen:
             self.report.add(
                 "inner_loop_on_meta_parameters",
                 f"{when}, the model's parameters had been replaced by adapted tensors: adapt() was called on the "
                 "MAML wrapper itself (maml.adapt(loss)), which adapts the model and so the meta-parameters in place.",
-                advice=_STYLE_ADVICE[("inner_loop_on_meta_parameters", "wrapper")],
+                advice=STYLE_ADVICE[("inner_loop_on_meta_parameters", "wrapper")],
             )
         elif "adapted_from_previous_task" not in self.report.codes:
             self.report.add(
                 "adapted_from_previous_task",
                 f"{when}, the model still held adapted weights in place of its meta-parameters (they were never "
                 "put back): whatever runs next starts from the last task's adapted weights.",
-                advice=_STYLE_ADVICE[("adapted_from_previous_task", "replaced")],
+                advice=STYLE_ADVICE[("adapted_from_previous_task", "replaced")],
             )
 
     def _check_norm(self, info: _Watched, module: nn.Module, args: tuple) -> None:
@@ -897,14 +506,14 @@ class MAMLChecker:
         layers, a clone's, or a functional_call given the model's buffers)."""
         name, where = info.name, info.where
         tracks = module.track_running_stats and module.running_mean is not None
-        style = ("clone" if info.clone else "functional_call" if _in_functional_call()
+        style = ("clone" if info.clone else "functional_call" if in_functional_call()
                  else "replaced" if info.original and self._replaced_seen else None)
         if not module.training and tracks and int(module.num_batches_tracked.sum()) == 0:
             self.report.add(
                 "eval_untouched_stats",
                 f"BatchNorm layer '{name}' of {where} normalised a batch in eval mode with running statistics "
                 "that were never updated (num_batches_tracked = 0: mean 0, variance 1).",
-                advice=_STYLE_ADVICE.get(("eval_untouched_stats", style)),
+                advice=STYLE_ADVICE.get(("eval_untouched_stats", style)),
             )
         if not module.training and not module.track_running_stats and module.running_mean is not None:
             self.report.add(
@@ -917,11 +526,11 @@ class MAMLChecker:
                 "train_mode_single_example",
                 f"BatchNorm layer '{name}' of {where} was given a batch of one example in train mode, so the "
                 "example was normalised with its own statistics.",
-                advice=_STYLE_ADVICE.get(("train_mode_single_example", style)),
+                advice=STYLE_ADVICE.get(("train_mode_single_example", style)),
             )
         if module.training and tracks and id(_unwrap(module.running_mean)) in self._own_buffer_ids():
             self._stats_written = True
-            writer = "clone" if info.clone else "functional_call" if _in_functional_call() else "model"
+            writer = "clone" if info.clone else "functional_call" if in_functional_call() else "model"
             self._stats_writers.add(writer)
             if name == self._first_norm:                            # one count per pass, not per layer
                 self.report.stats_writes[writer] = self.report.stats_writes.get(writer, 0) + 1
@@ -1018,7 +627,7 @@ class MAMLChecker:
                 "stale_patched_mode",
                 f"the model was switched to {now} mode after {made}; "
                 f"the {'clone' if clone else 'copy'} kept the {then} mode it was created with and ran in it.",
-                advice=_STYLE_ADVICE[("stale_patched_mode", "clone")] if clone else None,
+                advice=STYLE_ADVICE[("stale_patched_mode", "clone")] if clone else None,
             )
 
     def _check_saved(self, how: str) -> None:
@@ -1037,7 +646,7 @@ class MAMLChecker:
                 f"{how} saved running statistics of {len(layers)} BatchNorm layer(s) that train-mode passes of "
                 f"{' and '.join(sorted(_WRITERS[w] for w in self._stats_writers))} had changed during meta-test: "
                 "they now contain meta-test data.",
-                advice=_STYLE_ADVICE.get(("meta_test_stats_saved", next(iter(self._stats_writers - {"model"}), ""))),
+                advice=STYLE_ADVICE.get(("meta_test_stats_saved", next(iter(self._stats_writers - {"model"}), ""))),
             )
 
 
