@@ -70,7 +70,6 @@ Only the model given to ``check_maml`` (and ``higher``'s copies and the clones o
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
 from types import TracebackType
 
 import torch
@@ -82,6 +81,7 @@ from mamlkit.checks import probing
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
 from mamlkit.your_code.mistakes import MISTAKES, STYLE_ADVICE, Finding, MAMLMistakeError, Report
+from mamlkit.your_code.watched import WRITERS, Chain, PatchedCopy, Watched, derived_from, fingerprint, unwrap
 from mamlkit.your_code.wrappers import (
     ACTIVE,
     functional_calls,
@@ -89,98 +89,6 @@ from mamlkit.your_code.wrappers import (
     install_wrappers,
     restore_wrappers,
 )
-
-
-@dataclass
-class _PatchedCopy:
-    """What the checker knows about one of higher's patched copies of the model."""
-
-    modes_at_creation: dict[str, bool]
-    copy_initial_weights: bool
-    stale_reported: bool = False
-
-
-#: What wrote into the model's running statistics, in the words of the findings.
-_WRITERS = {"model": "the model itself", "clone": "clones sharing the model's buffers (learn2learn's maml.clone())",
-            "functional_call": "functional_call given the model's own buffers"}
-
-#: Where a watched module comes from, in the words of the findings.
-_WHERE = {
-    "model": "the model",
-    "higher": "higher's patched copy",
-    "clone": "a clone of the model (learn2learn's maml.clone() / clone_module)",
-}
-
-
-@dataclass(frozen=True)
-class _Watched:
-    """A watched module: its name in its root, whose it is, and what to check on its forward pass."""
-
-    name: str
-    original: bool
-    copy: _PatchedCopy | None
-    root: bool
-    norm: bool
-    dropout: bool = False
-    clone: bool = False
-
-    @property
-    def where(self) -> str:
-        return _WHERE["model" if self.original else "clone" if self.clone else "higher"]
-
-
-@dataclass
-class _Chain:
-    """One root's fast weights since they were last the meta-parameters (or since the clone was made): the
-    weights of its last forward pass, the input of its last pass with gradients, and the inputs its steps used."""
-
-    params: tuple[torch.Tensor, ...] | None = None
-    last_input: tuple | None = None
-    step_inputs: list[tuple] = field(default_factory=list)
-    reported: bool = False
-
-
-def _unwrap(t: torch.Tensor) -> torch.Tensor:
-    """The tensor under torch.func's wrappers (grad, vmap): the one the user passed in."""
-    functorch = torch._C._functorch
-    while isinstance(t, torch.Tensor) and functorch.is_functorch_wrapped_tensor(t):
-        t = functorch.get_unwrapped(t)
-    return t
-
-
-
-def _derived_from(new: torch.Tensor, old: torch.Tensor, depth: int = 4) -> bool:
-    """True when ``new`` is computed from ``old`` through at most ``depth`` autograd nodes (a clone of it, or
-    ``old`` minus a step): the structure of a fast weight, whatever library made it."""
-    if new is old:
-        return True
-    if new.grad_fn is None:
-        return False
-    frontier, seen = [new.grad_fn], set()
-    for _ in range(depth):
-        following = []
-        for node in frontier:
-            for parent, _index in getattr(node, "next_functions", ()):
-                if parent is None or id(parent) in seen:
-                    continue
-                seen.add(id(parent))
-                if parent is old.grad_fn or getattr(parent, "variable", None) is old:
-                    return True
-                following.append(parent)
-        frontier = following
-    return False
-
-
-def _fingerprint(args: tuple) -> tuple | None:
-    """What tells one input batch from another: its shape and where its data lives (no copy, no sync)."""
-    if not args or not isinstance(args[0], torch.Tensor):
-        return None
-    x = _unwrap(args[0])
-    try:
-        return (tuple(x.shape), x.device.type, x.data_ptr())
-    except RuntimeError:
-        return None
-
 
 _NOT_ENTERED = ("check_maml(model) was not used with `with`, so nothing was checked: write "
                 "`with mk.check_maml(model) as report:` around your loop, then print(report) or report.ok")
@@ -198,10 +106,10 @@ class MAMLChecker:
         self.model = model
         self.raise_on_exit = raise_on_exit
         self.report = Report()
-        self._watched: weakref.WeakKeyDictionary[nn.Module, _Watched] = weakref.WeakKeyDictionary()
+        self._watched: weakref.WeakKeyDictionary[nn.Module, Watched] = weakref.WeakKeyDictionary()
         self._ignored: weakref.WeakSet[nn.Module] = weakref.WeakSet()
         self._wrappers: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-        self._chains: weakref.WeakKeyDictionary[nn.Module, _Chain] = weakref.WeakKeyDictionary()
+        self._chains: weakref.WeakKeyDictionary[nn.Module, Chain] = weakref.WeakKeyDictionary()
         self._handles: list = []
         self._active = False
         self._entered = False
@@ -337,16 +245,16 @@ class MAMLChecker:
 
     # ------------------------------------------------------------------ hooks
 
-    def _watch(self, root: nn.Module, original: bool, copy: _PatchedCopy | None = None, clone: bool = False) -> None:
+    def _watch(self, root: nn.Module, original: bool, copy: PatchedCopy | None = None, clone: bool = False) -> None:
         """Watch ``root`` (the model, a patched copy or a clone), its BatchNorm layers and its Dropout layers."""
         for name, m in root.named_modules():
             dropout = isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
             if m is root or is_batchnorm(m) or dropout:
-                self._watched[m] = _Watched(name, original, copy, m is root, is_batchnorm(m), dropout, clone)
+                self._watched[m] = Watched(name, original, copy, m is root, is_batchnorm(m), dropout, clone)
             elif not original:
                 self._ignored.add(m)
 
-    def _classify(self, module: nn.Module) -> _Watched | None:
+    def _classify(self, module: nn.Module) -> Watched | None:
         """A module first seen running: a clone of the model, watched from now on, when its buffers are the
         model's own tensors or its parameters are computed from the model's (learn2learn's ``clone_module``
         makes both: ``param.clone()`` and the buffers shared); a wrapper that holds the model itself (a MAML
@@ -362,13 +270,13 @@ class MAMLChecker:
         if not shares_buffers and self._param_names:
             params = dict(module.named_parameters())
             derived = list(params) == self._param_names and all(
-                _derived_from(params[name], own) for name, own in zip(self._param_names, self._params))
+                derived_from(params[name], own) for name, own in zip(self._param_names, self._params))
         if not (shares_buffers or derived):
             self._ignored.add(module)
             return None
         self.report.observed["clones of the model"] += 1
         # a clone copies the model's modes when it is made, as higher's copy does; first seen is when it first runs
-        self._watch(module, original=False, copy=_PatchedCopy(get_modes(module), False), clone=True)
+        self._watch(module, original=False, copy=PatchedCopy(get_modes(module), False), clone=True)
         return self._watched.get(module)
 
     def _on_module_forward(self, module: nn.Module, args: tuple) -> None:
@@ -399,11 +307,11 @@ class MAMLChecker:
             self.report.observed["higher patched copies"] += 1
             if copy_initial_weights:
                 self._copied_weights_since_step = True
-            self._watch(fmodule, original=False, copy=_PatchedCopy(get_modes(module), copy_initial_weights))
+            self._watch(fmodule, original=False, copy=PatchedCopy(get_modes(module), copy_initial_weights))
 
     # ------------------------------------------------------------------ observations and rules
 
-    def _on_forward(self, module: nn.Module, info: _Watched, args: tuple) -> None:
+    def _on_forward(self, module: nn.Module, info: Watched, args: tuple) -> None:
         grad = torch.is_grad_enabled()
         if not grad:
             self._nograd_forwards += 1
@@ -443,23 +351,23 @@ class MAMLChecker:
         steps on two different input batches without going back to the meta-parameters in between: a task
         adapted from where the previous task's adaptation ended (TorchOpt without ``recover_state_dict``, a
         learn2learn clone reused across tasks, a functional_call loop that carries its weights over)."""
-        params = tuple(_unwrap(p) for p in root.parameters())
+        params = tuple(unwrap(p) for p in root.parameters())
         chain = self._chains.get(root)
         if chain is None or all(p is q for p, q in zip(params, self._params)):
-            chain = self._chains[root] = _Chain(params)
+            chain = self._chains[root] = Chain(params)
         elif not all(p is q for p, q in zip(params, chain.params)):
             trainable = [(p, q) for p, q in zip(params, chain.params) if p.requires_grad]
-            if trainable and all(_derived_from(p, q) for p, q in trainable):
+            if trainable and all(derived_from(p, q) for p, q in trainable):
                 if chain.last_input is not None and chain.last_input not in chain.step_inputs:
                     chain.step_inputs.append(chain.last_input)
                 if len(chain.step_inputs) > 1 and not chain.reported:
                     chain.reported = True
                     self._report_previous_task(root)
             else:                                                   # fresh weights: a new adaptation
-                chain = self._chains[root] = _Chain(params)
+                chain = self._chains[root] = Chain(params)
             chain.params = params
         if grad:
-            chain.last_input = _fingerprint(args)
+            chain.last_input = fingerprint(args)
 
     def _report_previous_task(self, root: nn.Module) -> None:
         info = self._watched.get(root)
@@ -497,7 +405,7 @@ class MAMLChecker:
                 advice=STYLE_ADVICE[("adapted_from_previous_task", "replaced")],
             )
 
-    def _check_norm(self, info: _Watched, module: nn.Module, args: tuple) -> None:
+    def _check_norm(self, info: Watched, module: nn.Module, args: tuple) -> None:
         """``eval_untouched_stats``: a BatchNorm layer (of the model, a patched copy or a clone) runs in eval
         mode while its running statistics were never updated (``num_batches_tracked == 0``).
         ``train_mode_single_example``: a BatchNorm layer runs in train mode on a batch of one example.
@@ -528,7 +436,7 @@ class MAMLChecker:
                 "example was normalised with its own statistics.",
                 advice=STYLE_ADVICE.get(("train_mode_single_example", style)),
             )
-        if module.training and tracks and id(_unwrap(module.running_mean)) in self._own_buffer_ids():
+        if module.training and tracks and id(unwrap(module.running_mean)) in self._own_buffer_ids():
             self._stats_written = True
             writer = "clone" if info.clone else "functional_call" if in_functional_call() else "model"
             self._stats_writers.add(writer)
@@ -611,7 +519,7 @@ class MAMLChecker:
                 "require grad').",
             )
 
-    def _check_stale_mode(self, fmodule: nn.Module, copy: _PatchedCopy, clone: bool = False) -> None:
+    def _check_stale_mode(self, fmodule: nn.Module, copy: PatchedCopy, clone: bool = False) -> None:
         """``stale_patched_mode``: a patched copy (or a clone) runs with the modes it was created with, while
         the model's modes were changed after it was created (and differ from the copy's)."""
         if copy.stale_reported:
@@ -644,7 +552,7 @@ class MAMLChecker:
             self.report.add(
                 "meta_test_stats_saved",
                 f"{how} saved running statistics of {len(layers)} BatchNorm layer(s) that train-mode passes of "
-                f"{' and '.join(sorted(_WRITERS[w] for w in self._stats_writers))} had changed during meta-test: "
+                f"{' and '.join(sorted(WRITERS[w] for w in self._stats_writers))} had changed during meta-test: "
                 "they now contain meta-test data.",
                 advice=STYLE_ADVICE.get(("meta_test_stats_saved", next(iter(self._stats_writers - {"model"}), ""))),
             )
