@@ -190,13 +190,13 @@ def test_json_that_cannot_be_written_fails_before_any_file(tmp_path: Path) -> No
 
 def test_the_omniglot_cache_write_leaves_no_temporary_file_when_it_fails(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from mamlkit.data.omniglot import _save_cache
+    from mamlkit.data.omniglot_files import save_cache
 
     (tmp_path / "cache.pt").mkdir()  # the name is taken: the write fails, and a cache failure is no error
-    assert _save_cache(tmp_path / "cache.pt", {"images": torch.zeros(2)}) is False
+    assert save_cache(tmp_path / "cache.pt", {"images": torch.zeros(2)}) is False
     monkeypatch.setattr(files.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C is not swallowed, and still leaves nothing behind
-        _save_cache(tmp_path / "other.pt", {"images": torch.zeros(2)})
+        save_cache(tmp_path / "other.pt", {"images": torch.zeros(2)})
     assert _leftovers(tmp_path) == [] and not (tmp_path / "other.pt").exists()
 
 

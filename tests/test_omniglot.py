@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import mamlkit as mk
-from mamlkit.data.omniglot import SMALL_SPLIT, find_omniglot_sets, load_omniglot, load_one_shot_runs
+from mamlkit.data.omniglot import SMALL_SPLIT, load_omniglot, load_one_shot_runs
+from mamlkit.data.omniglot_files import find_omniglot_sets
 from mamlkit.errors import DataError
 
 SMALL1 = "images_background_small1"

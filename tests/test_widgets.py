@@ -16,7 +16,7 @@ import torch
 
 import mamlkit as mk
 from mamlkit import evaluate
-from mamlkit.lessons import widgets
+from mamlkit.lessons import explorers, widget_parts, widgets
 from mamlkit.placements import MODES, PRESENTATIONS, STATS
 
 TINY = {"iterations": 5}
@@ -176,7 +176,7 @@ def test_verdict_reads_the_result():
 def test_bn_explorer_shows_tasks_against_running_statistics(tiny):
     exp, data, trained = tiny
     before = model_state(trained.model)
-    explorer = widgets.BatchNormExplorer(trained, exp.test_sampler(data), n_tasks=3)
+    explorer = explorers.BatchNormExplorer(trained, exp.test_sampler(data), n_tasks=3)
     res = explorer.update(layer="features.5")
     assert res["layer"] == "features.5" and len(res["tasks"]) == 3
     assert set(res["factor"]) == {"collected", "untouched"}
@@ -196,7 +196,7 @@ def test_bn_explorer_shows_tasks_against_running_statistics(tiny):
 
 def test_bn_explorer_invalid_values_give_a_message(tiny):
     exp, data, trained = tiny
-    explorer = widgets.BatchNormExplorer(trained, exp.test_sampler(data), max_tasks=6)
+    explorer = explorers.BatchNormExplorer(trained, exp.test_sampler(data), max_tasks=6)
     assert explorer.update() is not None
     assert explorer.update(n_tasks=0) is None and "between 1 and 6" in explorer.error
     assert explorer.update(n_tasks=7) is None and "between 1 and 6" in explorer.error
@@ -210,7 +210,7 @@ def test_bn_explorer_on_a_model_without_batchnorm(tiny):
     exp, data, _ = tiny
     model = mk.build_model(mk.ModelConfig(norm="instance"), device="cpu")
     trained = mk.MetaTrained(model, {}, mk.adapt.History(), {})
-    explorer = widgets.BatchNormExplorer(trained, exp.test_sampler(data))
+    explorer = explorers.BatchNormExplorer(trained, exp.test_sampler(data))
     assert explorer.update() is None and "no BatchNorm layer" in explorer.error
 
 
@@ -219,7 +219,7 @@ def test_bn_explorer_on_a_model_without_batchnorm(tiny):
 
 def test_ci_explorer_interval_and_resampled_means():
     values = np.random.default_rng(1).binomial(25, 0.7, size=120) / 25
-    explorer = widgets.ConfidenceExplorer(mk.EvalResult("t", values), n_tasks=120)
+    explorer = explorers.ConfidenceExplorer(mk.EvalResult("t", values), n_tasks=120)
     res = explorer.update()
     assert res["half_width"] == pytest.approx(mk.confidence_interval(values)[1])
     assert 0.9 < res["coverage"] < 0.99
@@ -233,10 +233,10 @@ def test_ci_explorer_interval_and_resampled_means():
 
 
 def test_ci_explorer_is_reproducible_and_accepts_plain_arrays():
-    a = widgets.ConfidenceExplorer([0.1, 0.5, 0.9, 0.4], n_tasks=10, seed=3).update()
-    b = widgets.ConfidenceExplorer(np.array([0.1, 0.5, 0.9, 0.4]), n_tasks=10, seed=3).update()
+    a = explorers.ConfidenceExplorer([0.1, 0.5, 0.9, 0.4], n_tasks=10, seed=3).update()
+    b = explorers.ConfidenceExplorer(np.array([0.1, 0.5, 0.9, 0.4]), n_tasks=10, seed=3).update()
     np.testing.assert_array_equal(a["means"], b["means"])
-    mse = widgets.ConfidenceExplorer([1.5, 2.5, 0.7], n_tasks=5)     # not accuracies: shown as they are
+    mse = explorers.ConfidenceExplorer([1.5, 2.5, 0.7], n_tasks=5)     # not accuracies: shown as they are
     assert mse.update() is not None and mse.scale == 1.0
 
 
@@ -252,7 +252,7 @@ def test_ci_explorer_is_reproducible_and_accepts_plain_arrays():
     ],
 )
 def test_ci_explorer_invalid_values_give_a_message(values, settings, words):
-    explorer = widgets.ConfidenceExplorer(values)
+    explorer = explorers.ConfidenceExplorer(values)
     assert explorer.update(**settings) is None
     assert words in explorer.error and words in explorer.status.value
 
@@ -267,7 +267,8 @@ def test_playground_fits_one_screen_and_shows_no_machine_path(tiny):
     pg.dataset.value = "omniglot"
     assert pg.omniglot_dir.layout.display == ""
     assert not pg.omniglot_dir.value.startswith("/") and str(Path.home()) not in pg.omniglot_dir.value
-    assert widgets._relative(Path.cwd().parent / "x") == str(Path("..") / "x") and widgets._relative("") == ""
+    assert widget_parts.relative_folder(Path.cwd().parent / "x") == str(Path("..") / "x")
+    assert widget_parts.relative_folder("") == ""
     pg.dataset.value = "glyphs"
     assert pg.omniglot_dir.layout.display == "none"
     for presentation in PRESENTATIONS:
@@ -299,8 +300,8 @@ def test_a_runs_summary_wraps_at_words(tiny):
 def test_bn_explorer_measure_ignores_where_the_controls_were_moved(tiny):
     exp, data, trained = tiny
     sampler = exp.test_sampler(data)
-    fresh = widgets.BatchNormExplorer(trained, sampler, n_tasks=3).update(layer="features.1", source="support")
-    moved = widgets.BatchNormExplorer(trained, sampler, n_tasks=3)
+    fresh = explorers.BatchNormExplorer(trained, sampler, n_tasks=3).update(layer="features.1", source="support")
+    moved = explorers.BatchNormExplorer(trained, sampler, n_tasks=3)
     moved.update(layer="features.5", n_tasks=1, source="query")                      # a student's clicks
     measured = moved.measure("features.1", 3, "support")
     assert measured["factor"] == fresh["factor"] and len(measured["tasks"]) == 3
@@ -311,7 +312,7 @@ def test_bn_explorer_measure_ignores_where_the_controls_were_moved(tiny):
 
 def test_bn_explorer_axes_are_readable(tiny):
     exp, data, trained = tiny
-    explorer = widgets.BatchNormExplorer(trained, exp.test_sampler(data), n_tasks=2)
+    explorer = explorers.BatchNormExplorer(trained, exp.test_sampler(data), n_tasks=2)
     explorer.figure.canvas.draw()
     for ax in explorer.figure.axes:
         assert all(t.get_text().isdigit() for t in ax.get_xticklabels()), "channels are whole numbers"
@@ -321,13 +322,13 @@ def test_bn_explorer_axes_are_readable(tiny):
 
 def test_ci_explorer_says_where_its_n_tasks_come_from():
     values = np.random.default_rng(0).uniform(0.4, 1.0, size=30)
-    ci = widgets.ConfidenceExplorer(values, n_tasks=20)
+    ci = explorers.ConfidenceExplorer(values, n_tasks=20)
     assert "drawn with replacement from the 30 tasks measured" in ci.summary_text
     assert "more than" not in ci.summary_text
     ci.update(n_tasks=200)
     assert "more than the 30 tasks measured" in ci.summary_text and "measure 200 tasks" in ci.summary_text
     ci.update(resamples=100)                                                          # a student's clicks
-    fresh = widgets.ConfidenceExplorer(values, n_tasks=50).results
+    fresh = explorers.ConfidenceExplorer(values, n_tasks=50).results
     measured = ci.measure(50)
     assert measured["half_width"] == fresh["half_width"] and measured["coverage"] == fresh["coverage"]
     assert (ci.n_tasks.value, ci.resamples.value) == (200, 100)

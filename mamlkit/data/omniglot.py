@@ -23,8 +23,6 @@ means no cache is written.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import os
@@ -40,12 +38,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from mamlkit.data.base import FewShotDataset, split_by_alphabet
 from mamlkit.data.download import download_file
+from mamlkit.data.omniglot_files import (
+    CACHE_VERSION,
+    FULL_SETS,
+    LAYOUT,
+    OMNIGLOT_SETS,
+    PREPROCESS,
+    RESOURCES,
+    SMALL_SETS,
+    Reader,
+    Source,
+    corrupt_zip,
+    decode,
+    find_omniglot_sets,
+    find_sources,
+    ignored,
+    index_characters,
+    load_cache,
+    save_cache,
+    to_float,
+)
 from mamlkit.errors import DataError
-from mamlkit.files import CHECKOUT, default_folder, save_torch
+from mamlkit.files import CHECKOUT, default_folder
 from mamlkit.tasks import Task
 
 __all__ = [
@@ -64,304 +81,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FULL_SETS: tuple[str, ...] = ("images_background", "images_evaluation")
-SMALL_SETS: tuple[str, ...] = ("images_background_small1", "images_background_small2")
-OMNIGLOT_SETS: tuple[str, ...] = FULL_SETS + SMALL_SETS
-
-_BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
-
-#: Where each archive is downloaded from, and its md5. Tests point ``url`` at ``file://`` archives.
-RESOURCES: dict[str, dict[str, str]] = {
-    "images_background": {
-        "url": _BASE_URL + "images_background.zip",
-        "md5": "68d2efa1b9178cc56df9314c21c6e718",
-    },
-    "images_evaluation": {
-        "url": _BASE_URL + "images_evaluation.zip",
-        "md5": "6b91aef0f799c5bb55b94e3f2daec811",
-    },
-    "images_background_small1": {
-        "url": _BASE_URL + "images_background_small1.zip",
-        "md5": "e704a628b5459e08445c13499850abc4",
-    },
-    "images_background_small2": {
-        "url": _BASE_URL + "images_background_small2.zip",
-        "md5": "b75a71a51d3b13f821f212756fe481fd",
-    },
-    "all_runs": {"url": _BASE_URL + "all_runs.zip", "md5": "e8996daecdf12afeeb4a53a179f06b19"},
-}
-
 #: The default split when only the small subsets are loaded: meta-test alphabets are held out.
 SMALL_SPLIT: dict[str, list[str]] = {
     "train": ["Balinese", "Greek", "Latin", "Japanese_(katakana)", "Sanskrit"],
     "test": ["Korean", "Tagalog", "Early_Aramaic"],
 }
-
-_CACHE_VERSION = 1
-_PREPROCESS = "grey-lanczos-invert-uint8"  # part of the cache key: change it when preprocessing changes
-_IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
-_LAYOUT = "<set>/<Alphabet>/characterNN/*.png"
-
-
-def _ignored(name: str) -> bool:
-    """Files and folders that operating systems leave behind (``.DS_Store``, ``__MACOSX``, ...)."""
-    return name.startswith(".") or name in _IGNORED_NAMES
-
-
-# --------------------------------------------------------------------------------------------------
-# images
-
-
-def _decode(data: bytes, name: str, image_size: int) -> np.ndarray:
-    """One drawing as ``uint8 [H, W]``, strokes bright on dark, resized to ``image_size``."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            grey = im.convert("L")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(
-            f"{name} is not a readable PNG image ({type(e).__name__}: {e}); the file is damaged or not "
-            f"an image: re-extract or re-download the set, or delete the file"
-        ) from e
-    if grey.size != (image_size, image_size):
-        grey = grey.resize((image_size, image_size), Image.Resampling.LANCZOS)
-    return 255 - np.asarray(grey, dtype=np.uint8)
-
-
-def _to_float(u8: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to float32 in [0, 1] (one function for fresh and cached loads: identical results)."""
-    return u8.to(torch.float32).div_(255.0)
-
-
-# --------------------------------------------------------------------------------------------------
-# sources: a set as a folder or a zip
-
-
-@dataclass(frozen=True)
-class _Source:
-    set_name: str
-    path: Path  # the set's folder, or the zip archive holding it
-    kind: str  # "folder" or "zip"
-
-    def signature(self) -> str:
-        """Changes whenever the source's files change (sizes and modification times)."""
-        if self.kind == "zip":
-            st = self.path.stat()
-            return f"zip:{st.st_size}:{st.st_mtime_ns}"
-        h = hashlib.md5(usedforsecurity=False)
-        for dirpath, dirnames, filenames in os.walk(self.path):
-            dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
-            for f in sorted(filenames):
-                st = os.stat(os.path.join(dirpath, f))
-                rel = os.path.relpath(os.path.join(dirpath, f), self.path)
-                h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        return "folder:" + h.hexdigest()
-
-
-def find_omniglot_sets(root: str | Path) -> dict[str, Path]:
-    """The Omniglot sets present under ``root``: set name -> the folder or zip it will be read from.
-
-    Looks in ``root`` and in ``root/omniglot-py`` (torchvision's layout); an extracted folder is
-    preferred to a zip of the same set.
-    """
-    return {name: src.path for name, src in _find_sources(Path(root)).items()}
-
-
-def _find_sources(root: Path) -> dict[str, _Source]:
-    found: dict[str, _Source] = {}
-    for base in (root, root / "omniglot-py"):
-        for name in OMNIGLOT_SETS:
-            if name in found:
-                continue
-            if (base / name).is_dir():
-                found[name] = _Source(name, base / name, "folder")
-            elif (base / f"{name}.zip").is_file():
-                found[name] = _Source(name, base / f"{name}.zip", "zip")
-    return found
-
-
-def _corrupt_zip(path: Path, e: BaseException, set_name: str | None = None) -> DataError:
-    hint = ""
-    if set_name in RESOURCES:
-        hint = f" (its md5 should be {RESOURCES[set_name]['md5']}; download=True fetches it)"
-    return DataError(
-        f"the archive {path} is corrupt ({type(e).__name__}: {e}); delete it and download it again{hint}"
-    )
-
-
-class _Reader:
-    """Lists a source's files as paths relative to the set folder and reads them; a context manager."""
-
-    def __init__(self, source: _Source):
-        self.source = source
-        self._zip: zipfile.ZipFile | None = None
-        self._prefix = ""
-
-    def __enter__(self) -> _Reader:
-        if self.source.kind == "zip":
-            try:
-                self._zip = zipfile.ZipFile(self.source.path)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-                raise _corrupt_zip(self.source.path, e, self.source.set_name) from e
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._zip is not None:
-            self._zip.close()
-
-    def entries(self) -> tuple[list[str], list[str]]:
-        """``(files, folders)`` as POSIX paths relative to the set folder, ignored names skipped."""
-        files: list[str] = []
-        dirs: list[str] = []
-        if self._zip is not None:
-            top = self.source.set_name
-            self._prefix = top + "/"
-            for name in self._zip.namelist():
-                parts = [p for p in name.split("/") if p]
-                if not parts or any(_ignored(p) for p in parts):
-                    continue
-                if parts[0] != top:
-                    raise DataError(
-                        f"unexpected layout in {self.source.path}: member {name!r} is not inside a top-level "
-                        f"folder {top}/; the archive must hold {_LAYOUT} with <set> = {top}"
-                    )
-                rel = "/".join(parts[1:])
-                if rel:
-                    (dirs if name.endswith("/") else files).append(rel)
-        else:
-            for dirpath, dirnames, filenames in os.walk(self.source.path):
-                dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
-                rel_dir = os.path.relpath(dirpath, self.source.path)
-                prefix = "" if rel_dir == "." else Path(rel_dir).as_posix() + "/"
-                dirs.extend(prefix + d for d in dirnames)
-                files.extend(prefix + f for f in sorted(filenames) if not _ignored(f))
-        return files, dirs
-
-    def read(self, rel: str) -> bytes:
-        if self._zip is not None:
-            try:
-                return self._zip.read(self._prefix + rel)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-                raise _corrupt_zip(self.source.path, e, self.source.set_name) from e
-        return (self.source.path / rel).read_bytes()
-
-    def where(self, rel: str = "") -> str:
-        if self._zip is not None:
-            return f"{self.source.path}:{self._prefix}{rel}"
-        return str(self.source.path / rel) if rel else str(self.source.path)
-
-
-def _index(reader: _Reader) -> dict[tuple[str, str], list[str]]:
-    """Check a set's layout; ``(alphabet, character) -> sorted drawing paths`` (relative to the set)."""
-    files, dirs = reader.entries()
-    expected = f"expected the layout {_LAYOUT}"
-    chars: dict[tuple[str, str], list[str]] = {}
-    alphabets: set[str] = set()
-    for d in dirs:
-        parts = d.split("/")
-        if len(parts) == 1:
-            alphabets.add(parts[0])
-        elif len(parts) == 2:
-            alphabets.add(parts[0])
-            chars.setdefault((parts[0], parts[1]), [])
-        else:
-            raise DataError(f"unexpected layout: folder {reader.where(d)} is nested too deep; {expected}")
-    for f in files:
-        parts = f.split("/")
-        if len(parts) == 1:
-            raise DataError(
-                f"unexpected layout: file {reader.where(f)} lies directly in the set folder; {expected}"
-            )
-        if len(parts) == 2:
-            raise DataError(
-                f"unexpected layout: file {reader.where(f)} lies directly in the alphabet folder, not in a "
-                f"character folder; {expected}"
-            )
-        if len(parts) > 3:
-            raise DataError(f"unexpected layout: file {reader.where(f)} is nested too deep; {expected}")
-        if not parts[2].lower().endswith(".png"):
-            raise DataError(
-                f"{reader.where(f)} is not a PNG image; a character folder must hold only its drawings "
-                f"(*.png). Remove the file, or re-extract the set"
-            )
-        alphabets.add(parts[0])
-        chars.setdefault((parts[0], parts[1]), []).append(f)
-    if not alphabets:
-        raise DataError(f"the Omniglot set {reader.where()} is empty; {expected}")
-    empty = sorted(a for a in alphabets if not any(k[0] == a for k in chars))
-    if empty:
-        raise DataError(
-            f"unexpected layout: alphabet folder(s) {empty} in {reader.where()} hold no character folders; "
-            f"{expected}"
-        )
-    return {k: sorted(v) for k, v in chars.items()}
-
-
-# --------------------------------------------------------------------------------------------------
-# cache
-
-
-def _writable(folder: Path) -> bool:
-    """Whether ``folder`` (or its nearest existing parent) may be written to.
-
-    Besides the permission check this honours write bits that are all off, even for root: the
-    shared data folder is read-only by intent, and we must not write into it.
-    """
-    p = folder
-    while not p.exists():
-        if p.parent == p:
-            return False
-        p = p.parent
-    try:
-        return os.access(p, os.W_OK) and bool(p.stat().st_mode & 0o222)
-    except OSError:
-        return False
-
-
-def _load_cache(path: Path, key: str) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        images = data["images"]
-        ok = (
-            data.get("key") == key
-            and isinstance(images, torch.Tensor)
-            and images.dtype == torch.uint8
-            and images.dim() == 5
-            and len(data["class_names"])
-            == len(data["alphabets"])
-            == len(data["class_sets"])
-            == images.shape[0]
-        )
-    except Exception as e:  # noqa: BLE001 - any unreadable cache is rebuilt, whatever the error
-        log.info(
-            "ignoring the unreadable Omniglot cache %s (%s: %s); rebuilding it", path, type(e).__name__, e
-        )
-        return None
-    if not ok:
-        log.info("the Omniglot cache %s is stale (its sources changed); rebuilding it", path)
-        return None
-    return data
-
-
-def _save_cache(path: Path, data: dict) -> bool:
-    """Write atomically (``mamlkit.files``: the temporary file is removed on any failure or interrupt); False,
-    silently, where that is not possible."""
-    if not _writable(path.parent):
-        log.debug("not writing the Omniglot cache: %s is read-only", path.parent)
-        return False
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_torch(path, data)
-        return True
-    except Exception as e:  # noqa: BLE001 - a cache is an optimisation; never fail a load over it
-        log.debug("could not write the Omniglot cache %s: %s", path, e)
-        return False
-
-
-# --------------------------------------------------------------------------------------------------
-# loading
-
 
 def _missing_root_error(root: Path) -> DataError:
     return DataError(
@@ -371,12 +95,12 @@ def _missing_root_error(root: Path) -> DataError:
 
 
 def _no_sets_error(root: Path) -> DataError:
-    entries = sorted(p.name for p in root.iterdir() if not _ignored(p.name))
+    entries = sorted(p.name for p in root.iterdir() if not ignored(p.name))
     shown = ", ".join(entries[:20]) + (", ..." if len(entries) > 20 else "") if entries else "nothing"
     sets = ", ".join(f"{s}/ or {s}.zip" for s in OMNIGLOT_SETS)
     return DataError(
         f"no Omniglot set found in {root} (it contains: {shown}). Expected one of {sets} "
-        f"(directly in the folder or in omniglot-py/, as torchvision writes it), laid out as {_LAYOUT}; "
+        f"(directly in the folder or in omniglot-py/, as torchvision writes it), laid out as {LAYOUT}; "
         f"point --data-dir at such a folder, or use download=True where you have internet"
     )
 
@@ -386,7 +110,7 @@ def _download_sets(root: Path, sets: Sequence[str], progress: bool) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create the Omniglot folder {root} ({e}); choose a writable folder") from e
-    found = _find_sources(root)
+    found = find_sources(root)
     for name in sets:
         src = found.get(name)
         if src is not None and src.path != root / f"{name}.zip":
@@ -397,14 +121,14 @@ def _download_sets(root: Path, sets: Sequence[str], progress: bool) -> None:
         download_file(res["url"], root / f"{name}.zip", res["md5"], progress=progress)
 
 
-def _build(sources: list[_Source], image_size: int) -> dict:
+def _build(sources: list[Source], image_size: int) -> dict:
     """Read and preprocess every drawing; the tensors and names that the cache stores."""
-    chosen: dict[tuple[str, str], tuple[_Source, list[str]]] = {}
-    readers: dict[str, _Reader] = {}
+    chosen: dict[tuple[str, str], tuple[Source, list[str]]] = {}
+    readers: dict[str, Reader] = {}
     with ExitStack() as stack:
         for src in sources:
-            reader = readers[src.set_name] = stack.enter_context(_Reader(src))
-            for key, drawings in _index(reader).items():
+            reader = readers[src.set_name] = stack.enter_context(Reader(src))
+            for key, drawings in index_characters(reader).items():
                 # A character in two sets (the small subsets share Greek and Latin) is kept once.
                 chosen.setdefault(key, (src, drawings))
         counts = Counter(len(d) for _, d in chosen.values())
@@ -425,7 +149,7 @@ def _build(sources: list[_Source], image_size: int) -> dict:
             src, drawings = chosen[key]
             reader = readers[src.set_name]
             for j, rel in enumerate(drawings):
-                u8[i, j, 0] = _decode(reader.read(rel), reader.where(rel), image_size)
+                u8[i, j, 0] = decode(reader.read(rel), reader.where(rel), image_size)
     return {
         "images": torch.from_numpy(u8),
         "class_names": [f"{a}/{c}" for a, c in keys],
@@ -447,10 +171,10 @@ def _default_split(alphabets: list[str], class_sets: list[str]) -> dict[str, lis
     return {k: v for k, v in (("train", train), ("test", test)) if v}
 
 
-def _chosen_sources(root: Path, sets: Sequence[str] | None) -> tuple[list[str], list[_Source]]:
+def _chosen_sources(root: Path, sets: Sequence[str] | None) -> tuple[list[str], list[Source]]:
     """The sets ``load_omniglot`` loads from ``root`` (``sets``, or the full or else the small ones present) and
     where each is; a ``DataError`` that says what to add where a set is missing."""
-    found = _find_sources(root)
+    found = find_sources(root)
     if sets is None:
         chosen = [s for s in FULL_SETS if s in found] or [s for s in SMALL_SETS if s in found]
         if not chosen:
@@ -468,7 +192,7 @@ def _chosen_sources(root: Path, sets: Sequence[str] | None) -> tuple[list[str], 
     return chosen, [found[s] for s in chosen]
 
 
-def _cached_or_built(sources: list[_Source], chosen: list[str], image_size: int, root: Path, cache: bool,
+def _cached_or_built(sources: list[Source], chosen: list[str], image_size: int, root: Path, cache: bool,
                      cache_dir: str | Path | None) -> tuple[dict, Path | None, bool, bool]:
     """The processed tensors of ``sources``: from the cache file when its key matches, else built from the images
     (and written to the cache where it can be). Returns the data, the cache file, whether it came from the cache
@@ -481,21 +205,21 @@ def _cached_or_built(sources: list[_Source], chosen: list[str], image_size: int,
         cache_file = folder / f"omniglot-{'+'.join(canonical)}-{image_size}.pt"
         key = json.dumps(
             {
-                "version": _CACHE_VERSION,
-                "preprocess": _PREPROCESS,
+                "version": CACHE_VERSION,
+                "preprocess": PREPROCESS,
                 "image_size": image_size,
                 "sources": [[s.set_name, s.signature()] for s in sources],
             },
             sort_keys=True,
         )
-        data = _load_cache(cache_file, key)
+        data = load_cache(cache_file, key)
     from_cache = data is not None
     cache_written = False
     if data is None:
         data = _build(sources, image_size)
         if cache_file is not None:
             data["key"] = key
-            cache_written = _save_cache(cache_file, data)
+            cache_written = save_cache(cache_file, data)
 
     return data, cache_file, from_cache, cache_written
 
@@ -566,7 +290,7 @@ def load_omniglot(
 
     data, cache_file, from_cache, cache_written = _cached_or_built(sources, chosen, image_size, root, cache,
                                                                   cache_dir)
-    images = _to_float(data["images"])
+    images = to_float(data["images"])
     class_names = list(data["class_names"])
     alphabets = list(data["alphabets"])
     if split is None:
@@ -720,14 +444,14 @@ def load_one_shot_runs(path: str | Path, image_size: int = 28) -> list[OneShotRu
         try:
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-            raise _corrupt_zip(path, e, "all_runs") from e
+            raise corrupt_zip(path, e, "all_runs") from e
         names = [n for n in zf.namelist() if not n.endswith("/")]
 
         def read(rel: str) -> bytes:
             try:
                 return zf.read(rel)
             except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-                raise _corrupt_zip(path, e, "all_runs") from e
+                raise corrupt_zip(path, e, "all_runs") from e
     else:
         names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
 
@@ -782,8 +506,8 @@ def _read_run(
         raise DataError(f"{where}: {base}/class_labels.txt gives no class for {unlabelled}")
 
     def stack(files: list[str]) -> torch.Tensor:
-        u8 = np.stack([_decode(read(f), f"{where}:{f}", image_size) for f in files])[:, None]
-        return _to_float(torch.from_numpy(u8))
+        u8 = np.stack([decode(read(f), f"{where}:{f}", image_size) for f in files])[:, None]
+        return to_float(torch.from_numpy(u8))
 
     return OneShotRun(
         name=name,

@@ -339,7 +339,7 @@ def test_lab_runs_and_a_student_can_use_every_widget_and_rerun_every_cell(jupyte
 
             # Every cell that reads a widget, run again after the clicks above (runs cleared, sliders moved).
             for cell_text in ("run.summary()", "predictions.compare(", "explorer.measure(",
-                              "widgets.ConfidenceExplorer(", "ci.measure("):
+                              "explorers.ConfidenceExplorer(", "ci.measure("):
                 rerun(page, timer, cell_text)
             assert "Runs cleared" in playground.locator(".mamlkit-status").inner_text()
 
