@@ -224,6 +224,19 @@ def _cached_or_built(sources: list[Source], chosen: list[str], image_size: int, 
     return data, cache_file, from_cache, cache_written
 
 
+def _checked_sets(sets: Sequence[str] | str | None, image_size: int) -> Sequence[str] | None:
+    """``load_omniglot``'s ``sets`` (one name or several, each one of ``OMNIGLOT_SETS``) and ``image_size``, checked."""
+    if isinstance(sets, str):
+        sets = [sets]
+    if not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image_size must be a positive integer, got {image_size!r}")
+    if sets is not None:
+        unknown = [s for s in sets if s not in OMNIGLOT_SETS]
+        if unknown or not sets:
+            raise DataError(f"unknown Omniglot set(s) {unknown or list(sets)}; choose from {list(OMNIGLOT_SETS)}")
+    return sets
+
+
 def load_omniglot(
     root: str | Path,
     *,
@@ -268,16 +281,7 @@ def load_omniglot(
             what to do.
     """
     t0 = time.perf_counter()
-    if isinstance(sets, str):
-        sets = [sets]
-    if not isinstance(image_size, int) or image_size < 1:
-        raise DataError(f"image_size must be a positive integer, got {image_size!r}")
-    if sets is not None:
-        unknown = [s for s in sets if s not in OMNIGLOT_SETS]
-        if unknown or not sets:
-            raise DataError(
-                f"unknown Omniglot set(s) {unknown or list(sets)}; choose from {list(OMNIGLOT_SETS)}"
-            )
+    sets = _checked_sets(sets, image_size)
     root = Path(root).expanduser()
     if download:
         _download_sets(root, list(sets) if sets is not None else list(FULL_SETS), progress)

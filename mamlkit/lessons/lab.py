@@ -46,6 +46,7 @@ from mamlkit.lessons.harness import (
     _close,
     _gap,
     _mode_change,
+    _Problems,
     _state,
     _stats_moved,
     run,
@@ -271,6 +272,48 @@ def _params(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
+def _check_returned_loss(problems: _Problems, returned: Any, name: str, expected_loss: float, n_tasks: int) -> None:
+    """Exercise 3's return value: the mean query loss as a float (a sum, or a mean divided again, is named)."""
+    try:
+        value = float(returned)
+    except (TypeError, ValueError):
+        value = None
+    if value is None:
+        problems.add(f"{name} returned {type(returned).__name__}; return the mean query loss as a float "
+                        "(query_loss.item(), averaged over the tasks).")
+    elif abs(value - expected_loss) > 1e-3 * max(1.0, abs(expected_loss)):
+        if abs(value - expected_loss * n_tasks) <= 1e-3 * max(1.0, abs(expected_loss * n_tasks)):
+            problems.add("you returned the sum of the query losses; return their mean.")
+        elif abs(value - expected_loss / n_tasks) <= 1e-3 * max(1.0, abs(expected_loss)):
+            problems.add("you returned the mean query loss divided by the number of tasks once more; "
+                            "return the mean of the tasks' query losses.")
+        elif not problems.items:
+            problems.add(f"you returned {value:.4f}; the mean query loss (before the update) is "
+                            f"{expected_loss:.4f}.")
+
+
+def _wrong_update(after: list[torch.Tensor], expected: list[torch.Tensor], moved: float,
+                  reference: Callable[..., tuple[list[torch.Tensor], float]], inner_steps: int, n_tasks: int) -> str:
+    """What a meta-update that differs from MAML's did instead: the query loss in eval mode, a sum of the task
+    losses, or an unnamed difference with the checklist."""
+    diagnoses = [
+        ({"query_mode": "eval"}, "you computed the query loss in eval mode (what some guides advise): the "
+         "adapted copy then normalises the query with running statistics: those the model held, moved only "
+         "part of the way towards this task by its support passes. MAML meta-trains "
+         "in train mode throughout; leave fmodel in train mode for the query (notebook 02)."),
+        ({"average": False}, f"you summed the task losses: divide each query loss by the number of tasks "
+         f"({n_tasks}) so that the step does not grow with the meta-batch."),
+    ]
+    for switches, text in diagnoses:
+        if _gap(after, reference(**switches)[0]) <= 1e-3 * moved + 1e-6:
+            return text
+    return (f"your update differs from MAML's (largest difference {_gap(after, expected):.2g}; the step moves "
+            f"parameters by up to {moved:.2g}). Check: fmodel.train(); {inner_steps} diffopt.step calls on the "
+            "support loss; the query loss computed outside torch.no_grad(), divided by the number of tasks, "
+            "and .backward() inside the innerloop_ctx block; outer_opt.zero_grad() before the tasks and one "
+            "outer_opt.step() after them (notebook 02).")
+
+
 def _judge_3(attempt: Attempt, inner_steps: int, inner_lr: float, outer_lr: float) -> None:
     tasks = [small_task(seed, n_query=2) for seed in (3, 4)]
 
@@ -283,7 +326,7 @@ def _judge_3(attempt: Attempt, inner_steps: int, inner_lr: float, outer_lr: floa
     initial = _params(model)
     inner_calls, outer_calls = _counting(inner_opt), _counting(outer_opt)
     returned = attempt.call(model, tasks, inner_opt, outer_opt, inner_steps)
-    report, name = attempt.reports[-1], attempt.name
+    report = attempt.reports[-1]
     after = _params(model)
 
     def reference(**switches: Any) -> tuple[list[torch.Tensor], float]:
@@ -314,44 +357,9 @@ def _judge_3(attempt: Attempt, inner_steps: int, inner_lr: float, outer_lr: floa
         problems.add(f"you called outer_opt.step() {outer_calls[0]} times: MAML accumulates the meta-gradient "
                         "of every task in the meta-batch and steps once (call outer_opt.zero_grad() before the "
                         "loop and outer_opt.step() after it).")
-    ok = _gap(after, expected) <= 1e-3 * moved + 1e-6
-    if not ok and not problems.items:
-        diagnoses = [
-            ({"query_mode": "eval"}, "you computed the query loss in eval mode (what some guides advise): the "
-             "adapted copy then normalises the query with running statistics: those the model held, moved only "
-             "part of the way towards this task by its support passes. MAML meta-trains "
-             "in train mode throughout; leave fmodel in train mode for the query (notebook 02)."),
-            ({"average": False}, f"you summed the task losses: divide each query loss by the number of tasks "
-             f"({len(tasks)}) so that the step does not grow with the meta-batch."),
-        ]
-        for switches, text in diagnoses:
-            if _gap(after, reference(**switches)[0]) <= 1e-3 * moved + 1e-6:
-                problems.add(text)
-                break
-        else:
-            problems.add(
-                f"your update differs from MAML's (largest difference {_gap(after, expected):.2g}; the step moves "
-                f"parameters by up to {moved:.2g}). Check: fmodel.train(); {inner_steps} diffopt.step calls on the "
-                "support loss; the query loss computed outside torch.no_grad(), divided by the number of tasks, "
-                "and .backward() inside the innerloop_ctx block; outer_opt.zero_grad() before the tasks and one "
-                "outer_opt.step() after them (notebook 02)."
-            )
-    try:
-        value = float(returned)
-    except (TypeError, ValueError):
-        value = None
-    if value is None:
-        problems.add(f"{name} returned {type(returned).__name__}; return the mean query loss as a float "
-                        "(query_loss.item(), averaged over the tasks).")
-    elif abs(value - expected_loss) > 1e-3 * max(1.0, abs(expected_loss)):
-        if abs(value - expected_loss * len(tasks)) <= 1e-3 * max(1.0, abs(expected_loss * len(tasks))):
-            problems.add("you returned the sum of the query losses; return their mean.")
-        elif abs(value - expected_loss / len(tasks)) <= 1e-3 * max(1.0, abs(expected_loss)):
-            problems.add("you returned the mean query loss divided by the number of tasks once more; "
-                            "return the mean of the tasks' query losses.")
-        elif not problems.items:
-            problems.add(f"you returned {value:.4f}; the mean query loss (before the update) is "
-                            f"{expected_loss:.4f}.")
+    if _gap(after, expected) > 1e-3 * moved + 1e-6 and not problems.items:
+        problems.add(_wrong_update(after, expected, moved, reference, inner_steps, len(tasks)))
+    _check_returned_loss(problems, returned, attempt.name, expected_loss, len(tasks))
 
 
 EXERCISE_3 = Exercise(3, "meta_train_step", _judge_3)

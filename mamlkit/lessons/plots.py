@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -30,6 +31,32 @@ def results_chart(res: PlacementResults | NormResults | object, path: str | Path
     return res.chart(path)  # type: ignore[attr-defined]
 
 
+def _inner_keys(results: dict[str, dict[str, EvalResult]]) -> list[str]:
+    """The keys of the inner dicts, in order of first appearance."""
+    keys: list[str] = []
+    for by in results.values():
+        keys += [k for k in by if k not in keys]
+    return keys
+
+
+def _grouped_bars(ax: plt.Axes, cell: Callable[[str, str], EvalResult | None], groups: list[str],
+                  series: list[str], labels: list[str], horizontal: bool, capsize: int) -> np.ndarray:
+    """Grouped bars with 95% intervals: one group per entry of ``groups``, one bar per entry of ``series``
+    (``cell(group, one_of_series)``; None leaves a gap). Returns the groups' positions."""
+    size = 0.8 / len(series)
+    at = np.arange(len(groups))
+    for i, (name, label) in enumerate(zip(series, labels)):
+        found = [cell(group, name) for group in groups]
+        means = [np.nan if r is None else 100 * r.mean for r in found]
+        errs = [0 if r is None else 100 * r.ci95 for r in found]
+        offset = at + (i - (len(series) - 1) / 2) * size
+        if horizontal:
+            ax.barh(offset, means, size, xerr=errs, capsize=capsize, label=label)
+        else:
+            ax.bar(offset, means, size, yerr=errs, capsize=capsize, label=label)
+    return at
+
+
 def placement_chart(
     results: dict[str, dict[str, EvalResult]],
     chance: float | None = None,
@@ -37,18 +64,10 @@ def placement_chart(
     title: str = "Meta-test accuracy by placement (95% intervals)",
 ) -> plt.Figure:
     """Grouped horizontal bars: one group per meta-test placement, one bar per training placement."""
-    trainings = list(results)
-    names: list[str] = []
-    for by in results.values():
-        names += [n for n in by if n not in names]
+    trainings, names = list(results), _inner_keys(results)
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) * max(1, len(trainings)) + 1.2))
-    height = 0.8 / len(trainings)
-    y = np.arange(len(names))
-    for i, training in enumerate(trainings):
-        means = [100 * results[training][n].mean if n in results[training] else np.nan for n in names]
-        errs = [100 * results[training][n].ci95 if n in results[training] else 0 for n in names]
-        ax.barh(y + (i - (len(trainings) - 1) / 2) * height, means, height, xerr=errs, capsize=3,
-                label=f"meta-trained: {training}")
+    y = _grouped_bars(ax, lambda name, training: results[training].get(name), names, trainings,
+                      [f"meta-trained: {training}" for training in trainings], horizontal=True, capsize=3)
     ax.set_yticks(y, [f"{n}\n({PLACEMENTS[n].label})" if n in PLACEMENTS else n for n in names], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
@@ -281,19 +300,11 @@ def protocol_chart(
     title: str = "Meta-test accuracy by normalisation and query protocol (95% intervals)",
 ) -> plt.Figure:
     """Grouped vertical bars: one group per method, one bar per query protocol."""
-    methods = list(results)
-    protocols: list[str] = []
-    for by in results.values():
-        protocols += [p for p in by if p not in protocols]
+    methods, protocols = list(results), _inner_keys(results)
     names = protocol_names or {}
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 1.5), 3.8))
-    width = 0.8 / len(protocols)
-    x = np.arange(len(methods))
-    for i, protocol in enumerate(protocols):
-        means = [100 * results[m][protocol].mean if protocol in results[m] else np.nan for m in methods]
-        errs = [100 * results[m][protocol].ci95 if protocol in results[m] else 0 for m in methods]
-        ax.bar(x + (i - (len(protocols) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-               label=names.get(protocol, PRESENTATIONS.get(protocol, protocol)))
+    x = _grouped_bars(ax, lambda method, protocol: results[method].get(protocol), methods, protocols,
+                      [names.get(p, PRESENTATIONS.get(p, p)) for p in protocols], horizontal=False, capsize=2)
     ax.set_xticks(x, [m.replace("_", " ") for m in methods], rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("meta-test accuracy (%)")
