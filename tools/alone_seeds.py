@@ -15,7 +15,6 @@ adapted copy and counts the tasks where it equals the record's: the check that m
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from records import RECORDS, cell, header, load, write  # noqa: E402
+from records import cell, header, load, measure_then_print, write  # noqa: E402
 
 #: The rows: (label, section, model, placement or protocol); "recipe 2" is this tool's own measurement.
 WAYS = (
@@ -127,15 +126,8 @@ def table() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--measure", action="store_true", help="measure recipe 2 and write the record first")
-    parser.add_argument("--out", type=Path, default=RECORDS / "alone_seeds.json")
-    args = parser.parse_args(argv)
-    if args.measure:
-        measure(args.out)
-    print(table())
-    return 0
-
+    return measure_then_print(__doc__.split("\n\n")[0], "alone_seeds.json", measure, table,
+                              "measure recipe 2 and write the record first", argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -57,8 +57,10 @@ REPORTS_BEGIN = "<!-- library_reports: written by tools/library_table.py --repor
 REPORTS_END = "<!-- /library_reports -->"
 
 
-def conv4(hidden: int, track_running_stats: bool = True, seed: int = 0, n_way: int = 5) -> nn.Module:
-    """mamlkit's Conv4 (default BatchNorm), or as PyTorch's own MAML example builds it: no running statistics."""
+def conv4(hidden: int, track_running_stats: bool = True, seed: int = 0, n_way: int = 5,
+          example: torch.Tensor | None = None) -> nn.Module:
+    """mamlkit's Conv4 (default BatchNorm), or as PyTorch's own MAML example builds it: no running statistics
+    (its head is lazy: ``example``, a batch of images, gives it its size before any optimiser sees it)."""
     if track_running_stats:
         return mk.build_model(mk.ModelConfig(norm="bn", hidden=hidden), seed=seed, device="cpu")
     torch.manual_seed(seed)
@@ -66,7 +68,11 @@ def conv4(hidden: int, track_running_stats: bool = True, seed: int = 0, n_way: i
     for c_in in (1, hidden, hidden, hidden):
         layers += [nn.Conv2d(c_in, hidden, 3, padding=1), nn.BatchNorm2d(hidden, track_running_stats=False),
                    nn.ReLU(), nn.MaxPool2d(2)]
-    return nn.Sequential(*layers, nn.Flatten(), nn.LazyLinear(n_way))
+    model = nn.Sequential(*layers, nn.Flatten(), nn.LazyLinear(n_way))
+    if example is not None:
+        with torch.no_grad():
+            model(example)
+    return model
 
 
 def _tasks(sampler, first: int, n: int):
@@ -294,10 +300,7 @@ def measure(sampler, hidden: int = 32, libs: list[str] | None = None) -> list[di
         if libs is not None and name not in libs:
             continue
         train, test = loops()
-        model = conv4(hidden, tracks)
-        if not tracks:
-            with torch.no_grad():
-                model(sampler.task(0).support_x)         # materialise the lazy head
+        model = conv4(hidden, tracks, example=sampler.task(0).support_x)
         before = {k: v.clone() for k, v in model.named_buffers()}
         with check_maml(model) as trained:
             train(model, sampler)
@@ -345,10 +348,7 @@ def reports(train_sampler, test_sampler, hidden: int = 32, libs: list[str] | Non
         if name not in (libs or REPORTED):
             continue
         train, _test = loops()
-        model = conv4(hidden, tracks)
-        if not tracks:
-            with torch.no_grad():
-                model(train_sampler.task(0).support_x)   # materialise the lazy head
+        model = conv4(hidden, tracks, example=train_sampler.task(0).support_x)
         train(model, train_sampler, REPORTS)
         report = mk.placement_report(model, test_sampler, inner_steps=REPORT_STEPS, inner_lr=LR,
                                      n_tasks=REPORT_TASKS, progress=False)

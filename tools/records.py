@@ -53,3 +53,19 @@ def write(record: dict, out: Path) -> None:
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(out)
     print(f"wrote {out}")
+
+
+def measure_then_print(description: str, record: str, measure, table, measure_help: str,
+                       argv: list[str] | None = None) -> int:
+    """The command line of a record-making tool: ``--measure`` runs ``measure(out)`` and writes the record
+    ``data/records/<record>`` (or ``--out``) first; then the record's ``table()`` is printed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--measure", action="store_true", help=measure_help)
+    parser.add_argument("--out", type=Path, default=RECORDS / record)
+    args = parser.parse_args(argv)
+    if args.measure:
+        measure(args.out)
+    print(table())
+    return 0

@@ -14,7 +14,6 @@ at 5 support examples (one number per layer in this variant).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from records import RECORDS, cell, header, load, write  # noqa: E402
+from records import cell, header, load, measure_then_print, write  # noqa: E402
 
 PROTOCOLS = ("batch", "one_at_a_time")
 
@@ -79,15 +78,8 @@ def table() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--measure", action="store_true", help="meta-train and measure first, then print")
-    parser.add_argument("--out", type=Path, default=RECORDS / "tasknorm_variants.json")
-    args = parser.parse_args(argv)
-    if args.measure:
-        measure(args.out)
-    print(table())
-    return 0
-
+    return measure_then_print(__doc__.split("\n\n")[0], "tasknorm_variants.json", measure, table,
+                              "meta-train and measure first, then print", argv)
 
 if __name__ == "__main__":
     sys.exit(main())
