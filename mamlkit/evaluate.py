@@ -175,67 +175,6 @@ def paired_difference(a: EvalResult, b: EvalResult) -> PairedDifference:
                             a.metric)
 
 
-def interval_coverage(values: np.ndarray, n: int, resamples: int = 1000, seed: int = 0) -> dict:
-    """How often the means of ``n`` tasks resampled from ``values`` (with replacement) fall inside the 95%
-    interval ``1.96 * std / sqrt(n)`` around the mean of all of them (the bootstrap check of the interval).
-
-    Returns a dict: ``n``, ``mean``, ``std``, ``half_width``, ``coverage`` (fraction inside), ``means`` (the
-    resampled means), ``resamples`` and ``measured`` (how many values there were). The same seed draws the
-    same means.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    mean, _ = confidence_interval(values)
-    std = float(values.std())
-    half = Z_95 * std / math.sqrt(n)
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(resamples, n), replace=True).mean(axis=1)
-    coverage = float(np.mean(np.abs(means - mean) <= half)) if half > 0 else 1.0
-    return {"n": n, "mean": mean, "std": std, "half_width": half, "coverage": coverage, "means": means,
-            "resamples": resamples, "measured": int(values.size)}
-
-
-def on_shared_tasks(a: EvalResult, b: EvalResult) -> tuple[EvalResult, EvalResult]:
-    """Both results restricted to the tasks they were both measured on (in ``a``'s order), for pairing."""
-    b_values = dict(zip(b.task_indices, b.values))
-    common = [i for i in a.task_indices if i in b_values]
-    a_values = dict(zip(a.task_indices, a.values))
-    return (EvalResult(a.name, np.array([a_values[i] for i in common]), a.metric, 0.0, tuple(common)),
-            EvalResult(b.name, np.array([b_values[i] for i in common]), b.metric, 0.0, tuple(common)))
-
-
-def placement_verdict(
-    placement: Placement, result: EvalResult, chance: float, previous: Sequence[tuple[str, EvalResult]] = ()
-) -> str:
-    """A one-line plain-language reading of one meta-test result.
-
-    Says whether the accuracy is near chance or well above it, why (from the placement), and, when
-    earlier results (``previous``: pairs of a label, e.g. ``"run #1 (train/train)"``, and a result) were
-    measured on some of the same tasks, how it compares with the best of them (paired difference with its
-    95% interval, on the tasks both were measured on).
-    """
-    mean, half = 100 * result.mean, 100 * result.ci95
-    if result.mean - result.ci95 <= chance + 0.05:
-        level = f"near chance ({100 * chance:.0f}%)"
-    elif result.mean + result.ci95 < chance + 0.25:
-        level = f"above chance ({100 * chance:.0f}%), but not by much"
-    else:
-        level = "well above chance"
-    line = f"{placement.label}: {mean:.1f} ± {half:.1f}% over {result.n} tasks, {level}: {placement.reason}."
-    shared = [(label, r) for label, r in previous if len(on_shared_tasks(result, r)[0].values) >= 2]
-    if shared:
-        best, best_result = max(shared, key=lambda pair: pair[1].mean)
-        mine, theirs = on_shared_tasks(result, best_result)
-        diff = paired_difference(mine, theirs)
-        tasks = f"the same {diff.n} tasks"
-        if diff.significant:
-            word = "above" if diff.mean > 0 else "below"
-            line += f" That is {abs(100 * diff.mean):.1f} ± {100 * diff.ci95:.1f} points {word} {best} on {tasks}."
-        else:
-            line += (f" No clear difference from {best} on {tasks} "
-                     f"({100 * diff.mean:+.1f} ± {100 * diff.ci95:.1f} points).")
-    return line
-
-
 def _run_tasks(model, sampler, groups, indices, inner_steps, inner_lr, collected_stats, backend, lanes, threads,
                moved):
     """The tasks of ``indices``, in this process (one task at a time, or side by side in threads) or shared among

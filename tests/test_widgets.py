@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import mamlkit as mk
-from mamlkit import evaluate
 from mamlkit.lessons import explorers, widget_parts, widgets
 from mamlkit.placements import MODES, PRESENTATIONS, STATS
 
@@ -150,24 +149,24 @@ def test_verdict_reads_the_result():
     good = mk.EvalResult("a", np.array([0.8, 0.9, 0.7, 0.85]), task_indices=(0, 1, 2, 3))
     bad = mk.EvalResult("b", np.array([0.2, 0.25, 0.15, 0.2]), task_indices=(0, 1, 2, 3))
     transductive, eval_untouched = mk.PLACEMENTS["transductive"], mk.PLACEMENTS["eval_untouched"]
-    text = evaluate.placement_verdict(transductive, good, chance)
+    text = widgets.placement_verdict(transductive, good, chance)
     assert "well above chance" in text and "transductive" in text
-    text = evaluate.placement_verdict(eval_untouched, bad, chance)
+    text = widgets.placement_verdict(eval_untouched, bad, chance)
     assert "near chance (20%)" in text and "0 and 1" in text
-    text = evaluate.placement_verdict(mk.PLACEMENTS["eval_collected"], bad, chance)
+    text = widgets.placement_verdict(mk.PLACEMENTS["eval_collected"], bad, chance)
     assert "go stale" in text and "notebook 03" in text, "the verdict gives the measured mechanism"
     earlier = (f"run #1 ({transductive.label})", good)
-    text = evaluate.placement_verdict(eval_untouched, bad, chance, [earlier])
+    text = widgets.placement_verdict(eval_untouched, bad, chance, [earlier])
     assert "points below run #1" in text and "on the same 4 tasks" in text
     fewer = mk.EvalResult("c", np.array([0.2, 0.2, 0.25]), task_indices=(0, 1, 2))
-    text = evaluate.placement_verdict(eval_untouched, fewer, chance, [earlier])
+    text = widgets.placement_verdict(eval_untouched, fewer, chance, [earlier])
     assert "run #1" in text and "on the same 3 tasks" in text, "runs of other sizes are paired on shared tasks"
     elsewhere = mk.EvalResult("d", np.array([0.2, 0.3]), task_indices=(7, 8))
-    assert "run #1" not in evaluate.placement_verdict(eval_untouched, elsewhere, chance, [earlier])
+    assert "run #1" not in widgets.placement_verdict(eval_untouched, elsewhere, chance, [earlier])
     one = mk.placements.custom_placement("train", "train", "untouched", "one_at_a_time")
-    assert "one at a time" in evaluate.placement_verdict(one, bad, chance)
+    assert "one at a time" in widgets.placement_verdict(one, bad, chance)
     collected = mk.placements.custom_placement("train", "train", "collected")
-    assert "changes nothing" in evaluate.placement_verdict(collected, good, chance)
+    assert "changes nothing" in widgets.placement_verdict(collected, good, chance)
 
 
 # ---------------------------------------------------------------------------------------------- BatchNorm

@@ -22,7 +22,7 @@ import numpy as np
 
 from mamlkit.adapt import MetaTrained
 from mamlkit.errors import ConfigError, check_choice
-from mamlkit.evaluate import EvalResult, interval_coverage
+from mamlkit.evaluate import Z_95, EvalResult, confidence_interval
 from mamlkit.lessons.plots import bn_stats_mismatch, interval_figure
 from mamlkit.lessons.widget_parts import (
     Shown,
@@ -35,6 +35,25 @@ from mamlkit.lessons.widget_parts import (
 from mamlkit.modes import running_vs_batch
 from mamlkit.norms import is_batchnorm
 from mamlkit.tasks import TaskSampler
+
+
+def interval_coverage(values: np.ndarray, n: int, resamples: int = 1000, seed: int = 0) -> dict:
+    """How often the means of ``n`` tasks resampled from ``values`` (with replacement) fall inside the 95%
+    interval ``1.96 * std / sqrt(n)`` around the mean of all of them (the bootstrap check of the interval).
+
+    Returns a dict: ``n``, ``mean``, ``std``, ``half_width``, ``coverage`` (fraction inside), ``means`` (the
+    resampled means), ``resamples`` and ``measured`` (how many values there were). The same seed draws the
+    same means.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    mean, _ = confidence_interval(values)
+    std = float(values.std())
+    half = Z_95 * std / math.sqrt(n)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(resamples, n), replace=True).mean(axis=1)
+    coverage = float(np.mean(np.abs(means - mean) <= half)) if half > 0 else 1.0
+    return {"n": n, "mean": mean, "std": std, "half_width": half, "coverage": coverage, "means": means,
+            "resamples": resamples, "measured": int(values.size)}
 
 
 class Explorer(Shown):

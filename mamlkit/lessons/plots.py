@@ -388,7 +388,7 @@ def accuracy_lines(xs: list[float], lines: dict[str, list[EvalResult]], xlabel: 
 def interval_figure(r: dict, s: float = 100.0, max_tasks: int = 600, path: str | Path | None = None) -> plt.Figure:
     """Resampled means of N tasks against the 95% interval, and the half-width against N.
 
-    ``r`` is what ``mamlkit.evaluate.interval_coverage`` returns; ``s`` scales the values (100: percent).
+    ``r`` is what ``mamlkit.lessons.explorers.interval_coverage`` returns; ``s`` scales the values (100: percent).
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     left.hist(s * r["means"], bins=40, color="C0", alpha=0.75)

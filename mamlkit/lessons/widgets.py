@@ -20,20 +20,21 @@ from __future__ import annotations
 import os
 import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython import get_ipython
 
 from mamlkit.adapt import MetaTrained
 from mamlkit.data import DATASETS, DataError, FewShotDataset
 from mamlkit.data.omniglot import locate_omniglot
 from mamlkit.errors import ConfigError, check_choice
-from mamlkit.evaluate import EvalResult, meta_test, placement_verdict
+from mamlkit.evaluate import EvalResult, meta_test, paired_difference
 from mamlkit.experiments import Experiment, get_meta_trained, preset
 from mamlkit.lessons.plots import result_bars
 from mamlkit.lessons.widget_parts import (
@@ -47,6 +48,48 @@ from mamlkit.lessons.widget_parts import (
 )
 from mamlkit.placements import MODES, PRESENTATIONS, STATS, Placement, custom_placement
 from mamlkit.tasks import TaskSampler
+
+
+def on_shared_tasks(a: EvalResult, b: EvalResult) -> tuple[EvalResult, EvalResult]:
+    """Both results restricted to the tasks they were both measured on (in ``a``'s order), for pairing."""
+    b_values = dict(zip(b.task_indices, b.values))
+    common = [i for i in a.task_indices if i in b_values]
+    a_values = dict(zip(a.task_indices, a.values))
+    return (EvalResult(a.name, np.array([a_values[i] for i in common]), a.metric, 0.0, tuple(common)),
+            EvalResult(b.name, np.array([b_values[i] for i in common]), b.metric, 0.0, tuple(common)))
+
+
+def placement_verdict(
+    placement: Placement, result: EvalResult, chance: float, previous: Sequence[tuple[str, EvalResult]] = ()
+) -> str:
+    """A one-line plain-language reading of one meta-test result.
+
+    Says whether the accuracy is near chance or well above it, why (from the placement), and, when
+    earlier results (``previous``: pairs of a label, e.g. ``"run #1 (train/train)"``, and a result) were
+    measured on some of the same tasks, how it compares with the best of them (paired difference with its
+    95% interval, on the tasks both were measured on).
+    """
+    mean, half = 100 * result.mean, 100 * result.ci95
+    if result.mean - result.ci95 <= chance + 0.05:
+        level = f"near chance ({100 * chance:.0f}%)"
+    elif result.mean + result.ci95 < chance + 0.25:
+        level = f"above chance ({100 * chance:.0f}%), but not by much"
+    else:
+        level = "well above chance"
+    line = f"{placement.label}: {mean:.1f} ± {half:.1f}% over {result.n} tasks, {level}: {placement.reason}."
+    shared = [(label, r) for label, r in previous if len(on_shared_tasks(result, r)[0].values) >= 2]
+    if shared:
+        best, best_result = max(shared, key=lambda pair: pair[1].mean)
+        mine, theirs = on_shared_tasks(result, best_result)
+        diff = paired_difference(mine, theirs)
+        tasks = f"the same {diff.n} tasks"
+        if diff.significant:
+            word = "above" if diff.mean > 0 else "below"
+            line += f" That is {abs(100 * diff.mean):.1f} ± {100 * diff.ci95:.1f} points {word} {best} on {tasks}."
+        else:
+            line += (f" No clear difference from {best} on {tasks} "
+                     f"({100 * diff.mean:+.1f} ± {100 * diff.ci95:.1f} points).")
+    return line
 
 
 @dataclass
