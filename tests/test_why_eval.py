@@ -44,17 +44,40 @@ def test_the_explicit_forward_is_batchnorm_in_either_mode(setup):
     assert not torch.allclose(train_out, eval_out, atol=1e-2)   # the two modes really differ here
 
 
+def test_every_condition_resolves_through_the_placement_registry():
+    """Each condition's modes are those of a placement in ``mk.PLACEMENTS``; three are their placement exactly."""
+    for c in we.CONDITIONS.values():
+        placement = mk.PLACEMENTS[c.placement]
+        assert c.modes == (placement.adapt_mode, placement.query_mode), c.name
+        assert placement.presentation == "batch", c.name
+    exact = [c.name for c in we.CONDITIONS.values() if c.same_as_placement]
+    assert exact == ["train", "eval_untouched", "eval_collected"]
+
+
 def test_conditions_reproduce_the_packages_higher_placements_task_by_task(setup):
     exp, data, trained = setup
     sampler = exp.test_sampler(data)
-    ours = we.run_why_eval(exp, ["train", "eval_untouched", "eval_collected"], [1.0], trained=trained,
-                           progress=False)
-    theirs = mk.meta_test(trained, sampler, ["transductive", "eval_untouched", "eval_collected"],
-                                 n_tasks=exp.test_tasks, inner_steps=exp.test_inner_steps, progress=False)
-    for mine, package in [("train", "transductive"), ("eval_untouched", "eval_untouched"),
-                          ("eval_collected", "eval_collected")]:
-        assert ours[mine, 1.0].values.tolist() == theirs[package].values.tolist(), mine
-        assert ours[mine, 1.0].task_indices == theirs[package].task_indices
+    exact = [c for c in we.CONDITIONS.values() if c.same_as_placement]
+    ours = we.run_why_eval(exp, [c.name for c in exact], [1.0], trained=trained, progress=False)
+    theirs = mk.meta_test(trained, sampler, [c.placement for c in exact], n_tasks=exp.test_tasks,
+                          inner_steps=exp.test_inner_steps, progress=False)
+    for c in exact:
+        assert ours[c.name, 1.0].values.tolist() == theirs[c.placement].values.tolist(), c.name
+        assert ours[c.name, 1.0].task_indices == theirs[c.placement].task_indices
+
+
+def test_the_forward_pass_is_the_conv4_s_own(setup, monkeypatch):
+    """``conv4_forward`` runs ``mamlkit.models.Conv4.forward`` (with the statistics chosen by hooks, removed after)."""
+    from mamlkit.models import Conv4
+
+    exp, data, trained = setup
+    calls = []
+    original = Conv4.forward
+    monkeypatch.setattr(Conv4, "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    x = exp.test_sampler(data).task(0).query_x
+    we.conv4_forward(params_of(trained.model), x)
+    assert calls == [1]
+    assert all(not m._forward_hooks for m in we._skeleton(params_of(trained.model), "pool").modules())
 
 
 def test_fresh_statistics_are_detached_batch_statistics_and_differ_from_train_mode(setup):

@@ -28,16 +28,16 @@ set and while it predicts the query set:
   adapted weights, the deployable way to predict one example at a time after train-mode adaptation.
 
 Every condition is run at the meta-training inner learning rate and at smaller ones
-(``lr_factors``), so the step-size effect is a curve. The forward pass is written out functionally
-(``conv4_forward``): the same arithmetic as ``torch.nn.BatchNorm2d`` in either mode, with the
-statistics chosen explicitly; ``tests/test_why_eval.py`` checks it against the package's ``higher``
-placements on the same tasks.
+(``lr_factors``), so the step-size effect is a curve.
 
-Why this experiment has its own inner loop, and does not go through ``mamlkit.backends.adapted`` like every
-other loop: its conditions choose the statistics before every step (re-estimated, detached, pooled), which
-BatchNorm's two modes cannot express. Where a condition is a placement (``batch`` is ``transductive``;
-``untouched`` and ``collected`` are ``eval_untouched`` and ``eval_collected``), the test above requires the
-same per-task results as ``mk.meta_test``.
+The experiment is built from the package's parts. Each condition names the placement of
+``mamlkit.placements.PLACEMENTS`` whose modes it uses; its statistics source replaces the placement's where
+they differ (before every step, detached, pooled: what BatchNorm's two modes cannot express). The forward pass
+is mamlkit's own ``Conv4.forward`` (``conv4_forward`` runs it with ``functional_call``, a hook on each
+BatchNorm layer choosing the statistics), and the fast weights are ``mamlkit.backends.FunctionalModel``, the
+adapted copy of the torch.func backend. Where a condition is its placement exactly (``train``,
+``eval_untouched``, ``eval_collected``), ``tests/test_why_eval.py`` requires the same per-task results as
+``mk.meta_test``.
 """
 
 from __future__ import annotations
@@ -52,13 +52,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from mamlkit.adapt import MetaTrained, accuracy
+from mamlkit.backends import FunctionalModel
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import EvalResult, PairedDifference, meta_test, paired_difference
 from mamlkit.experiments import Experiment, ResultsRecord, get_meta_trained
 from mamlkit.models import DOWNSAMPLES, Conv4
 from mamlkit.modes import StatsSnapshot
+from mamlkit.placements import PLACEMENTS
 from mamlkit.progress import progress_bar
 from mamlkit.table import Table
 from mamlkit.tasks import FixedTasks, Task, TaskSampler
@@ -97,39 +100,64 @@ class Condition:
         adapt: a key of ``ADAPT_SOURCES``.
         query: a key of ``QUERY_SOURCES``.
         description: what the row measures, for people.
+        placement: the placement of ``mamlkit.placements.PLACEMENTS`` whose modes the row uses (train mode where
+            a source normalises with the batch's statistics, eval mode where it reads fixed ones). Where the row
+            also reads the placement's statistics (``same_as_placement``), it measures that placement, task for
+            task; otherwise its source replaces the placement's statistics.
     """
 
     name: str
     adapt: str
     query: str
     description: str
+    placement: str
 
     @property
     def label(self) -> str:
         """E.g. ``"adapt: oracle / query: oracle"``."""
         return f"adapt: {self.adapt} / query: {self.query}"
 
+    @property
+    def modes(self) -> tuple[str, str]:
+        """The modes its sources amount to: (while adapting, while predicting)."""
+        return ("train" if self.adapt in ("batch", "batch_detached") else "eval",
+                "train" if self.query == "batch" else "eval")
+
+    @property
+    def same_as_placement(self) -> bool:
+        """True where the row is its placement exactly: the same modes and statistics (``mk.meta_test`` gives the
+        same per-task results; ``tests/test_why_eval.py`` checks it)."""
+        stats = PLACEMENTS[self.placement].stats
+        return self.adapt == self.query and self.adapt in ("batch", stats)
+
 
 CONDITIONS: dict[str, Condition] = {
     c.name: c
     for c in [
-        Condition("train", "batch", "batch", "train mode throughout (how the model was meta-trained)"),
+        Condition("train", "batch", "batch", "train mode throughout (how the model was meta-trained)",
+                  "transductive"),
         Condition("train_detached", "batch_detached", "batch",
-                  "train mode, but no gradient through the batch statistics while adapting"),
-        Condition("eval_untouched", "untouched", "untouched", "eval mode throughout, statistics 0 and 1"),
-        Condition("eval_collected", "collected", "collected", "eval mode throughout, collected running statistics"),
+                  "train mode, but no gradient through the batch statistics while adapting", "transductive"),
+        Condition("eval_untouched", "untouched", "untouched", "eval mode throughout, statistics 0 and 1",
+                  "eval_untouched"),
+        Condition("eval_collected", "collected", "collected", "eval mode throughout, collected running statistics",
+                  "eval_collected"),
         Condition("eval_population", "population", "population",
-                  "eval mode throughout, population statistics of the initial weights"),
+                  "eval mode throughout, population statistics of the initial weights", "eval_collected"),
         Condition("eval_oracle", "oracle", "oracle",
-                  "eval mode throughout, the task's own statistics at the initial weights (frozen)"),
+                  "eval mode throughout, the task's own statistics at the initial weights (frozen)", "eval_collected"),
         Condition("eval_fresh", "fresh", "adapted",
-                  "eval mode throughout, statistics re-estimated from the support set before every step"),
+                  "eval mode throughout, statistics re-estimated from the support set before every step",
+                  "eval_collected"),
         Condition("train_query_collected", "batch", "collected",
-                  "adapt in train mode, predict in eval mode with the collected statistics"),
+                  "adapt in train mode, predict in eval mode with the collected statistics",
+                  "train_then_eval_collected"),
         Condition("train_query_population", "batch", "population",
-                  "adapt in train mode, predict in eval mode with the population statistics"),
+                  "adapt in train mode, predict in eval mode with the population statistics",
+                  "train_then_eval_collected"),
         Condition("train_query_adapted", "batch", "adapted",
-                  "adapt in train mode, re-estimate the statistics on the support set, predict in eval mode"),
+                  "adapt in train mode, re-estimate the statistics on the support set, predict in eval mode",
+                  "train_then_eval_collected"),
     ]
 }
 
@@ -219,6 +247,22 @@ def _layer_names(model: nn.Module) -> list[str]:
     return [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.BatchNorm2d)]
 
 
+#: A Conv4 per shape, device and downsampling: the module whose forward pass ``conv4_forward`` runs.
+_SKELETONS: dict[tuple, Conv4] = {}
+
+
+def _skeleton(params: dict[str, torch.Tensor], downsample: str) -> Conv4:
+    """mamlkit's own Conv4 with the shapes of ``params``, in eval mode; ``functional_call`` runs it with ``params``,
+    so its own weights never count. Built once per shape (the caller's random state is kept)."""
+    first, head = params["features.0.weight"], params["classifier.weight"]
+    key = (tuple(first.shape), tuple(head.shape), downsample, first.device, first.dtype)
+    if key not in _SKELETONS:
+        with torch.random.fork_rng(devices=[]):
+            model = Conv4(head.shape[0], first.shape[1], first.shape[0], "bn", downsample=downsample)
+        _SKELETONS[key] = model.to(device=first.device, dtype=first.dtype).eval().requires_grad_(False)
+    return _SKELETONS[key]
+
+
 def conv4_forward(
     params: dict[str, torch.Tensor],
     x: torch.Tensor,
@@ -230,6 +274,10 @@ def conv4_forward(
     alone: Collection[int] = (),
 ) -> torch.Tensor:
     """The Conv4 forward pass with the normalisation statistics chosen explicitly.
+
+    It is mamlkit's own ``Conv4.forward`` (``mamlkit.models``), run with ``params`` through
+    ``torch.func.functional_call``; a forward hook on each BatchNorm layer normalises with the statistics chosen
+    here instead of the layer's mode.
 
     Args:
         params: ``dict(model.named_parameters())`` of a Conv4, or fast weights with the same names.
@@ -249,32 +297,35 @@ def conv4_forward(
     check_choice("downsample", downsample, DOWNSAMPLES)
     if alone and (stats is not None or detach_batch_stats or not set(alone) <= {0, 1, 2, 3}):
         raise ConfigError("alone= takes layers 0-3, with the batch's own statistics (stats=None, not detached)")
-    stride = 2 if downsample == "stride" else 1
-    h = x
-    for layer in range(4):
-        conv, norm = f"features.{4 * layer}", f"features.{4 * layer + 1}"
-        h = F.conv2d(h, params[f"{conv}.weight"], params[f"{conv}.bias"], stride=stride, padding=1)
+    model = _skeleton(params, downsample)
+    norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
+
+    def normalise(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> torch.Tensor:
+        layer, h = norms.index(module), inputs[0]
         with torch.no_grad():
             batch_var, batch_mean = torch.var_mean(h, dim=(0, 2, 3), correction=0)
-        weight, bias = params[f"{norm}.weight"], params[f"{norm}.bias"]
+        weight, bias = module.weight, module.bias             # the fast weights, inside functional_call
         if layer in alone:
             mean, var = batch_mean, batch_var
-            h = F.instance_norm(h, weight=weight, bias=bias, eps=eps)  # each example by its own statistics
+            out = F.instance_norm(h, weight=weight, bias=bias, eps=eps)  # each example by its own statistics
         elif stats is None and not detach_batch_stats:
             mean, var = batch_mean, batch_var
-            h = F.batch_norm(h, None, None, weight, bias, True, 0.0, eps)  # train mode: gradient through them
+            out = F.batch_norm(h, None, None, weight, bias, True, 0.0, eps)  # train mode: gradient through them
         else:
             mean, var = (batch_mean, batch_var) if stats is None else stats[layer]
-            h = F.batch_norm(h, mean, var, weight, bias, False, 0.0, eps)  # the statistics as constants
+            out = F.batch_norm(h, mean, var, weight, bias, False, 0.0, eps)  # the statistics as constants
         if record is not None:
             spread = float(((batch_var + (batch_mean - mean) ** 2) / (var + eps)).sqrt().mean())
             spread = math.nan if layer in alone else spread if math.isfinite(spread) else math.inf
             record.append((batch_mean, batch_var, spread))
-        h = F.relu(h)
-        if downsample == "pool":
-            h = F.max_pool2d(h, 2)
-    h = h.mean(dim=(-2, -1))
-    return F.linear(h, params["classifier.weight"], params["classifier.bias"])
+        return out
+
+    hooks = [m.register_forward_hook(normalise) for m in norms]
+    try:
+        return functional_call(model, params, (x,))
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 @torch.no_grad()
@@ -311,7 +362,7 @@ def population_stats(model: nn.Module, sampler: TaskSampler | FixedTasks, n_task
 
 
 @dataclass
-class Adapted:
+class Adaptation:
     """Fast weights after adaptation and what happened on the way.
 
     Attributes:
@@ -340,30 +391,33 @@ def adapt(
     steps: int,
     lr: float,
     downsample: str = "pool",
-) -> Adapted:
+) -> Adaptation:
     """Adapt ``params`` to ``task``'s support set with plain SGD, normalising as ``source`` says.
 
     ``fixed`` gives the statistics for the eval-mode sources that hold them fixed (``untouched``,
-    ``collected``, ``population``, ``oracle``); ``downsample`` is the Conv4's (see ``conv4_forward``).
+    ``collected``, ``population``, ``oracle``); ``downsample`` is the Conv4's (see ``conv4_forward``). The fast
+    weights are a ``mamlkit.backends.FunctionalModel``, the package's adapted copy for torch.func, and each step is
+    its first-order SGD step.
     """
     check_choice("adaptation source", source, ADAPT_SOURCES)
     fast = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+    copy = FunctionalModel(_skeleton(fast, downsample), fast, {})
     spread, losses = np.zeros((steps, 4)), np.zeros(steps)
     for step in range(steps):
         if source in ("batch", "batch_detached"):
             stats = None
         elif source == "fresh":
-            stats = batch_stats_at(fast, task.support_x, downsample)
+            stats = batch_stats_at(copy.params, task.support_x, downsample)
         else:
             stats = fixed
         record: list = []
-        logits = conv4_forward(fast, task.support_x, stats, source == "batch_detached", record, downsample=downsample)
+        logits = conv4_forward(copy.params, task.support_x, stats, source == "batch_detached", record,
+                               downsample=downsample)
         loss = F.cross_entropy(logits, task.support_y)
-        grads = torch.autograd.grad(loss, list(fast.values()))
-        fast = {name: (p - lr * g).detach().requires_grad_(True) for (name, p), g in zip(fast.items(), grads)}
+        copy.step(loss, lr, create_graph=False)
         spread[step] = [s for _, _, s in record]
         losses[step] = loss.item()
-    return Adapted({name: p.detach() for name, p in fast.items()}, spread, losses)
+    return Adaptation({name: p.detach() for name, p in copy.params.items()}, spread, losses)
 
 
 @torch.no_grad()
@@ -431,7 +485,7 @@ class WhyEvalResults(ResultsRecord):
     """Accuracy per condition (rows) and inner-learning-rate factor (columns), on the same tasks.
 
     ``spread[condition][lr]`` is the median over tasks of the per-step, per-layer normalised standard
-    deviation (see ``Adapted``); ``diverged[condition][lr]`` the fraction of tasks whose adaptation
+    deviation (see ``Adaptation``); ``diverged[condition][lr]`` the fraction of tasks whose adaptation
     blew up (non-finite weights: the query predictions are then meaningless and count as wrong or
     as one class). Rows named ``"query_eval model: ..."`` were measured on another meta-trained model.
     """
@@ -519,7 +573,7 @@ def _measure(params: dict[str, torch.Tensor], fixed: dict[str, LayerStats], samp
         task = sampler.task(index).to(device)
         fixed["oracle"] = batch_stats_at(params, torch.cat([task.support_x, task.query_x]))
         for factor, lab in zip(lr_factors, labels):
-            adapted: dict[str, Adapted] = {}
+            adapted: dict[str, Adaptation] = {}
             for c in conditions:
                 if c.adapt not in adapted:
                     adapted[c.adapt] = adapt(params, task, c.adapt, fixed.get(c.adapt), steps,
