@@ -7,6 +7,7 @@ import torch
 from test_cli import run_cli
 
 import mamlkit as mk
+from mamlkit.lessons import conv4_stats as cs
 from mamlkit.lessons import why_eval as we
 from mamlkit.modes import snapshot_bn_stats
 
@@ -35,12 +36,12 @@ def test_the_explicit_forward_is_batchnorm_in_either_mode(setup):
     model, x = trained.model, exp.test_sampler(data).task(0).query_x
     with torch.no_grad(), mk.preserved_bn_stats(model), mk.train_mode(model):
         train_out = model(x)
-    assert torch.allclose(we.conv4_forward(params_of(model), x), train_out, atol=1e-5)
+    assert torch.allclose(cs.conv4_forward(params_of(model), x), train_out, atol=1e-5)
     with torch.no_grad(), mk.preserved_bn_stats(model), mk.eval_mode(model):
         mk.restore_bn_stats(model, trained.collected_stats)
         eval_out = model(x)
-    stats = we.snapshot_to_layer_stats(model, trained.collected_stats)
-    assert torch.allclose(we.conv4_forward(params_of(model), x, stats), eval_out, atol=1e-5)
+    stats = cs.snapshot_to_layer_stats(model, trained.collected_stats)
+    assert torch.allclose(cs.conv4_forward(params_of(model), x, stats), eval_out, atol=1e-5)
     assert not torch.allclose(train_out, eval_out, atol=1e-2)   # the two modes really differ here
 
 
@@ -75,9 +76,9 @@ def test_the_forward_pass_is_the_conv4_s_own(setup, monkeypatch):
     original = Conv4.forward
     monkeypatch.setattr(Conv4, "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     x = exp.test_sampler(data).task(0).query_x
-    we.conv4_forward(params_of(trained.model), x)
+    cs.conv4_forward(params_of(trained.model), x)
     assert calls == [1]
-    assert all(not m._forward_hooks for m in we._skeleton(params_of(trained.model), "pool").modules())
+    assert all(not m._forward_hooks for m in cs.conv4_of(params_of(trained.model), "pool").modules())
 
 
 def test_fresh_statistics_are_detached_batch_statistics_and_differ_from_train_mode(setup):
@@ -97,9 +98,9 @@ def test_oracle_statistics_make_eval_mode_equal_train_mode_at_the_initial_weight
     exp, data, trained = setup
     task, params = exp.test_sampler(data).task(2), params_of(trained.model)
     both = torch.cat([task.support_x, task.query_x])
-    oracle = we.batch_stats_at(params, both)
-    assert torch.allclose(we.conv4_forward(params, both, oracle), we.conv4_forward(params, both), atol=1e-5)
-    one_task = we.population_stats(trained.model, mk.FixedTasks([task], "one"), n_tasks=1)
+    oracle = cs.batch_stats_at(params, both)
+    assert torch.allclose(cs.conv4_forward(params, both, oracle), cs.conv4_forward(params, both), atol=1e-5)
+    one_task = cs.population_stats(trained.model, mk.FixedTasks([task], "one"), n_tasks=1)
     for (m1, v1), (m2, v2) in zip(one_task, oracle):
         assert torch.allclose(m1, m2) and torch.allclose(v1, v2)
 
@@ -134,7 +135,7 @@ def test_only_batchnorm_conv4_models_and_known_conditions_are_accepted(setup):
     exp, data, trained = setup
     layer_model = mk.build_model(mk.ModelConfig(norm="layer"), device="cpu")
     with pytest.raises(mk.ConfigError, match="norm='bn'"):
-        we.check_conv4_bn(layer_model)
+        cs.check_conv4_bn(layer_model)
     with pytest.raises(mk.ConfigError, match="eval_oracle"):
         we.run_why_eval(exp, ["eval_everything"], trained=trained, progress=False)
     with pytest.raises(mk.ConfigError, match="factors"):
@@ -171,17 +172,17 @@ def test_the_explicit_forward_of_a_strided_conv4_and_layers_that_normalise_each_
     x = exp.test_sampler(data).task(0).query_x
     params = params_of(strided)
     with torch.no_grad(), mk.train_mode(strided):
-        assert torch.allclose(we.conv4_forward(params, x, downsample="stride"), strided(x), atol=1e-5)
+        assert torch.allclose(cs.conv4_forward(params, x, downsample="stride"), strided(x), atol=1e-5)
         one_by_one = torch.cat([strided(x[i:i + 1]) for i in range(len(x))])
-    assert not torch.allclose(we.conv4_forward(params, x, downsample="stride"), we.conv4_forward(params, x), atol=1e-2)
+    assert not torch.allclose(cs.conv4_forward(params, x, downsample="stride"), cs.conv4_forward(params, x), atol=1e-2)
     # every layer alone is train mode with the examples one at a time; one layer alone is neither
-    assert torch.allclose(we.conv4_forward(params, x, downsample="stride", alone=range(4)), one_by_one, atol=1e-4)
-    last = we.conv4_forward(params, x, downsample="stride", alone=[3])
+    assert torch.allclose(cs.conv4_forward(params, x, downsample="stride", alone=range(4)), one_by_one, atol=1e-4)
+    last = cs.conv4_forward(params, x, downsample="stride", alone=[3])
     assert not torch.allclose(last, one_by_one, atol=1e-3) and not torch.allclose(last, strided(x), atol=1e-3)
     with pytest.raises(mk.ConfigError, match="layers 0-3"):
-        we.conv4_forward(params, x, alone=[4])
+        cs.conv4_forward(params, x, alone=[4])
     with pytest.raises(mk.ConfigError, match="downsample='stride'"):
-        we.check_conv4_bn(strided)
+        cs.check_conv4_bn(strided)
 
 
 @pytest.mark.parametrize("downsample", ["pool", "stride"])

@@ -36,6 +36,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mamlkit.adapt import adapt_and_predict
+from mamlkit.lessons.conv4_stats import batch_stats_at, conv4_forward
 from mamlkit.lessons.harness import (
     Attempt,
     CheckResult,
@@ -50,7 +51,6 @@ from mamlkit.lessons.harness import (
     small_model,
     small_task,
 )
-from mamlkit.lessons.why_eval import batch_stats_at, conv4_forward
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.rates import InnerRates
 
