@@ -24,7 +24,7 @@ LIMITS = {"function": 60, "module": 400, "core": 1500, "package": 5500}
 
 #: What is over a limit today, with its lines of code: the list may only shrink.
 OVER = {
-    "package": 8214,
+    "package": 8116,
     "core": 2123,
 }
 

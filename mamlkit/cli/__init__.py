@@ -37,21 +37,25 @@ NEEDS_DATA_DIR = ("--dataset omniglot needs --data-dir PATH (e.g. --data-dir ../
                   "to fetch the official archives where you have internet")
 
 
+def _data_changes(args: argparse.Namespace) -> dict:
+    """The preset changes every command that meta-trains takes from its options: the dataset, its folder and the
+    shape of the tasks (``--n-way``, ``--k-shot``, ``--n-query`` where the command has them)."""
+    changes: dict = {"dataset": args.dataset}
+    if args.data_dir:
+        changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    for option in ("n_way", "k_shot", "n_query"):
+        if getattr(args, option, None):
+            changes[option] = getattr(args, option)
+    return changes
+
+
 def _experiment(args: argparse.Namespace, default_preset: str = "full"):
     from mamlkit.experiments import preset
 
     name = "quick" if args.quick else (args.preset or default_preset)
-    changes: dict = {"dataset": args.dataset}
-    if args.data_dir:
-        changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    changes = _data_changes(args)
     if args.tasks:
         changes["test_tasks"] = args.tasks
-    if args.n_way:
-        changes["n_way"] = args.n_way
-    if args.k_shot:
-        changes["k_shot"] = args.k_shot
-    if args.n_query:
-        changes["n_query"] = args.n_query
     train = {}
     if args.iterations:
         train["iterations"] = args.iterations
@@ -214,13 +218,7 @@ def train_command(args: argparse.Namespace) -> int:
     from mamlkit.experiments.cache import cached_path, find_cached, shipped_dir
 
     _prepare_data(args)
-    changes: dict = {"dataset": args.dataset}
-    if args.data_dir:
-        changes["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
-    if args.n_way:
-        changes["n_way"] = args.n_way
-    if args.n_query:
-        changes["n_query"] = args.n_query
+    changes = _data_changes(args)
     train = {option: getattr(args, option) for option in ("inner_rates", "adapt") if getattr(args, option)}
     if train:
         changes["train"] = train
