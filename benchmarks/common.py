@@ -34,7 +34,7 @@ def cpu_model() -> str:
 
 def machine(threads: int | None = None) -> dict:
     """Where and when a benchmark ran: CPU, torch's CPU capability, BLAS and oneDNN builds, any kernel switches
-    (``mamlkit.machine``), cores, load, versions, torch threads, date."""
+    (``mamlkit.plumbing.machine``), cores, load, versions, torch threads, date."""
     import torch
 
     try:
@@ -45,7 +45,7 @@ def machine(threads: int | None = None) -> dict:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = []
-    from mamlkit.machine import signature
+    from mamlkit.plumbing.machine import signature
 
     sig = signature()
     return {

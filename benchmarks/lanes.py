@@ -3,7 +3,7 @@
 ``mk.experiments.run_placements`` meta-trains one model per meta-training placement and meta-tests
 every placement on each. With ``lanes=2`` the missing meta-trainings run side by side in two worker
 processes, then the meta-test tasks are split between them (one torch thread per lane, see
-``mamlkit.lanes``). This benchmark times the same small table (``--iterations`` meta-iterations,
+``mamlkit.plumbing.lanes``). This benchmark times the same small table (``--iterations`` meta-iterations,
 ``--tasks`` meta-test tasks, nothing cached) in one process at 2 torch threads (the default on 2 cores),
 in one process at 1 thread, and in 2 lanes, and checks that the per-task results of 2 lanes are identical
 to one process at one thread (the lanes' layout), and what one process at 2 threads gives (tasks side by

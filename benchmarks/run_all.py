@@ -322,7 +322,7 @@ def write_report() -> str:
         "`--run <name>`). These are plain scripts, not timed tests: timings on a shared or busy machine vary "
         "from run to run, so variants are interleaved in one process and compared by medians and ratios. "
         "Where a section says two runs give the same results bit for bit, both ran on the machine it names, with "
-        "that torch build (`mamlkit.machine`): on another CPU or build the numbers agree within margins, not "
+        "that torch build (`mamlkit.plumbing.machine`): on another CPU or build the numbers agree within margins, not "
         "bit for bit.",
         "",
     ]

@@ -12,14 +12,16 @@ The package is a core and four rooms (``docs/package.md``; ``make lint`` checks 
 The core is this folder's modules, in the order the data flows: ``mk.data`` (datasets), ``mk.tasks``,
 ``mk.norms`` and ``mk.models``, ``mk.modes``, ``mk.placements`` (what a placement means), ``mk.rates`` (inner
 learning rates other than one number), ``mk.backends`` (higher or torch.func), ``mk.adapt`` (the two loops) and
-``mk.evaluate``. The rooms import the core, never the other way: ``mamlkit.experiments`` (presets, the cache of
-meta-trained models, runs over placements and seeds), ``mamlkit.your_code`` (the checker and the placement
-report for your own loop), ``mamlkit.lessons`` (plots, widgets, the classroom lab, exercises and predictions:
-they need matplotlib and ipywidgets, ``from mamlkit.lessons import plots``) and ``mamlkit.cli`` (the command
-line). A room is imported on first use of one of its names here (``mk.preset``, ``mk.check_maml``, ...).
+``mk.evaluate``; what they lean on apart from what they teach (input checks, threads and lanes, the machine's
+signature, safe files) is in ``mamlkit.plumbing``. The rooms import the core, never the other way:
+``mamlkit.experiments`` (presets, the cache of meta-trained models, runs over placements and seeds),
+``mamlkit.your_code`` (the checker and the placement report for your own loop), ``mamlkit.lessons`` (plots,
+widgets, the classroom lab, exercises and predictions: they need matplotlib and ipywidgets,
+``from mamlkit.lessons import plots``) and ``mamlkit.cli`` (the command line). A room is imported on first use of
+one of its names here (``mk.preset``, ``mk.check_maml``, ...).
 """
 
-from mamlkit import startup as _startup  # noqa: I001  (first: a Ctrl-C while starting says one line)
+from mamlkit.plumbing import startup as _startup  # noqa: I001  (first: a Ctrl-C while starting says one line)
 import importlib as _importlib
 
 from mamlkit import (  # noqa: F401  (the core's modules, so that mk.<module>.<name> always works)
@@ -41,7 +43,7 @@ from mamlkit.data import load_dataset
 from mamlkit.data import omniglot as _omniglot  # noqa: F401  (mk.data.omniglot)
 from mamlkit.data.sinusoid import SinusoidSampler
 from mamlkit.errors import ConfigError, DataError
-from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference, t_interval
+from mamlkit.evaluate import EvalResult, confidence_interval, meta_test, paired_difference
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.modes import (
     bn_stats_untouched,
@@ -60,7 +62,7 @@ from mamlkit.tasks import FixedTasks, Task, TaskSampler
 #: The public names that live in a room, and the room's module: loaded on first use (``__getattr__`` below).
 _ROOM_NAMES = {
     "preset": "mamlkit.experiments", "get_meta_trained": "mamlkit.experiments",
-    "run_normalisations": "mamlkit.experiments",
+    "run_normalisations": "mamlkit.experiments", "t_interval": "mamlkit.experiments.intervals",
     "check_maml": "mamlkit.your_code.checker", "MISTAKES": "mamlkit.your_code.checker",
     "MAMLMistakeError": "mamlkit.your_code.checker",
     "placement_report": "mamlkit.your_code.diagnosis", "PlacementReport": "mamlkit.your_code.diagnosis",

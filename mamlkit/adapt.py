@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
@@ -30,16 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mamlkit import checks
 from mamlkit.backends import adapted, check_backend
 from mamlkit.errors import ConfigError
-from mamlkit.lanes import chosen_threads, thread_pool
-from mamlkit.machine import signature as machine_signature
 from mamlkit.modes import StatsSnapshot, draws_random_numbers, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
 from mamlkit.placements import Placement, TrainPlacement, get_placement, get_train_placement, predict_query
+from mamlkit.plumbing import checks
+from mamlkit.plumbing.lanes import task_pool, task_threads
+from mamlkit.plumbing.machine import signature as machine_signature
 from mamlkit.progress import progress_bar
-from mamlkit.rates import ADAPTS, INNER_RATES, InnerRates, inner_rates_for
+from mamlkit.rates import InnerRates, inner_rates_for
 from mamlkit.tasks import Task, TaskSampler
 
 
@@ -88,23 +87,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         get_train_placement(self.placement)
-        if self.inner_rates not in INNER_RATES:
-            raise ConfigError(f"inner_rates must be one of {', '.join(INNER_RATES)}, got {self.inner_rates!r}")
-        if self.adapt not in ADAPTS:
-            raise ConfigError(f"adapt must be one of {', '.join(ADAPTS)}, got {self.adapt!r}")
-        if self.inner_rates == "learned" and self.first_order:
-            raise ConfigError("learned inner rates need second-order meta-training (first_order=False): "
-                              "first-order MAML passes no gradient to them")
-        if self.running_stats not in ("copies", "write_back"):
-            raise ConfigError(f"running_stats must be 'copies' or 'write_back', got {self.running_stats!r}")
-        for name in ("iterations", "meta_batch"):
-            checks.whole_number(name, getattr(self, name), 1)
-        checks.whole_number("inner_steps", self.inner_steps, 0)
-        checks.rate("inner_lr", self.inner_lr, "0.4")
-        checks.rate("outer_lr", self.outer_lr, "1e-3")
-        checks.seed("seed", self.seed)
-        if not isinstance(self.first_order, bool):
-            raise ConfigError(f"first_order must be True or False, got {self.first_order!r}")
+        checks.train_config(self)  # every other setting, each refusal saying what to do
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -181,7 +164,7 @@ class MetaTrained:
         config: the configuration it was trained with (a plain dict, the cache key's content).
         inner_rates: the inner learning rates it adapts with when they are not one number (learned, or ANIL's
             head only; ``mamlkit.rates``); ``meta_test`` uses them in place of its ``inner_lr``.
-        machine: the signature of the machine that meta-trained it (``mamlkit.machine.signature``; ``None``
+        machine: the signature of the machine that meta-trained it (``mamlkit.plumbing.machine.signature``; ``None``
             where it is not known): another run reproduces it bit for bit only on the same machine.
     """
 
@@ -224,7 +207,8 @@ def meta_train(
         raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}: wrap your settings as "
                           "mk.TrainConfig(**settings)")
     device = checks.model_device(model)
-    _check_sampler(sampler)
+    # anything with batch(start, size), the one method meta_train calls (a TaskSampler, or a wrapper around one)
+    checks.task_source(sampler, "batch", "a task sampler such as mk.TaskSampler(data['train'], ...)")
     placement = get_train_placement(config.placement)
     torch.manual_seed(config.seed)
     rates = config.rates(model)
@@ -240,7 +224,7 @@ def meta_train(
     side_by_side = task_threads(model, config, backend, threads)
     start = time.perf_counter()
     bar = progress_bar(range(config.iterations), desc=f"meta-training ({placement.name})", enabled=progress)
-    with _task_pool(side_by_side) as pool:
+    with task_pool(side_by_side) as pool:
         for iteration in bar:
             outer_opt.zero_grad(set_to_none=True)
             tasks = [task.to(device) for task in sampler.batch(iteration * config.meta_batch, config.meta_batch)]
@@ -278,14 +262,6 @@ def meta_train(
     return MetaTrained(model, collected, history, {"train": config.as_dict()}, rates, machine_signature())
 
 
-def _check_sampler(sampler: object) -> None:
-    """A task source for meta-training: anything with ``batch(start, size)``, the one method ``meta_train`` calls
-    (a ``TaskSampler``, or a wrapper around one)."""
-    if not callable(getattr(sampler, "batch", None)):
-        raise ConfigError(f"sampler must be a task sampler such as mk.TaskSampler(data['train'], ...), got "
-                          f"{type(sampler).__name__}")
-
-
 def _stop_if_diverged(losses: list[float], iteration: int, config: TrainConfig) -> None:
     """Stop meta-training at a query loss that is NaN or infinite (before the update that would spread it)."""
     loss = sum(losses) / len(losses)
@@ -293,30 +269,6 @@ def _stop_if_diverged(losses: list[float], iteration: int, config: TrainConfig) 
         raise ConfigError(f"meta-training diverged: the query loss is {loss} at meta-iteration {iteration + 1} of "
                           f"{config.iterations}; try a smaller inner_lr (now {config.inner_lr:g}) or outer_lr (now "
                           f"{config.outer_lr:g})")
-
-
-def task_threads(model: nn.Module, config: TrainConfig, backend: str, threads: int | None) -> int:
-    """How many tasks ``meta_train`` computes side by side (1: one at a time; see its ``threads``)."""
-    threads = chosen_threads(threads)
-    shared_state = (
-        backend != "higher"  # torch.func's copy sets the model's own modes during each call
-        or config.running_stats == "write_back"  # each task starts from the statistics the last one wrote
-        or draws_random_numbers(model)  # the tasks would share torch's one generator
-        or next(model.parameters()).device.type != "cpu"
-        or not torch.is_grad_enabled() or torch.is_inference_mode_enabled()  # thread-local: workers would not see it
-        or torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu")
-    )
-    return 1 if shared_state else min(threads, config.meta_batch)
-
-
-@contextmanager
-def _task_pool(threads: int) -> Iterator[ThreadPoolExecutor | None]:
-    """``lanes.thread_pool(threads)``, or None for one thread: the work is done in this thread as it is."""
-    if threads == 1:
-        yield None
-        return
-    with thread_pool(threads) as pool:
-        yield pool
 
 
 @dataclass

@@ -19,17 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mamlkit import checks
 from mamlkit.adapt import MetaTrained, accuracy, adapt_and_predict_many, can_replay, task_loss
-from mamlkit.backends import adapted, check_backend
+from mamlkit.backends import check_backend
 from mamlkit.errors import ConfigError
-from mamlkit.lanes import chosen_threads, run_in_lanes, thread_pool
 from mamlkit.modes import StatsSnapshot, draws_random_numbers, preserved_bn_stats, snapshot_bn_stats
 from mamlkit.modes import dropout_off as without_dropout
-from mamlkit.placements import PLACEMENTS, Placement, get_placement, prepare_stats
+from mamlkit.placements import Placement, get_placement, prepare_stats
+from mamlkit.plumbing import checks
+from mamlkit.plumbing.lanes import chosen_threads, run_in_lanes, thread_pool
 from mamlkit.progress import progress_counter
 from mamlkit.rates import InnerRates
-from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler
 
 Z_95 = 1.96
@@ -41,49 +40,6 @@ def confidence_interval(values: Iterable[float], z: float = Z_95) -> tuple[float
     if arr.size == 0:
         raise ValueError("no values: a confidence interval needs at least one task")
     return float(arr.mean()), float(z * arr.std() / math.sqrt(arr.size))
-
-
-def t_quantile(level: float, df: int) -> float:
-    """The two-sided Student-t multiplier: ``P(|T| <= t) = level`` for ``df`` degrees of freedom.
-
-    Computed by integrating the t density (Simpson's rule) and bisection: exact to about 1e-8,
-    without scipy. For large ``df`` it tends to the normal value (1.96 for 95%).
-    """
-    if not 0 < level < 1 or df < 1:
-        raise ValueError("level must be in (0, 1) and df at least 1")
-    scale = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-
-    def mass(t: float) -> float:  # P(0 <= T <= t)
-        x = np.linspace(0.0, t, 4001)
-        y = scale * (1 + x**2 / df) ** (-(df + 1) / 2)
-        return float((x[1] - x[0]) / 3 * (y[0] + y[-1] + 4 * y[1:-1:2].sum() + 2 * y[2:-1:2].sum()))
-
-    low, high = 0.0, 1.0
-    while mass(high) < level / 2:
-        high *= 2
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if mass(mid) < level / 2 else (low, mid)
-    return (low + high) / 2
-
-
-def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width ``t * s / sqrt(N)`` with the sample standard deviation ``s`` (N - 1).
-
-    The interval for a small number of values (e.g. the 20 official Omniglot runs), where
-    ``confidence_interval``'s normal multiplier and population std are too optimistic.
-    """
-    arr = np.asarray(list(values), dtype=np.float64)
-    if arr.size < 2:
-        raise ValueError("a t interval needs at least two values")
-    return float(arr.mean()), t_quantile(level, arr.size - 1) * float(arr.std(ddof=1)) / math.sqrt(arr.size)
-
-
-def tasks_needed(std: float, half_width: float, z: float = Z_95) -> int:
-    """How many tasks make the interval ``z * std / sqrt(N)`` at most ``half_width`` wide."""
-    if half_width <= 0:
-        raise ValueError("half_width must be positive")
-    return max(1, math.ceil((z * std / half_width) ** 2))
 
 
 @dataclass
@@ -227,9 +183,8 @@ def _checked_inputs(model, sampler, placements, n_tasks, inner_steps, inner_lr, 
             inner_lr = model.inner_rates
         model = model.model
     checks.model_device(model)
-    if not callable(getattr(sampler, "task", None)):
-        raise ConfigError(f"sampler must be a task source with task(i), such as mk.TaskSampler(data['test'], ...) "
-                          f"or mk.FixedTasks([...]), got {type(sampler).__name__}")
+    checks.task_source(sampler, "task", "a task source with task(i), such as mk.TaskSampler(data['test'], ...) or "
+                       "mk.FixedTasks([...])")
     single = isinstance(placements, (str, Placement))
     if not single and not isinstance(placements, Iterable):
         raise ConfigError(f"placements must be a placement name, a list of them or mk.PLACEMENTS, got "
@@ -289,7 +244,7 @@ def meta_test(
             ``MetaTrained`` when not given).
         progress: show a progress bar; ``on_task(done, total)`` is called after every task.
         backend: ``"higher"`` or ``"torch.func"`` (see ``mamlkit.backends.BACKENDS``): same results.
-        lanes: worker processes with one torch thread each that share the tasks (``mamlkit.lanes``; None or 1:
+        lanes: worker processes with one torch thread each that share the tasks (``mamlkit.plumbing.lanes``; None or 1:
             this process). The results equal one process at one torch thread exactly, in any number of lanes.
         dropout_off: every Dropout layer drops nothing in every placement (``mamlkit.modes.dropout_off``), so a
             train-mode placement is "BatchNorm in train mode, Dropout off"; eval mode turns Dropout off anyway.
@@ -301,9 +256,7 @@ def meta_test(
     """
     model, collected_stats, inner_lr, chosen, single = _checked_inputs(
         model, sampler, placements, n_tasks, inner_steps, inner_lr, collected_stats, start, backend)
-    lanes = 1 if lanes is None else lanes
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-        raise ConfigError(f"lanes must be a whole number of at least 1 (or None: this process), got {lanes!r}")
+    lanes = 1 if lanes is None else checks.whole_number("lanes", lanes, 1)  # None: this process
     threads = chosen_threads(threads)
     groups: dict[tuple[str, str], list[Placement]] = {}
     for p in chosen:
@@ -426,88 +379,3 @@ def sampler_is_regression(sampler: object) -> bool:
     return bool(getattr(sampler, "regression", False))
 
 
-def placement_table(results: dict[str, dict[str, EvalResult]], title: str = "", n_way: int | None = None) -> Table:
-    """Rows: meta-test placements; columns: meta-training placements; cells: mean ± 95% interval."""
-    trainings = list(results)
-    names: list[str] = []
-    for by_placement in results.values():
-        names += [n for n in by_placement if n not in names]
-    columns = ["meta-test placement", "adapt/query, stats, query"] + [f"trained: {t}" for t in trainings]
-    note = "accuracy % over meta-test tasks, mean ± 95% interval (1.96 std / sqrt(N))"
-    if n_way:
-        note += f"; chance is {100 / n_way:.1f}%"
-    table = Table(columns, title=title, note=note)
-    for name in names:
-        label = PLACEMENTS[name].label if name in PLACEMENTS else name
-        cells = [results[t][name].formatted() if name in results[t] else "-" for t in trainings]
-        table.add_row(name, label, *cells)
-    return table
-
-
-def arrival_order(y: torch.Tensor, balanced: bool) -> torch.Tensor:
-    """Indices of query examples in the order they reach the model: ``balanced`` is round robin over the
-    classes (a batch of N-way examples holds one of each class); otherwise one class after another."""
-    if not balanced:
-        return torch.argsort(y, stable=True)
-    rank = torch.zeros_like(y)
-    for c in y.unique():
-        rank[y == c] = torch.arange(int((y == c).sum()), device=y.device)
-    return torch.argsort(rank * (int(y.max()) + 1) + y)
-
-
-def predict_in_batches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int, balanced: bool) -> torch.Tensor:
-    """Outputs for ``x`` with the examples presented in batches of ``size``, arriving as ``arrival_order`` says
-    (in train mode each batch is normalised by its own statistics); rows in the order of ``x``."""
-    if size < 1:
-        raise ConfigError(f"a query batch holds at least one example, got {size}")
-    order = arrival_order(y, balanced)
-    parts = [order[start:start + size] for start in range(0, len(x), size)]
-    outputs = [model(x[part]) for part in parts]
-    logits = torch.empty(len(x), outputs[0].shape[-1], dtype=outputs[0].dtype, device=outputs[0].device)
-    for part, out in zip(parts, outputs):
-        logits[part] = out
-    return logits
-
-
-def query_batches(
-    model: nn.Module | MetaTrained,
-    sampler: TaskSampler,
-    sizes: Sequence[int] = (1, 2, 5, 10, 25),
-    n_tasks: int = 600,
-    inner_steps: int = 10,
-    inner_lr: float | InnerRates = 0.4,
-    *,
-    progress: bool = True,
-) -> dict[tuple[int, bool], EvalResult]:
-    """Train-mode accuracy when the query set arrives in batches of each size, balanced or one class after another.
-
-    Each task is adapted once in train mode (as ``transductive``); the adapted copy then predicts the query set
-    in every presentation: ``results[size, True]`` round robin over the classes, ``results[size, False]`` one
-    class after another. A batch of the whole query set is ``transductive``; a batch of one is ``one_at_a_time``.
-    """
-    if isinstance(model, MetaTrained):
-        if model.inner_rates is not None:
-            inner_lr = model.inner_rates
-        model = model.model
-    indices = tuple(range(n_tasks))
-    values: dict[tuple[int, bool], list[float]] = {(s, b): [] for s in sizes for b in (True, False)}
-    device = next(model.parameters()).device
-    bar = progress_counter(n_tasks, "query batches", progress)
-    begin = time.perf_counter()
-    try:
-        for index in indices:
-            task = sampler.task(index).to(device)
-            with adapted(model, inner_lr, meta=False) as (fmodel, step, _):
-                fmodel.train()
-                for _ in range(inner_steps):
-                    step(task_loss(fmodel(task.support_x), task.support_y))
-                with torch.no_grad():
-                    for (size, balanced), accs in values.items():
-                        logits = predict_in_batches(fmodel, task.query_x, task.query_y, size, balanced)
-                        accs.append(accuracy(logits, task.query_y))
-            bar.update(1)
-    finally:
-        bar.close()
-    seconds = (time.perf_counter() - begin) / len(values)
-    return {key: EvalResult(f"batches of {key[0]}, {'balanced' if key[1] else 'one class after another'}",
-                            np.asarray(v), "accuracy", seconds, indices) for key, v in values.items()}

@@ -7,17 +7,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from mamlkit import checks
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.norms import NORMS, is_context_norm, make_norm
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else CPU; the ``MAMLKIT_DEVICE`` environment variable overrides."""
-    wanted = checks.env_device("MAMLKIT_DEVICE")  # refused in one line where it names no device of this machine
-    if wanted is not None:
-        return wanted
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from mamlkit.plumbing import checks, machine
 
 
 @dataclass(frozen=True)
@@ -158,4 +150,4 @@ def build_model(config: ModelConfig, seed: int | None = 0, device: torch.device 
         model = MLP(1, config.hidden, config.n_out, config.dropout)
     else:
         raise ConfigError(f"unknown model kind {config.kind!r}; choose 'conv4' or 'mlp'")
-    return model.to(device or default_device())
+    return model.to(device or machine.default_device())

@@ -15,7 +15,6 @@ and ``model.eval()``: the model stays switched, and nothing restores it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -193,50 +192,3 @@ def norm_report(model: nn.Module) -> Table:
     return table
 
 
-def batch_statistics(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-channel mean and variance of the input each BatchNorm layer sees for the batch ``x``.
-
-    These are the statistics train mode normalises with. The model is run in train mode without
-    gradients and is left exactly as it was (modes and running statistics restored).
-    """
-    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = []
-    for name, m in model.named_modules():
-        if is_batchnorm(m):
-            def record(module, inputs, output, name=name):
-                h = inputs[0].transpose(0, 1).flatten(1)  # channels x (batch * positions)
-                stats[name] = (h.mean(dim=1), h.var(dim=1, unbiased=False))
-
-            hooks.append(m.register_forward_hook(record))
-    try:
-        with torch.no_grad(), preserved_bn_stats(model), train_mode(model):
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return stats
-
-
-def running_vs_batch(model: nn.Module, layer: str, batches: dict[str, torch.Tensor],
-                     collected: StatsSnapshot | None = None) -> dict:
-    """One BatchNorm layer's batch statistics for several batches, against the running statistics eval mode reads.
-
-    Returns a dict: ``tasks`` (``batch_statistics`` of each batch, by the batches' names), ``running``
-    (``"collected"`` from ``collected``, and the layer's own: ``"untouched"`` if it never updated, else
-    ``"the model's own"``, each a (mean, var) pair) and ``factor`` (per running source, the typical factor
-    between a batch's variance and the running variance: the geometric mean of ``|log(var_batch / var_run)|``
-    over channels and batches, exponentiated). The model is left exactly as it was.
-    """
-    module = dict(model.named_modules())[layer]
-    tasks = {name: batch_statistics(model, x) for name, x in batches.items()}
-    running: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    if collected is not None and f"{layer}.running_mean" in collected:
-        running["collected"] = (collected[f"{layer}.running_mean"], collected[f"{layer}.running_var"])
-    if getattr(module, "running_mean", None) is not None:
-        own = "untouched" if int(module.num_batches_tracked.sum()) == 0 else "the model's own"
-        running[own] = (module.running_mean.detach().clone(), module.running_var.detach().clone())
-    factor = {}
-    for name, (_mean, var) in running.items():
-        logs = [(stats[layer][1].cpu() / var.cpu()).log().abs().mean().item() for stats in tasks.values()]
-        factor[name] = math.exp(sum(logs) / len(logs))
-    return {"tasks": tasks, "running": running, "factor": factor}

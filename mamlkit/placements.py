@@ -221,15 +221,6 @@ def custom_placement(
     return Placement(name, adapt_mode, query_mode, stats, presentation, "a custom combination")
 
 
-def describe_placements() -> str:
-    """Every placement with its one-line description, for ``--help`` and the README."""
-    lines = ["meta-training placements:"]
-    lines += [f"  {p.name:<26} {p.description}" for p in TRAIN_PLACEMENTS.values()]
-    lines.append("meta-test placements:")
-    lines += [f"  {p.name:<26} {p.description}" for p in PLACEMENTS.values()]
-    return "\n".join(lines)
-
-
 def prepare_stats(model: nn.Module, stats: str, collected: StatsSnapshot | None) -> None:
     """Load into ``model`` the running statistics a placement names, before a patched copy is made of it.
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mamlkit import checks
 from mamlkit.data.base import ClassSplit
 from mamlkit.errors import DataError
+from mamlkit.plumbing import checks
 
 
 @dataclass
@@ -59,15 +59,6 @@ class Task:
             self.index,
         )
 
-    def query_by_class(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The query set cut into one ``(x, y)`` chunk per class."""
-        chunks = []
-        for label in torch.unique(self.query_y).tolist():
-            mask = self.query_y == label
-            chunks.append((self.query_x[mask], self.query_y[mask]))
-        return chunks
-
-
 class TaskSampler:
     """Draws N-way K-shot tasks from one split of a few-shot dataset, reproducibly.
 
@@ -98,32 +89,7 @@ class TaskSampler:
                     if isinstance(split, Mapping) or hasattr(split, "splits") else "")
             raise DataError(f"split must be one split of a dataset, such as data['train'], got "
                             f"{type(split).__name__}{hint}")
-        for name, value in (("n_way", n_way), ("k_shot", k_shot), ("n_query", n_query)):
-            checks.whole_number(name, value, 1, DataError)
-        checks.seed("seed", seed, DataError)
-        if not isinstance(rotations, bool):
-            raise DataError(f"rotations must be True or False, got {rotations!r}")
-        if n_way < 2:
-            raise DataError(f"n_way must be at least 2 for a classification task, got {n_way}")
-        n_classes = split.n_classes * (4 if rotations else 1)
-        if n_way > n_classes:
-            raise DataError(
-                f"n_way={n_way} is more than the {n_classes} classes in split {split.name!r}"
-                f"{' (with rotations)' if rotations else ''}; use n_way <= {n_classes}"
-                + ("" if rotations else " or turn on rotations=True to get 4x the classes")
-            )
-        if k_shot >= split.n_examples:
-            raise DataError(
-                f"k_shot={k_shot} leaves no query example: split {split.name!r} has only {split.n_examples} "
-                f"examples per class; use k_shot of at most {split.n_examples - 1}, and k_shot + n_query of at most "
-                f"{split.n_examples}"
-            )
-        if k_shot + n_query > split.n_examples:
-            raise DataError(
-                f"k_shot + n_query = {k_shot} + {n_query} = {k_shot + n_query} examples per class, "
-                f"but split {split.name!r} has only {split.n_examples} per class; "
-                f"lower n_query to at most {split.n_examples - k_shot}"
-            )
+        checks.task_sizes(split.name, split.n_classes, split.n_examples, n_way, k_shot, n_query, seed, rotations)
         self.split = split
         self.n_way = int(n_way)
         self.k_shot = int(k_shot)

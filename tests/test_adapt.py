@@ -9,6 +9,7 @@ from conftest import sampler_and_model
 
 import mamlkit as mk
 from mamlkit.adapt import task_loss
+from mamlkit.plumbing import lanes
 
 
 def setup(seed=0, norm="bn"):
@@ -159,7 +160,7 @@ def test_tasks_side_by_side_give_the_same_model_bit_for_bit(name):
     runs = []
     for threads in (1, 2):
         sampler, model = setup(**model_args)
-        assert mk.adapt.task_threads(model, config, "higher", threads) == threads
+        assert lanes.task_threads(model, config, "higher", threads) == threads
         runs.append(mk.meta_train(model, sampler, config, progress=False, threads=threads))
     one, two = runs
     assert one.model.state_dict().keys() == two.model.state_dict().keys()
@@ -182,7 +183,7 @@ def test_tasks_side_by_side_at_two_torch_threads_equal_one_torch_thread_and_rest
         alone = mk.meta_train(model, sampler, config, progress=False)          # None: 1 task at a time
         torch.set_num_threads(2)
         sampler, model = setup()
-        assert mk.adapt.task_threads(model, config, "higher", 2) == 2
+        assert lanes.task_threads(model, config, "higher", 2) == 2
         paired = mk.meta_train(model, sampler, config, progress=False, threads=2)   # 2 tasks side by side
         assert torch.get_num_threads() == 2
     finally:
@@ -197,12 +198,12 @@ def test_one_task_at_a_time_unless_told_otherwise(monkeypatch):
     _, model = setup()
     config = mk.TrainConfig(iterations=1)
     monkeypatch.delenv("MAMLKIT_TASK_THREADS", raising=False)
-    assert mk.adapt.task_threads(model, config, "higher", None) == 1
+    assert lanes.task_threads(model, config, "higher", None) == 1
     monkeypatch.setenv("MAMLKIT_TASK_THREADS", "2")
-    assert mk.adapt.task_threads(model, config, "higher", None) == 2
+    assert lanes.task_threads(model, config, "higher", None) == 2
     monkeypatch.setenv("MAMLKIT_TASK_THREADS", "two")
     with pytest.raises(mk.ConfigError, match="MAMLKIT_TASK_THREADS must be a whole number"):
-        mk.adapt.task_threads(model, config, "higher", None)
+        lanes.task_threads(model, config, "higher", None)
 
 
 def test_the_meta_gradient_of_tasks_side_by_side_equals_a_bare_higher_loop():
@@ -224,11 +225,11 @@ def test_the_meta_gradient_of_tasks_side_by_side_equals_a_bare_higher_loop():
 def test_tasks_that_share_state_run_one_at_a_time_and_bad_thread_counts_are_refused():
     sampler, model = setup()
     config = mk.TrainConfig(iterations=1)
-    assert mk.adapt.task_threads(model, config, "higher", 8) == config.meta_batch     # at most one per task
-    assert mk.adapt.task_threads(model, config, "torch.func", 2) == 1
-    assert mk.adapt.task_threads(model, mk.TrainConfig(running_stats="write_back"), "higher", 2) == 1
+    assert lanes.task_threads(model, config, "higher", 8) == config.meta_batch     # at most one per task
+    assert lanes.task_threads(model, config, "torch.func", 2) == 1
+    assert lanes.task_threads(model, mk.TrainConfig(running_stats="write_back"), "higher", 2) == 1
     dropped = mk.build_model(mk.ModelConfig(norm="bn", hidden=8, dropout=0.3), seed=0, device="cpu")
-    assert mk.adapt.task_threads(dropped, config, "higher", 2) == 1
+    assert lanes.task_threads(dropped, config, "higher", 2) == 1
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(mk.ConfigError, match="threads must be a whole number"):
             mk.meta_train(model, sampler, config, progress=False, threads=bad)

@@ -11,7 +11,7 @@ import mamlkit as mk
 from mamlkit.data.base import FewShotDataset
 from mamlkit.errors import CacheError
 from mamlkit.experiments.cache import cached_path, config_key, load_trained, save_trained
-from mamlkit.machine import signature
+from mamlkit.plumbing.machine import signature
 
 
 @pytest.fixture

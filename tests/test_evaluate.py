@@ -8,6 +8,7 @@ import torch
 from conftest import make_split
 
 import mamlkit as mk
+from mamlkit.experiments import intervals, presentation
 
 
 def test_confidence_interval_formula():
@@ -25,7 +26,7 @@ def test_interval_shrinks_as_one_over_sqrt_n():
 
 
 def test_tasks_needed():
-    assert mk.evaluate.tasks_needed(std=0.15, half_width=0.012) == math.ceil((1.96 * 0.15 / 0.012) ** 2)
+    assert intervals.tasks_needed(std=0.15, half_width=0.012) == math.ceil((1.96 * 0.15 / 0.012) ** 2)
 
 
 @pytest.fixture(scope="module")
@@ -151,14 +152,14 @@ def test_paired_difference_and_results_text():
 
 def test_placement_table_renders_in_text_html_and_markdown():
     r = {"standard": {"transductive": mk.EvalResult("transductive", np.array([0.9, 0.7]))}}
-    table = mk.evaluate.placement_table(r, title="t", n_way=5)
+    table = mk.experiments.placement_table(r, title="t", n_way=5)
     assert "80.0 ± 13.9" in str(table) and "chance is 20.0%" in str(table)
     assert "<td>80.0 ± 13.9</td>" in table._repr_html_()
     assert table.to_markdown().startswith("| meta-test placement |")
 
 
 def test_t_interval_uses_student_quantiles_and_the_sample_std():
-    from mamlkit.evaluate import t_quantile
+    from mamlkit.experiments.intervals import t_quantile
 
     # published table values of the two-sided Student-t multiplier
     for level, df, table in [(0.95, 19, 2.093), (0.95, 1, 12.706), (0.99, 5, 4.032), (0.95, 100000, 1.960)]:
@@ -225,7 +226,7 @@ def test_the_placements_command_takes_dropout_and_dropout_off():
 
 
 def test_query_batches_ends_are_the_transductive_and_one_at_a_time_placements(trained, test_sampler):
-    results = mk.evaluate.query_batches(trained, test_sampler, sizes=(1, 2, 15), n_tasks=3, inner_steps=2,
+    results = presentation.query_batches(trained, test_sampler, sizes=(1, 2, 15), n_tasks=3, inner_steps=2,
                                         progress=False)
     placed = mk.meta_test(trained, test_sampler, ["transductive", "one_at_a_time"], n_tasks=3, inner_steps=2,
                           progress=False)
@@ -237,8 +238,8 @@ def test_query_batches_ends_are_the_transductive_and_one_at_a_time_placements(tr
 
 def test_arrival_orders():
     y = torch.tensor([2, 0, 1, 0, 2, 1, 1, 0, 2])
-    balanced = y[mk.evaluate.arrival_order(y, True)]
+    balanced = y[presentation.arrival_order(y, True)]
     assert balanced.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2]               # every batch of 3 holds each class once
-    assert y[mk.evaluate.arrival_order(y, False)].tolist() == sorted(y.tolist())
+    assert y[presentation.arrival_order(y, False)].tolist() == sorted(y.tolist())
     with pytest.raises(mk.ConfigError, match="at least one example"):
-        mk.evaluate.predict_in_batches(torch.nn.Identity(), torch.rand(9, 3), y, 0, True)
+        presentation.predict_in_batches(torch.nn.Identity(), torch.rand(9, 3), y, 0, True)

@@ -48,8 +48,8 @@ def test_norms_command_reports_bad_method_names(capsys):
 
 
 def test_across_seeds_averages_seed_means_with_a_t_interval():
-    from mamlkit.evaluate import t_quantile
     from mamlkit.experiments import Experiment, ResultsRecord, across_seeds
+    from mamlkit.experiments.intervals import t_quantile
 
     def record(seed, values):
         exp = Experiment().with_changes(train={"seed": seed})

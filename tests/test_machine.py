@@ -1,4 +1,4 @@
-"""mamlkit.machine: which machine computed a result, and whether two runs can agree bit for bit."""
+"""mamlkit.plumbing.machine: which machine computed a result, and whether two runs can agree bit for bit."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from mamlkit.machine import FIELDS, KERNEL_SWITCHES, describe, differences, same_machine, signature
+from mamlkit.plumbing.machine import FIELDS, KERNEL_SWITCHES, describe, differences, same_machine, signature
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from forced_kernels import forced_environment  # noqa: E402
 
-SIGNATURE_JSON = "import json, mamlkit.machine as m; print(json.dumps(m.signature()))"
+SIGNATURE_JSON = "import json, mamlkit.plumbing.machine as m; print(json.dumps(m.signature()))"
 
 
 def _signature_in_a_process(**env: str) -> dict:

@@ -226,7 +226,7 @@ def page(name):
 def test_the_tables_across_seeds_are_the_packed_records():
     """Every cell of the tables across meta-training seeds (docs/results.md: placements; docs/normalisation.md:
     normalisations) is computed from data/records/."""
-    from mamlkit.evaluate import t_interval
+    from mamlkit.experiments.intervals import t_interval
 
     root = Path(__file__).resolve().parents[1]
     pages = {"placements": page("docs/results.md"), "norms": page("docs/normalisation.md")}

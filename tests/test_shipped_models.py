@@ -1,7 +1,7 @@
 """The lesson models that ship with the collection (``data/models``): each is what mamlkit trains.
 
 A shipped file is a cache file named by the key of its full configuration (data fingerprint, task shape,
-model, training settings), and it records the machine that trained it (``mamlkit.machine.signature``).
+model, training settings), and it records the machine that trained it (``mamlkit.plumbing.machine.signature``).
 These tests check that every name matches the configuration stored inside, that every model ``make models``
 needs for glyphs is shipped, and retrain one of them here:
 
@@ -28,7 +28,7 @@ from mamlkit.adapt import MetaTrained, meta_train
 from mamlkit.evaluate import paired_difference
 from mamlkit.experiments import preset
 from mamlkit.experiments.cache import config_key, find_cached, load_trained, shipped_dir
-from mamlkit.machine import differences, same_machine, signature
+from mamlkit.plumbing.machine import differences, same_machine, signature
 
 SHIPPED = sorted(shipped_dir().glob("maml-*.pt"))
 

@@ -43,12 +43,6 @@ def test_rotations_make_new_classes(tiny_split):
     assert any(torch.equal(torch.rot90(original[i], k, dims=(-2, -1)), task.support_x[0]) for i in range(8))
 
 
-def test_query_by_class(tiny_split):
-    task = TaskSampler(tiny_split, n_way=4, k_shot=1, n_query=2, seed=0).task(0)
-    chunks = task.query_by_class()
-    assert len(chunks) == 4 and all(x.shape[0] == 2 and (y == y[0]).all() for x, y in chunks)
-
-
 @pytest.mark.parametrize(
     "kwargs, words",
     [

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import mamlkit as mk
-from mamlkit import checks
 from mamlkit.data.base import ClassSplit
 from mamlkit.errors import CacheError, ConfigError, DataError
 from mamlkit.experiments.cache import store
+from mamlkit.plumbing import checks, lanes, machine
 
 OWN_ERRORS = (ConfigError, DataError, CacheError)
 QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -147,7 +147,7 @@ def test_environment_variables_are_named_in_one_line(monkeypatch: pytest.MonkeyP
             m.setenv(variable, value)
             refused(_check_environment, variable)
     monkeypatch.setenv("MAMLKIT_DEVICE", "gpu")
-    refused(mk.models.default_device, "MAMLKIT_DEVICE")
+    refused(machine.default_device, "MAMLKIT_DEVICE")
 
 
 def test_placement_report_checks_every_episode_not_only_the_first() -> None:
@@ -286,7 +286,7 @@ env_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_charact
 def test_device_variable_accepts_or_refuses(value: str) -> None:
     with pytest.MonkeyPatch.context() as m:  # put back after each example: other tests build models
         m.setenv("MAMLKIT_DEVICE", value)
-        accepted_or_refused(mk.models.default_device)
+        accepted_or_refused(machine.default_device)
 
 
 @QUICK
@@ -295,5 +295,5 @@ def test_count_variables_accept_or_refuse(value: str) -> None:
     with pytest.MonkeyPatch.context() as m:  # put back after each example
         m.setenv("MAMLKIT_THREADS", value)
         accepted_or_refused(lambda: checks.env_whole_number("MAMLKIT_THREADS"))
-        m.setenv("MAMLKIT_LANES", value)  # read by mamlkit.lanes itself
-        accepted_or_refused(mk.lanes.default_lanes)
+        m.setenv("MAMLKIT_LANES", value)  # read by mamlkit.plumbing.lanes itself
+        accepted_or_refused(lanes.default_lanes)

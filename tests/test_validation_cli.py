@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mamlkit import files
 from mamlkit.cli import main
+from mamlkit.plumbing import files
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ which compare with shipped or recorded files (``make test-kernels``) take the pa
 - ``NPY_DISABLE_CPU_FEATURES``: numpy's dispatched kernels above its baseline, those this machine has.
 
 On the developers' machine (Intel Xeon, AVX-512) each of the first three changes the bits of a retrained
-lesson model (measured; ``tests/test_machine.py`` checks that they change ``mamlkit.machine``'s arithmetic
+lesson model (measured; ``tests/test_machine.py`` checks that they change ``mamlkit.plumbing.machine``'s arithmetic
 fingerprint). On a machine that is not x86-64 only the switches that apply there are set.
 """
 

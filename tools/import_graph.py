@@ -17,8 +17,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "mamlkit"
 
 #: Each room (a subpackage) and the rooms it may import besides itself and the core. The core is every module at the
-#: top of mamlkit/ and the datasets (``mamlkit.data``): it imports no room. ``mamlkit/__init__`` is exempt (it loads a
-#: room on first use of one of its names) and ``mamlkit/__main__`` runs the command line.
+#: top of mamlkit/, the datasets (``mamlkit.data``) and the plumbing (``mamlkit.plumbing``): it imports no room.
+#: ``mamlkit/__init__`` is exempt (it loads a room on first use of one of its names) and ``mamlkit/__main__`` runs the
+#: command line.
 CONTRACTS = {
     "experiments": set(),
     "your_code": set(),

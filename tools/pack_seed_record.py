@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
     machines = [section.pop("machine") for section in (record[name] for name, *_ in args.section)]
     if any(m != machines[0] for m in machines):
         raise SystemExit("the records were computed on different machines; pack each machine's runs apart")
-    record["machine"] = machines[0]         # mamlkit.machine.signature of the machine that computed them
+    record["machine"] = machines[0]         # mamlkit.plumbing.machine.signature of the machine that computed them
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".part")
     partial.write_text(dump(record))

@@ -5,8 +5,8 @@ print its table.
     python tools/query_batches.py --table        # the README's table, from the record
 
 For the Conv4 meta-trained with the ``full`` preset (300 meta-iterations, seed 0; from the cache, or
-meta-trained now) on glyphs and on the Omniglot subset, ``mamlkit.evaluate.query_batches`` adapts each of the
-600 meta-test tasks once in train mode and predicts its query set in batches of 1, 2, 5, 10 and 25, balanced
+meta-trained now) on glyphs and on the Omniglot subset, ``mamlkit.experiments.presentation.query_batches`` adapts each
+of the 600 meta-test tasks once in train mode and predicts its query set in batches of 1, 2, 5, 10 and 25, balanced
 (round robin over the classes) or one class after another. Every task's accuracy is kept in whole percent.
 """
 
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from records import cell, datasets, header, load, write  # noqa: E402
 
 import mamlkit as mk  # noqa: E402
-from mamlkit.evaluate import query_batches  # noqa: E402
 from mamlkit.experiments import get_meta_trained  # noqa: E402
+from mamlkit.experiments.presentation import query_batches  # noqa: E402
 
 SIZES = (1, 2, 5, 10, 25)
 DATASETS = {"glyphs": "glyphs", "Omniglot subset": "omniglot"}   # column label -> record section
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.out is None:
         parser.error("name the record to write, or --table")
-    record = header("per-task accuracy (whole %) of mamlkit.evaluate.query_batches; written by tools/query_batches.py")
+    record = header("per-task accuracy (whole %) of mamlkit.experiments.presentation.query_batches; "
+                    "written by tools/query_batches.py")
     for dataset, extra in datasets(args.data_dir).items():
         exp = mk.preset("full", dataset=dataset, test_tasks=args.tasks, **extra)
         data = exp.load_data()

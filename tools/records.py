@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mamlkit.evaluate import confidence_interval  # noqa: E402
-from mamlkit.machine import signature  # noqa: E402
+from mamlkit.plumbing.machine import signature  # noqa: E402
 
 RECORDS = ROOT / "data" / "records"
 

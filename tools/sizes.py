@@ -19,13 +19,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mamlkit"
-ROOMS = ("data", "experiments", "your_code", "lessons", "cli")
+ROOMS = ("data", "plumbing", "experiments", "your_code", "lessons", "cli")
 LIMITS = {"function": 60, "module": 400, "core": 1500, "package": 5500}
 
 #: What is over a limit today, with its lines of code: the list may only shrink.
 OVER = {
-    "package": 8116,
-    "core": 2123,
+    "package": 8111,
 }
 
 

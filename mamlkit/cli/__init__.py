@@ -21,13 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from mamlkit import checks
-from mamlkit.cli.parser import build_parser
+from mamlkit.cli.parser import build_parser, describe_placements
 from mamlkit.errors import ConfigError, DataError
-from mamlkit.files import write_text
-from mamlkit.lanes import default_lanes
 from mamlkit.norms import NORMS
-from mamlkit.placements import describe_placements
+from mamlkit.plumbing import checks
+from mamlkit.plumbing.files import write_text
+from mamlkit.plumbing.lanes import default_lanes
 
 #: Tasks the notebooks' why-eval cells measure (the first tasks of the CLI's run): claims are also checked on them.
 NOTEBOOK_TASKS = 30

@@ -8,7 +8,7 @@ import math
 from mamlkit.experiments import DEFAULT_NORM_METHODS, NORM_METHODS
 from mamlkit.models import DOWNSAMPLES
 from mamlkit.norms import NORMS
-from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS, describe_placements
+from mamlkit.placements import PLACEMENTS, TRAIN_PLACEMENTS
 from mamlkit.rates import ADAPTS, INNER_RATES
 
 
@@ -267,3 +267,12 @@ def _describe_conditions() -> str:
     from mamlkit.lessons.why_eval import CONDITIONS
 
     return "conditions:\n" + "\n".join(f"  {c.name:<26} {c.description}" for c in CONDITIONS.values())
+
+
+def describe_placements() -> str:
+    """Every placement with its one-line description, for ``--help`` and the README."""
+    lines = ["meta-training placements:"]
+    lines += [f"  {p.name:<26} {p.description}" for p in TRAIN_PLACEMENTS.values()]
+    lines.append("meta-test placements:")
+    lines += [f"  {p.name:<26} {p.description}" for p in PLACEMENTS.values()]
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Safe downloads: nothing half-written is ever left where data is expected.
 
-A download is streamed to a temporary file beside its destination (``mamlkit.files.atomic_path``), its md5
+A download is streamed to a temporary file beside its destination (``mamlkit.plumbing.files.atomic_path``), its md5
 is checked, and only then is it moved into place with :func:`os.replace` (atomic on one file system);
 on any failure (no network, a wrong checksum, Ctrl-C) the temporary file is removed, so a later run
 never mistakes a partial file for data. Archives are not extracted: the Omniglot loader reads the
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mamlkit.errors import DataError
-from mamlkit.files import atomic_file
+from mamlkit.plumbing.files import atomic_file
 from mamlkit.progress import progress_counter
 
 __all__ = ["download_file", "md5sum"]

@@ -251,43 +251,6 @@ def _kind_probabilities(style: _Style) -> np.ndarray:
     return np.array([p_line, 0.5 * rest, 0.5 * rest, p_dot])
 
 
-def glyph_style_table(config: GlyphConfig | None = None) -> list[dict[str, object]]:
-    """Describe each alphabet's style, e.g. to show in a notebook that alphabets differ.
-
-    Args:
-        config: the dataset's config (default: ``GlyphConfig()``).
-
-    Returns:
-        One dict per alphabet, in alphabet order, with keys ``alphabet``, ``split`` (``"train"``,
-        ``"val"``, ``"test"`` or ``"unused"``), ``stroke_width_px`` (pen diameter), ``glyph_size``
-        (half-extent as a fraction of the image side), ``slant``, ``ink`` (stroke intensity),
-        ``background``, ``contrast`` (ink minus background), ``mean_strokes``, ``curvature``,
-        ``snap_45deg`` (probability a straight stroke snaps to a multiple of 45 degrees) and
-        ``line_fraction`` (probability that a stroke is a straight line).
-    """
-    config = GlyphConfig() if config is None else config
-    split_of = {a: s for s, names in config.split_alphabets().items() for a in names}
-    rows: list[dict[str, object]] = []
-    for name, st in zip(config.alphabet_names, _alphabet_styles(config)):
-        rows.append(
-            {
-                "alphabet": name,
-                "split": split_of.get(name, "unused"),
-                "stroke_width_px": round(st.stroke_width, 3),
-                "glyph_size": round(st.glyph_size, 3),
-                "slant": round(st.slant, 3),
-                "ink": round(st.ink, 3),
-                "background": round(st.background, 3),
-                "contrast": round(st.ink - st.background, 3),
-                "mean_strokes": round(st.mean_strokes, 3),
-                "curvature": round(st.curvature, 3),
-                "snap_45deg": round(st.snap, 3),
-                "line_fraction": round(float(_kind_probabilities(st)[0]), 3),
-            }
-        )
-    return rows
-
-
 # ----------------------------------------------------------------------------------------------
 # Character prototypes
 # ----------------------------------------------------------------------------------------------

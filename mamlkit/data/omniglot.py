@@ -62,7 +62,7 @@ from mamlkit.data.omniglot_files import (
     to_float,
 )
 from mamlkit.errors import DataError
-from mamlkit.files import CHECKOUT, default_folder
+from mamlkit.plumbing.files import CHECKOUT, default_folder
 from mamlkit.tasks import Task
 
 __all__ = [

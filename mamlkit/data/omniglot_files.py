@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mamlkit.errors import DataError
-from mamlkit.files import save_torch
+from mamlkit.plumbing.files import save_torch
 
 log = logging.getLogger("mamlkit.data.omniglot")
 
@@ -296,7 +296,7 @@ def load_cache(path: Path, key: str) -> dict | None:
 
 
 def save_cache(path: Path, data: dict) -> bool:
-    """Write atomically (``mamlkit.files``: the temporary file is removed on any failure or interrupt); False,
+    """Write atomically (``mamlkit.plumbing.files``: the temporary file is removed on any failure or interrupt); False,
     silently, where that is not possible."""
     if not writable(path.parent):
         log.debug("not writing the Omniglot cache: %s is read-only", path.parent)

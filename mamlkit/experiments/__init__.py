@@ -32,11 +32,9 @@ import torch
 from mamlkit.adapt import History, MetaTrained, TrainConfig, meta_train
 from mamlkit.data import FewShotDataset, load_dataset
 from mamlkit.errors import ConfigError, check_choice
-from mamlkit.evaluate import EvalResult, meta_test, placement_table, t_interval
+from mamlkit.evaluate import EvalResult, meta_test
 from mamlkit.experiments.cache import cached_training, find_cached, tensor_fingerprint
-from mamlkit.files import write_json
-from mamlkit.lanes import run_in_lanes
-from mamlkit.machine import signature as machine_signature
+from mamlkit.experiments.intervals import t_interval
 from mamlkit.models import ModelConfig, build_model
 from mamlkit.placements import (
     PLACEMENTS,
@@ -47,6 +45,9 @@ from mamlkit.placements import (
     get_placement,
     get_train_placement,
 )
+from mamlkit.plumbing.files import write_json
+from mamlkit.plumbing.lanes import run_in_lanes
+from mamlkit.plumbing.machine import signature as machine_signature
 from mamlkit.rates import InnerRates
 from mamlkit.table import Table
 from mamlkit.tasks import TaskSampler
@@ -259,7 +260,7 @@ def across_seeds(records: list[ResultsRecord], title: str = "", transpose: bool 
     """One table for the same experiment meta-trained with several seeds.
 
     Each cell is the mean over seeds of the per-seed mean accuracies, ± a 95% t interval over those
-    seed means (``mamlkit.evaluate.t_interval``): it includes the seed-to-seed variance of meta-training
+    seed means (``mamlkit.experiments.intervals.t_interval``): it includes the seed-to-seed variance of meta-training
     as well as each seed's sampling of meta-test tasks, which a single model's interval does not. The
     per-seed means follow in brackets. Rows are the first key of ``results`` (``transpose``: the second,
     as in the placement table, whose rows are meta-test placements).
@@ -293,7 +294,7 @@ def across_seeds(records: list[ResultsRecord], title: str = "", transpose: bool 
 def results_to_dict(exp: Experiment, results: dict[str, dict[str, EvalResult]], train_seconds: dict[str, float],
                     test_seconds: float) -> dict:
     """A JSON-ready record of a two-level table of results, per-task values included, and the machine that
-    computed them (``mamlkit.machine.signature``: the numbers are reproducible bit for bit only there)."""
+    computed them (``mamlkit.plumbing.machine.signature``: the numbers are reproducible bit for bit only there)."""
     return {
         "experiment": exp.as_dict(),
         "machine": machine_signature(),
@@ -317,7 +318,7 @@ def run_placements(
 ) -> PlacementResults:
     """Meta-train (or load) one model per training placement and meta-test every placement on it.
 
-    ``lanes``: worker processes with one torch thread each (``mamlkit.lanes``) for the meta-trainings the
+    ``lanes``: worker processes with one torch thread each (``mamlkit.plumbing.lanes``) for the meta-trainings the
     cache does not hold and for the meta-test tasks; the results equal one process at one thread.
     """
     trainings = [get_train_placement(t).name for t in trainings]
@@ -512,3 +513,21 @@ def run_normalisations(
                 result = evaluated[method.placement(protocol).name]
                 results[method.name][protocol] = replace(result, name=f"{method.name} ({PROTOCOLS[protocol]})")
     return NormResults(exp, results, train_seconds, test_seconds, {m.name: m for m in chosen}, models)
+
+
+def placement_table(results: dict[str, dict[str, EvalResult]], title: str = "", n_way: int | None = None) -> Table:
+    """Rows: meta-test placements; columns: meta-training placements; cells: mean ± 95% interval."""
+    trainings = list(results)
+    names: list[str] = []
+    for by_placement in results.values():
+        names += [n for n in by_placement if n not in names]
+    columns = ["meta-test placement", "adapt/query, stats, query"] + [f"trained: {t}" for t in trainings]
+    note = "accuracy % over meta-test tasks, mean ± 95% interval (1.96 std / sqrt(N))"
+    if n_way:
+        note += f"; chance is {100 / n_way:.1f}%"
+    table = Table(columns, title=title, note=note)
+    for name in names:
+        label = PLACEMENTS[name].label if name in PLACEMENTS else name
+        cells = [results[t][name].formatted() if name in results[t] else "-" for t in trainings]
+        table.add_row(name, label, *cells)
+    return table

@@ -22,7 +22,7 @@ import torch
 
 from mamlkit.adapt import History, MetaTrained, TrainConfig
 from mamlkit.errors import CacheError
-from mamlkit.files import CHECKOUT, default_folder, save_torch
+from mamlkit.plumbing.files import CHECKOUT, default_folder, save_torch
 
 FORMAT_VERSION = 1
 

@@ -2,7 +2,9 @@
 (``mamlkit.lessons.why_eval``), notebook 03 and its exercise: ``conv4_forward`` runs mamlkit's own
 ``Conv4.forward`` through ``torch.func.functional_call``, a forward hook on each BatchNorm layer normalising with
 the statistics chosen (the batch's own, with or without their gradient, fixed ones, or each example's own); and
-the statistics themselves, per layer: a batch's at given weights, collected ones, 0 and 1, a population's."""
+the statistics themselves, per layer: a batch's at given weights, collected ones, 0 and 1, a population's; and any
+model's batch statistics against its running ones (``batch_statistics``, ``running_vs_batch``: the BN statistics
+explorer and the inner-loop remedies deep dive)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from torch.func import functional_call
 
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.models import DOWNSAMPLES, Conv4
-from mamlkit.modes import StatsSnapshot
+from mamlkit.modes import StatsSnapshot, preserved_bn_stats, train_mode
+from mamlkit.norms import is_batchnorm
 from mamlkit.tasks import FixedTasks, TaskSampler
 
 #: Per BatchNorm layer, the (mean, variance) it normalises with; ``None`` means "the batch's own".
@@ -149,3 +152,52 @@ def population_stats(model: nn.Module, sampler: TaskSampler | FixedTasks, n_task
     tasks = [sampler.task(i) for i in range(n_tasks)]
     images = [torch.cat([t.support_x, t.query_x]) for t in tasks]
     return batch_stats_at(dict(model.named_parameters()), torch.cat(images).to(device))
+
+
+def batch_statistics(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-channel mean and variance of the input each BatchNorm layer sees for the batch ``x``.
+
+    These are the statistics train mode normalises with. The model is run in train mode without
+    gradients and is left exactly as it was (modes and running statistics restored).
+    """
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if is_batchnorm(m):
+            def record(module, inputs, output, name=name):
+                h = inputs[0].transpose(0, 1).flatten(1)  # channels x (batch * positions)
+                stats[name] = (h.mean(dim=1), h.var(dim=1, unbiased=False))
+
+            hooks.append(m.register_forward_hook(record))
+    try:
+        with torch.no_grad(), preserved_bn_stats(model), train_mode(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats
+
+
+def running_vs_batch(model: nn.Module, layer: str, batches: dict[str, torch.Tensor],
+                     collected: StatsSnapshot | None = None) -> dict:
+    """One BatchNorm layer's batch statistics for several batches, against the running statistics eval mode reads.
+
+    Returns a dict: ``tasks`` (``batch_statistics`` of each batch, by the batches' names), ``running``
+    (``"collected"`` from ``collected``, and the layer's own: ``"untouched"`` if it never updated, else
+    ``"the model's own"``, each a (mean, var) pair) and ``factor`` (per running source, the typical factor
+    between a batch's variance and the running variance: the geometric mean of ``|log(var_batch / var_run)|``
+    over channels and batches, exponentiated). The model is left exactly as it was.
+    """
+    module = dict(model.named_modules())[layer]
+    tasks = {name: batch_statistics(model, x) for name, x in batches.items()}
+    running: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if collected is not None and f"{layer}.running_mean" in collected:
+        running["collected"] = (collected[f"{layer}.running_mean"], collected[f"{layer}.running_var"])
+    if getattr(module, "running_mean", None) is not None:
+        own = "untouched" if int(module.num_batches_tracked.sum()) == 0 else "the model's own"
+        running[own] = (module.running_mean.detach().clone(), module.running_var.detach().clone())
+    factor = {}
+    for name, (_mean, var) in running.items():
+        logs = [(stats[layer][1].cpu() / var.cpu()).log().abs().mean().item() for stats in tasks.values()]
+        factor[name] = math.exp(sum(logs) / len(logs))
+    return {"tasks": tasks, "running": running, "factor": factor}

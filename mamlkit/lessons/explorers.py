@@ -23,6 +23,7 @@ import numpy as np
 from mamlkit.adapt import MetaTrained
 from mamlkit.errors import ConfigError, check_choice
 from mamlkit.evaluate import Z_95, EvalResult, confidence_interval
+from mamlkit.lessons.conv4_stats import running_vs_batch
 from mamlkit.lessons.plots import bn_stats_mismatch, interval_figure
 from mamlkit.lessons.widget_parts import (
     Shown,
@@ -32,7 +33,6 @@ from mamlkit.lessons.widget_parts import (
     status_html,
     wrapping,
 )
-from mamlkit.modes import running_vs_batch
 from mamlkit.norms import is_batchnorm
 from mamlkit.tasks import TaskSampler
 

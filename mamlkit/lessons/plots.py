@@ -11,8 +11,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from mamlkit.evaluate import EvalResult
 from mamlkit.experiments import PROTOCOLS, NormResults, PlacementResults
-from mamlkit.files import save_figure
 from mamlkit.placements import PLACEMENTS, PRESENTATIONS
+from mamlkit.plumbing.files import save_figure
 
 
 def _save(fig: plt.Figure, path: str | Path | None) -> None:
@@ -147,7 +147,7 @@ def bn_stats_mismatch(
     """Per-channel batch statistics of several tasks against the running statistics, for one layer.
 
     Args:
-        task_stats: label -> ``mamlkit.modes.batch_statistics`` output, for several tasks.
+        task_stats: label -> ``mamlkit.lessons.conv4_stats.batch_statistics`` output, for several tasks.
         running: label -> ``(running_mean, running_var)`` of the layer (e.g. "collected", "untouched").
         layer: the BatchNorm layer name, e.g. ``"features.5"``.
         channels: how many channels to show.

@@ -64,7 +64,8 @@ change at meta-test are only reported when the model is saved with them.
 Findings seen in a learn2learn, TorchOpt or torch.func loop carry advice in that library's terms.
 "Meta-test" here means: no optimiser has stepped the model's parameters inside the block.
 Only the model given to ``check_maml`` (and ``higher``'s copies and the clones of it) is watched: a
-``copy.deepcopy`` of it is a different model. mamlkit's own probing passes run under ``mamlkit.checks.unwatched()``.
+``copy.deepcopy`` of it is a different model. mamlkit's own probing passes run under
+``mamlkit.plumbing.checks.unwatched()``.
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from mamlkit.checks import probing
 from mamlkit.modes import get_modes, snapshot_bn_stats
 from mamlkit.norms import is_batchnorm
+from mamlkit.plumbing.checks import probing
 from mamlkit.your_code.mistakes import MISTAKES, STYLE_ADVICE, Finding, MAMLMistakeError, Report
 from mamlkit.your_code.watched import WRITERS, Chain, PatchedCopy, Watched, derived_from, fingerprint, unwrap
 from mamlkit.your_code.wrappers import (

@@ -27,7 +27,6 @@ from itertools import islice
 import torch
 from torch import nn
 
-from mamlkit import checks
 from mamlkit.errors import ConfigError
 from mamlkit.evaluate import EvalResult, meta_test, paired_difference
 from mamlkit.modes import (
@@ -39,6 +38,7 @@ from mamlkit.modes import (
     snapshot_bn_stats,
 )
 from mamlkit.norms import is_batchnorm, uses_context
+from mamlkit.plumbing import checks
 from mamlkit.tasks import FixedTasks, Task
 from mamlkit.your_code.report import ROWS, PlacementReport, verdict
 

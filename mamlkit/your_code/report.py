@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mamlkit.evaluate import EvalResult, PairedDifference
-from mamlkit.files import write_json, write_text
 from mamlkit.placements import PLACEMENTS, PRESENTATIONS
+from mamlkit.plumbing.files import write_json, write_text
 from mamlkit.table import Table
 
 #: Statistics sources for placements that read running statistics, with the words the table uses.

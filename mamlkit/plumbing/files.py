@@ -87,7 +87,7 @@ def save_figure(fig: Any, path: str | Path, **options: Any) -> Path:
 
 
 #: The root of the source checkout this package runs from (the folder above ``mamlkit/``); see ``in_checkout``.
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def in_checkout() -> bool:

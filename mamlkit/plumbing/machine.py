@@ -151,3 +151,13 @@ def describe(sig: dict | None = None) -> str:
     forced = f"; forced: {', '.join(f'{k}={v}' for k, v in switches.items())}" if switches else ""
     return (f"{sig.get('cpu')}; torch {sig.get('torch')} (CPU capability {sig.get('cpu_capability')}); "
             f"{sig.get('blas')}; {sig.get('onednn')}{forced}")
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU; the ``MAMLKIT_DEVICE`` environment variable overrides."""
+    from mamlkit.plumbing import checks
+
+    wanted = checks.env_device("MAMLKIT_DEVICE")  # refused in one line where it names no device of this machine
+    if wanted is not None:
+        return wanted
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

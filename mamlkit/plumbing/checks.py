@@ -74,6 +74,67 @@ def probability(name: str, value: object, error: ErrorType = ConfigError) -> flo
     return float(value)  # type: ignore[arg-type]
 
 
+def task_sizes(split: str, n_classes: int, n_examples: int, n_way: object, k_shot: object, n_query: object,
+               seed_value: object, rotations: object) -> None:
+    """``TaskSampler``'s settings against a split of ``n_classes`` classes of ``n_examples`` examples each: whole
+    numbers, at least 2 ways, a query example left per class, and enough classes and examples (``DataError``)."""
+    for name, value in (("n_way", n_way), ("k_shot", k_shot), ("n_query", n_query)):
+        whole_number(name, value, 1, DataError)
+    seed("seed", seed_value, DataError)
+    if not isinstance(rotations, bool):
+        raise DataError(f"rotations must be True or False, got {rotations!r}")
+    if n_way < 2:
+        raise DataError(f"n_way must be at least 2 for a classification task, got {n_way}")
+    classes = n_classes * (4 if rotations else 1)
+    if n_way > classes:
+        raise DataError(
+            f"n_way={n_way} is more than the {classes} classes in split {split!r}"
+            f"{' (with rotations)' if rotations else ''}; use n_way <= {classes}"
+            + ("" if rotations else " or turn on rotations=True to get 4x the classes")
+        )
+    if k_shot >= n_examples:
+        raise DataError(
+            f"k_shot={k_shot} leaves no query example: split {split!r} has only {n_examples} "
+            f"examples per class; use k_shot of at most {n_examples - 1}, and k_shot + n_query of at most "
+            f"{n_examples}"
+        )
+    if k_shot + n_query > n_examples:
+        raise DataError(
+            f"k_shot + n_query = {k_shot} + {n_query} = {k_shot + n_query} examples per class, "
+            f"but split {split!r} has only {n_examples} per class; "
+            f"lower n_query to at most {n_examples - k_shot}"
+        )
+
+
+def task_source(sampler: object, method: str, such_as: str) -> None:
+    """A task source has the one method its user calls (``batch`` for ``meta_train``, ``task`` for ``meta_test``)."""
+    if not callable(getattr(sampler, method, None)):
+        raise ConfigError(f"sampler must be {such_as}, got {type(sampler).__name__}")
+
+def train_config(config: object) -> None:
+    """``TrainConfig``'s settings other than its placement (``ConfigError``): known names, whole numbers, rates, a
+    seed, and learned inner rates only with second-order meta-training."""
+    from mamlkit.rates import ADAPTS, INNER_RATES
+
+    if config.inner_rates not in INNER_RATES:
+        raise ConfigError(f"inner_rates must be one of {', '.join(INNER_RATES)}, got {config.inner_rates!r}")
+    if config.adapt not in ADAPTS:
+        raise ConfigError(f"adapt must be one of {', '.join(ADAPTS)}, got {config.adapt!r}")
+    if config.inner_rates == "learned" and config.first_order:
+        raise ConfigError("learned inner rates need second-order meta-training (first_order=False): "
+                          "first-order MAML passes no gradient to them")
+    if config.running_stats not in ("copies", "write_back"):
+        raise ConfigError(f"running_stats must be 'copies' or 'write_back', got {config.running_stats!r}")
+    for name in ("iterations", "meta_batch"):
+        whole_number(name, getattr(config, name), 1)
+    whole_number("inner_steps", config.inner_steps, 0)
+    rate("inner_lr", config.inner_lr, "0.4")
+    rate("outer_lr", config.outer_lr, "1e-3")
+    seed("seed", config.seed)
+    if not isinstance(config.first_order, bool):
+        raise ConfigError(f"first_order must be True or False, got {config.first_order!r}")
+
+
 def env_whole_number(variable: str, minimum: int = 1) -> int | None:
     """The environment variable ``variable`` as a whole number of at least ``minimum``; None where it is unset."""
     text = os.environ.get(variable, "").strip()
@@ -221,7 +282,7 @@ def output_folder(path: str | Path, names: list[str], option: str = "--out") -> 
 
     Refused: a path that is a file, a folder that cannot be created or written, a target name taken by a folder.
     """
-    from mamlkit.files import write_bytes
+    from mamlkit.plumbing.files import write_bytes
 
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():

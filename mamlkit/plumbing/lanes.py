@@ -34,10 +34,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mamlkit.checks import env_whole_number
 from mamlkit.errors import ConfigError
+from mamlkit.plumbing.checks import env_whole_number
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _STATE: Any = None
 
@@ -150,3 +153,32 @@ def run_in_lanes(
             "lanes=1"
         ) from exc
     return results
+
+
+def task_threads(model: nn.Module, config: Any, backend: str, threads: int | None) -> int:
+    """How many tasks ``mk.meta_train`` computes side by side with this ``TrainConfig`` (1: one at a time; see its
+    ``threads``)."""
+    import torch
+
+    from mamlkit.modes import draws_random_numbers
+
+    threads = chosen_threads(threads)
+    shared_state = (
+        backend != "higher"  # torch.func's copy sets the model's own modes during each call
+        or config.running_stats == "write_back"  # each task starts from the statistics the last one wrote
+        or draws_random_numbers(model)  # the tasks would share torch's one generator
+        or next(model.parameters()).device.type != "cpu"
+        or not torch.is_grad_enabled() or torch.is_inference_mode_enabled()  # thread-local: workers would not see it
+        or torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu")
+    )
+    return 1 if shared_state else min(threads, config.meta_batch)
+
+
+@contextmanager
+def task_pool(threads: int) -> Iterator[ThreadPoolExecutor | None]:
+    """``thread_pool(threads)``, or None for one thread: the work is done in this thread as it is."""
+    if threads == 1:
+        yield None
+        return
+    with thread_pool(threads) as pool:
+        yield pool
