@@ -81,7 +81,8 @@ exclude_patterns = ["_build"]
 
 API_MODULES = ["mamlkit", "mamlkit.tasks", "mamlkit.models", "mamlkit.modes", "mamlkit.placements",
                "mamlkit.adapt", "mamlkit.evaluate", "mamlkit.data.omniglot", "mamlkit.data.download",
-               "mamlkit.experiments", "mamlkit.experiments.cache", "mamlkit.your_code.diagnosis",
+               "mamlkit.experiments", "mamlkit.experiments.cache", "mamlkit.experiments.intervals",
+               "mamlkit.your_code.diagnosis",
                "mamlkit.your_code.checker", "mamlkit.lessons.predictions"]
 
 
