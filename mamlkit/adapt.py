@@ -198,9 +198,10 @@ def meta_train(
     count). Each task's meta-gradient is computed on its own and added to the model's ``.grad`` in task
     order, so with tasks side by side the model and its statistics are the same bit for bit as one task at
     a time at one torch thread. Small convolutions split badly over torch's threads; whole tasks split well.
-    Tasks run one at a time, at torch's thread count, where they would share state (``task_threads``):
-    the ``torch.func`` backend, ``running_stats="write_back"``, Dropout, autocast, off the CPU; a model
-    found to draw random numbers in the first meta-iteration also stays one at a time (at one thread).
+    Tasks run one at a time, at torch's thread count, where they would share state
+    (``mamlkit.plumbing.lanes.task_threads``): the ``torch.func`` backend, ``running_stats="write_back"``, Dropout,
+    autocast, off the CPU; a model found to draw random numbers in the first meta-iteration also stays one at a
+    time (at one thread).
     """
     check_backend(backend)
     if not isinstance(config, TrainConfig):
