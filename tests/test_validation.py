@@ -19,6 +19,7 @@ from mamlkit.data.base import ClassSplit
 from mamlkit.errors import CacheError, ConfigError, DataError
 from mamlkit.experiments.cache import store
 from mamlkit.plumbing import checks, lanes, machine
+from mamlkit.your_code import diagnosis
 
 OWN_ERRORS = (ConfigError, DataError, CacheError)
 QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -258,7 +259,7 @@ def test_episodes_are_accepted_or_refused(sx_shape, qx_shape, sy, qy, sx_kind, f
     dtype = torch.float32 if float_labels else torch.long
     episode = (_tensor(sx_shape, sx_kind), torch.tensor(sy, dtype=dtype), _tensor(qx_shape, "float"),
                torch.tensor(qy, dtype=dtype))
-    accepted_or_refused(lambda: mk.your_code.diagnosis.as_tasks([episode]))
+    accepted_or_refused(lambda: diagnosis.as_tasks([episode]))
     accepted_or_refused(lambda: checks.task(mk.Task(*episode), "task 0", 3))
 
 

@@ -25,6 +25,7 @@ from mamlkit.tasks import FixedTasks, TaskSampler
 #: Per BatchNorm layer, the (mean, variance) it normalises with; ``None`` means "the batch's own".
 LayerStats = list[tuple[torch.Tensor, torch.Tensor]]
 
+
 def check_conv4_bn(model: nn.Module, downsample: str = "pool") -> None:
     """Raise a ConfigError unless ``model`` is a mamlkit Conv4 with BatchNorm2d and this ``downsample``."""
     norms = [m for m in getattr(model, "features", []) if isinstance(m, nn.BatchNorm2d)]
@@ -155,8 +156,9 @@ def population_stats(model: nn.Module, sampler: TaskSampler | FixedTasks, n_task
 
 
 def batch_statistics(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-channel mean and variance of the input each BatchNorm layer sees for the batch ``x``.
+    """Per-channel mean and variance of the input each BatchNorm layer sees for the batch ``x``, by layer name.
 
+    Any model, at its own weights (``batch_stats_at`` is the Conv4 at given weights, as a list per layer).
     These are the statistics train mode normalises with. The model is run in train mode without
     gradients and is left exactly as it was (modes and running statistics restored).
     """

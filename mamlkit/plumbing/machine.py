@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import torch
 
+from mamlkit.plumbing import checks
+
 #: Environment variables that make torch, oneDNN, MKL, OpenBLAS or numpy choose other kernels. Set on a
 #: machine, they make it compute like another one (``make test`` runs the artefact tests under some of them).
 KERNEL_SWITCHES = (
@@ -155,8 +157,6 @@ def describe(sig: dict | None = None) -> str:
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU; the ``MAMLKIT_DEVICE`` environment variable overrides."""
-    from mamlkit.plumbing import checks
-
     wanted = checks.env_device("MAMLKIT_DEVICE")  # refused in one line where it names no device of this machine
     if wanted is not None:
         return wanted
